@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Generate the OpenAPI v3 documents Skiff serves at /openapi/v3/<group-version>.
+
+Source: upstream's Kubernetes 1.32 JSON schemas as shipped in the PyPI wheel
+`kubernetes-validate` (Apache-2.0). The output is vendored under crates/api/openapi/
+and compiled into the binary, so this runs only when the served API changes:
+
+    pip download --no-deps -d /tmp/kv kubernetes-validate
+    python3 tools/gen_openapi.py /tmp/kv/kubernetes_validate-*.whl
+
+What it does, to look like a real 1.32 apiserver to kubectl:
+  * drops "null" from JSON-schema type lists, turns IntOrString into format int-or-string
+    and Quantity into a plain string;
+  * rewrites $ref to #/components/schemas/..., wrapping a $ref that has siblings in allOf;
+  * keeps only the schemas reachable from the group-version's kinds;
+  * adds paths whose PATCH operations carry x-kubernetes-group-version-kind (an object) and
+    the fieldValidation parameter, which kubectl looks for before it sends fieldValidation=Strict.
+"""
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "crates" / "api" / "openapi"
+DEFS = "kubernetes_validate/kubernetes-json-schema/v1.32.0-local/_definitions.json"
+
+# (url prefix, group, version, [(plural, kind, namespaced, subresources)])
+GROUP_VERSIONS = [
+    ("api/v1", "", "v1", [
+        ("pods", "Pod", True, ["status"]),
+        ("namespaces", "Namespace", False, ["status"]),
+        ("nodes", "Node", False, ["status"]),
+        ("events", "Event", True, []),
+        ("services", "Service", True, ["status"]),
+        ("configmaps", "ConfigMap", True, []),
+        ("secrets", "Secret", True, []),
+        ("serviceaccounts", "ServiceAccount", True, []),
+    ]),
+    ("apis/coordination.k8s.io/v1", "coordination.k8s.io", "v1", [
+        ("leases", "Lease", True, []),
+    ]),
+    ("apis/events.k8s.io/v1", "events.k8s.io", "v1", [
+        ("events", "Event", True, []),
+    ]),
+]
+
+META = "io.k8s.apimachinery.pkg.apis.meta.v1."
+EXTRA_SCHEMAS = [META + "Status", META + "DeleteOptions", META + "Patch", META + "WatchEvent"]
+
+
+def schema_name(group, version, kind):
+    if group == "":
+        return f"io.k8s.api.core.{version}.{kind}"
+    return f"io.k8s.api.{group.split('.')[0]}.{version}.{kind}"
+
+
+def convert(node):
+    """Convert one JSON-schema node to OpenAPI v3 the way kube-openapi prints it."""
+    if isinstance(node, list):
+        return [convert(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "type" and isinstance(value, list):
+            types = [t for t in value if t != "null"]
+            out["type"] = types[0] if len(types) == 1 else types
+        elif key == "$ref":
+            out["$ref"] = value.replace("#/$defs/", "#/components/schemas/")
+        else:
+            out[key] = convert(value)
+    if "$ref" in out and len(out) > 1:
+        ref = out.pop("$ref")
+        out = {"allOf": [{"$ref": ref}], **out}
+        if "description" in out and "default" not in out:
+            out["default"] = {}
+    return out
+
+
+def fix_special(name, schema):
+    if name == "io.k8s.apimachinery.pkg.util.intstr.IntOrString":
+        return {"description": "IntOrString is a type that can hold an int32 or a string.",
+                "type": "string", "format": "int-or-string"}
+    if name == "io.k8s.apimachinery.pkg.api.resource.Quantity":
+        return {"description": schema.get("description", "Quantity is a fixed-point representation of a number."),
+                "type": "string"}
+    props = schema.get("properties", {})
+    for key in ("apiVersion", "kind"):
+        if key in props:
+            props[key].pop("enum", None)
+    return schema
+
+
+def refs_of(node, acc):
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            acc.add(ref.rsplit("/", 1)[-1])
+        for value in node.values():
+            refs_of(value, acc)
+    elif isinstance(node, list):
+        for value in node:
+            refs_of(value, acc)
+
+
+def closure(defs, roots):
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defs:
+            continue
+        seen.add(name)
+        acc = set()
+        refs_of(defs[name], acc)
+        todo.extend(acc - seen)
+    return seen
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def query(name, description, typ="string", unique=True):
+    return {"name": name, "in": "query", "description": description,
+            "schema": {"type": typ, "uniqueItems": unique}}
+
+
+DRY_RUN = query("dryRun", "When present, indicates that modifications should not be persisted.")
+FIELD_MANAGER = query("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes.")
+FIELD_VALIDATION = query("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict")
+FORCE = query("force", "Force is going to \"force\" Apply requests.", "boolean")
+LIST_PARAMS = [query(n, d) for n, d in [
+    ("continue", "The continue option should be set when retrieving more results from the server."),
+    ("fieldSelector", "A selector to restrict the list of returned objects by their fields."),
+    ("labelSelector", "A selector to restrict the list of returned objects by their labels."),
+    ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from."),
+    ("resourceVersionMatch", "resourceVersionMatch determines how resourceVersion is applied to list calls."),
+]] + [query("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
+      query("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
+      query("watch", "Watch for changes to the described resources.", "boolean"),
+      query("allowWatchBookmarks", "allowWatchBookmarks requests watch events with type \"BOOKMARK\".", "boolean")]
+JSON_TYPES = ["application/json", "application/yaml"]
+PATCH_TYPES = ["application/apply-patch+yaml", "application/json-patch+json",
+               "application/merge-patch+json", "application/strategic-merge-patch+json"]
+
+
+def op(op_id, action, gvk, schema, kind_desc, params=(), body=None, body_types=JSON_TYPES, codes=("200",)):
+    operation = {
+        "tags": [gvk["group"].split(".")[0] + "_" + gvk["version"] if gvk["group"] else "core_v1"],
+        "description": kind_desc,
+        "operationId": op_id,
+        "parameters": list(params),
+        "responses": {code: {"description": "OK", "content": {t: {"schema": ref(schema)} for t in JSON_TYPES}}
+                      for code in codes},
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": gvk,
+    }
+    if body:
+        operation["requestBody"] = {"content": {t: {"schema": ref(body)} for t in body_types}, "required": True}
+    return operation
+
+
+def paths_for(prefix, group, version, resources):
+    paths = {}
+    for plural, kind, namespaced, subresources in resources:
+        gvk = {"group": group, "version": version, "kind": kind}
+        schema = schema_name(group, version, kind)
+        base = f"/{prefix}/namespaces/{{namespace}}/{plural}" if namespaced else f"/{prefix}/{plural}"
+        ident = version.capitalize() + (f"{group.split('.')[0].capitalize()}" if group else "Core")
+        scope = "Namespaced" if namespaced else ""
+        common = [{"name": "pretty", "in": "query", "schema": {"type": "string", "uniqueItems": True}}]
+        if namespaced:
+            common.append({"name": "namespace", "in": "path", "required": True,
+                           "schema": {"type": "string", "uniqueItems": True}})
+        paths[base] = {
+            "get": op(f"list{ident}{scope}{kind}", "list", gvk, schema + "List", f"list or watch objects of kind {kind}", LIST_PARAMS),
+            "post": op(f"create{ident}{scope}{kind}", "post", gvk, schema, f"create a {kind}",
+                       [DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION], schema, codes=("200", "201", "202")),
+            "delete": op(f"deletecollection{ident}{scope}{kind}", "deletecollection", gvk, META + "Status",
+                         f"delete collection of {kind}", LIST_PARAMS, META + "DeleteOptions"),
+            "parameters": common,
+        }
+        named = common + [{"name": "name", "in": "path", "required": True, "description": f"name of the {kind}",
+                           "schema": {"type": "string", "uniqueItems": True}}]
+        for sub in [""] + subresources:
+            path = f"{base}/{{name}}" + (f"/{sub}" if sub else "")
+            suffix = sub.capitalize()
+            what = f"{sub} of the specified {kind}" if sub else f"the specified {kind}"
+            item = {
+                "get": op(f"read{ident}{scope}{kind}{suffix}", "get", gvk, schema, f"read {what}"),
+                "put": op(f"replace{ident}{scope}{kind}{suffix}", "put", gvk, schema, f"replace {what}",
+                          [DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION], schema, codes=("200", "201")),
+                "patch": op(f"patch{ident}{scope}{kind}{suffix}", "patch", gvk, schema, f"partially update {what}",
+                            [DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE], META + "Patch", PATCH_TYPES,
+                            codes=("200", "201")),
+                "parameters": named,
+            }
+            if not sub:
+                item["delete"] = op(f"delete{ident}{scope}{kind}", "delete", gvk, schema, f"delete a {kind}",
+                                    [DRY_RUN], META + "DeleteOptions", codes=("200", "202"))
+            paths[path] = item
+    return paths
+
+
+def main():
+    with zipfile.ZipFile(sys.argv[1]) as wheel:
+        defs = json.loads(wheel.read(DEFS))["$defs"]
+    defs[META + "Patch"] = {"description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.", "type": "object"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    for prefix, group, version, resources in GROUP_VERSIONS:
+        roots = set(EXTRA_SCHEMAS)
+        for _, kind, _, _ in resources:
+            roots.add(schema_name(group, version, kind))
+            roots.add(schema_name(group, version, kind) + "List")
+        names = sorted(closure(defs, roots))
+        schemas = {n: convert(fix_special(n, json.loads(json.dumps(defs[n])))) for n in names}
+        doc = {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.0"},
+            "paths": paths_for(prefix, group, version, resources),
+            "components": {"schemas": schemas,
+                           "securitySchemes": {"BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"}}},
+        }
+        target = OUT / (prefix.replace("/", "__") + ".json")
+        target.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=False))
+        print(f"{target.relative_to(OUT.parent.parent.parent)}: {len(schemas)} schemas, {target.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
