@@ -1,0 +1,282 @@
+//! The resources Skiff serves: names, scope, verbs and subresources, as
+//! discovery reports them and as request paths and storage keys use them.
+
+/// A subresource such as `pods/status`.
+#[derive(Debug)]
+pub struct Subresource {
+    pub name: &'static str,
+    /// The kind the subresource answers with.
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// One REST resource in one group-version.
+#[derive(Debug)]
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// Field selector labels besides `metadata.name` and `metadata.namespace`.
+    pub field_labels: &'static [&'static str],
+    /// Storage path segment; resources that share storage (core and
+    /// events.k8s.io events) share it.
+    pub storage: &'static str,
+}
+
+const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+
+/// Everything served, in discovery order.
+pub static RESOURCES: &[ResourceInfo] = &[
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        verbs: ALL_VERBS,
+        subresources: &[
+            Subresource { name: "attach", kind: "PodAttachOptions", verbs: &["create", "get"] },
+            Subresource { name: "binding", kind: "Binding", verbs: &["create"] },
+            Subresource { name: "eviction", kind: "Eviction", verbs: &["create"] },
+            Subresource { name: "exec", kind: "PodExecOptions", verbs: &["create", "get"] },
+            Subresource { name: "log", kind: "Pod", verbs: &["get"] },
+            Subresource { name: "portforward", kind: "PodPortForwardOptions", verbs: &["create", "get"] },
+            Subresource { name: "status", kind: "Pod", verbs: STATUS_VERBS },
+        ],
+        field_labels: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        storage: "pods",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        subresources: &[
+            Subresource { name: "finalize", kind: "Namespace", verbs: &["update"] },
+            Subresource { name: "status", kind: "Namespace", verbs: STATUS_VERBS },
+        ],
+        field_labels: &["status.phase"],
+        storage: "namespaces",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[Subresource { name: "status", kind: "Node", verbs: STATUS_VERBS }],
+        field_labels: &["spec.unschedulable"],
+        storage: "minions",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        storage: "events",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        verbs: ALL_VERBS,
+        subresources: &[Subresource { name: "status", kind: "Service", verbs: STATUS_VERBS }],
+        field_labels: &[],
+        storage: "services/specs",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &[],
+        storage: "configmaps",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &["type"],
+        storage: "secrets",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &[],
+        storage: "serviceaccounts",
+    },
+    ResourceInfo {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &[],
+        storage: "leases",
+    },
+    ResourceInfo {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &[],
+        storage: "events",
+    },
+];
+
+/// The API groups besides core, with their one version each.
+pub static GROUPS: &[(&str, &str)] = &[("coordination.k8s.io", "v1"), ("events.k8s.io", "v1")];
+
+impl ResourceInfo {
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The storage key prefix for all objects, or those of one namespace.
+    pub fn storage_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{}/", self.storage, ns),
+            _ => format!("/registry/{}/", self.storage),
+        }
+    }
+
+    /// The storage key of one object.
+    pub fn storage_key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{}", self.storage_prefix(namespace), name)
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    /// Whether `label` may be used in a field selector on this resource.
+    pub fn supports_field_label(&self, label: &str) -> bool {
+        matches!(label, "metadata.name" | "metadata.namespace") || self.field_labels.contains(&label)
+    }
+}
+
+/// Looks up a resource by group, version and plural name.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Looks up the resource for a kind in a group-version (`v1` or `group/v1`).
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// The core resource stored under `/registry/<storage>/...`, for decoding watch keys.
+pub fn core(plural: &str) -> Option<&'static ResourceInfo> {
+    find("", "v1", plural)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_keys_are_namespaced_only_for_namespaced_resources() {
+        let pods = core("pods").map(|r| r.storage_key(Some("default"), "web"));
+        assert_eq!(pods.as_deref(), Some("/registry/pods/default/web"));
+        let nodes = core("nodes").map(|r| r.storage_key(Some("ignored"), "n1"));
+        assert_eq!(nodes.as_deref(), Some("/registry/minions/n1"));
+    }
+
+    #[test]
+    fn kinds_resolve_by_api_version() {
+        assert_eq!(find_kind("coordination.k8s.io/v1", "Lease").map(|r| r.plural), Some("leases"));
+        assert_eq!(find_kind("v1", "Pod").map(|r| r.plural), Some("pods"));
+        assert!(find_kind("apps/v1", "Deployment").is_none());
+    }
+}
