@@ -1,1 +1,97 @@
-//! stub
+//! The Kubernetes core/v1 API server of Skiff.
+//!
+//! Owns: HTTPS serving with client-certificate and bearer-token
+//! authentication, discovery and OpenAPI, the REST verbs over the store
+//! (create, get, list, watch, update, patch, delete, deletecollection) with
+//! upstream's semantics, server-side Table printing, pod binding, the
+//! namespace lifecycle and store compaction, metrics, and the cluster PKI and
+//! admin kubeconfig.
+//!
+//! Must not know: how pods run. The node agent and the scheduler are
+//! clients of this API over HTTP; nothing here reaches into them.
+//!
+//! # Layout
+//! - `request`: path/query/Accept parsing into typed requests (pure)
+//! - `handlers`: authentication, dispatch, body decoding, encoding
+//! - `registry`, `strategy`: object semantics over the store
+//! - `watch`: watch streams; `discovery`, `openapi`, `metrics`
+//! - `binding`, `connect`: pod subresources
+//! - `controllers`: built-in namespaces, namespace lifecycle, compaction
+//! - `pki`, `server`: certificates, kubeconfig, the TLS accept loop
+
+mod binding;
+pub mod clock;
+mod connect;
+pub mod controllers;
+mod discovery;
+mod error;
+mod handlers;
+mod metrics;
+mod openapi;
+pub mod pki;
+mod protobuf;
+pub mod registry;
+mod request;
+mod server;
+mod strategy;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use skiff_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use handlers::version_info;
+
+use crate::clock::Clock;
+use crate::handlers::AppState;
+use crate::registry::Registry;
+
+/// An API server over a store, ready to serve.
+pub struct ApiServer {
+    state: Arc<AppState>,
+}
+
+impl ApiServer {
+    /// `tokens` are the accepted bearer tokens; `server_address` is the URL
+    /// clients reach this server at.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        tokens: Vec<String>,
+        server_address: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let state = AppState {
+            registry: Registry::new(store, clock),
+            tokens,
+            metrics: metrics::Metrics::default(),
+            shutdown,
+            server_address,
+        };
+        Self { state: Arc::new(state) }
+    }
+
+    /// Creates the built-in namespaces and starts the control-plane loops.
+    pub async fn start_control_plane(&self) -> Result<(), ApiError> {
+        controllers::ensure_builtin_namespaces(&self.state.registry).await?;
+        let (registry, shutdown) = (self.state.registry.clone(), self.state.shutdown.clone());
+        tokio::spawn(controllers::run_namespace_controller(registry.clone(), shutdown.clone()));
+        tokio::spawn(controllers::run_compactor(registry, shutdown));
+        Ok(())
+    }
+
+    /// The HTTP application (no TLS): every route.
+    pub fn router(&self) -> Router {
+        Router::new().fallback(handlers::handle).with_state(self.state.clone())
+    }
+
+    /// Serves HTTPS on `listener` until shutdown; in-flight requests finish.
+    pub async fn serve(self, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+        let shutdown = self.state.shutdown.clone();
+        server::serve(listener, tls, self.router(), shutdown).await;
+    }
+}

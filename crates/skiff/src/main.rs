@@ -1,1 +1,147 @@
-fn main() {}
+//! `skiff`: a small, fast Kubernetes for Pods in one binary.
+//!
+//! `skiff server` runs the API server (and, as they land, the scheduler and
+//! node agent) in one process and writes `<data-dir>/kubeconfig.yaml`.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use skiff_apiserver::clock::SystemClock;
+use skiff_apiserver::pki::{self, Pki};
+use skiff_apiserver::ApiServer;
+use skiff_store::{SqliteStore, Store};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "A small, fast Kubernetes for Pods")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API server) on this machine.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Where state, certificates and the kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Extra names or addresses for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+    /// Write the kubeconfig here as well as to <data-dir>/kubeconfig.yaml.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}
+
+/// Names and addresses the serving certificate must cover.
+fn certificate_sans(args: &ServerArgs) -> Vec<String> {
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "kubernetes".to_string()];
+    if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        sans.push(hostname.trim().to_string());
+    }
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    if let Ok(interfaces) = if_addrs::get_if_addrs() {
+        sans.extend(interfaces.iter().filter(|i| !i.is_loopback()).map(|i| i.ip().to_string()));
+    }
+    sans.extend(args.tls_sans.iter().cloned());
+    sans.retain(|s| !s.is_empty());
+    sans
+}
+
+fn client_url(args: &ServerArgs, port: u16) -> String {
+    let host = if args.bind_address.is_unspecified() || args.bind_address.is_loopback() {
+        "127.0.0.1".to_string()
+    } else {
+        match args.bind_address {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    };
+    format!("https://{host}:{port}")
+}
+
+/// Writes via a temporary file and a rename, so readers never see half a file.
+fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    let partial = path.with_extension("partial");
+    pki::write_secret_file(&partial, contents).with_context(|| format!("failed to write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("failed to write {}", path.display()))
+}
+
+async fn server(args: ServerArgs) -> Result<()> {
+    let data_dir = &args.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&data_dir.join("state.db")).with_context(|| format!("failed to open the store in {}", data_dir.display()))?,
+    );
+    let pki = Pki::load_or_create(&data_dir.join("tls"), &certificate_sans(&args)).context("failed to set up certificates")?;
+    let token = pki::load_or_create_token(&data_dir.join("token")).context("failed to set up the node token")?;
+    let address = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
+    // With port 0 the kernel picks one; the kubeconfig names the real port.
+    let address = listener.local_addr().context("failed to read the listening address")?;
+    let url = client_url(&args, address.port());
+    let tls = pki.server_config().context("failed to configure TLS")?;
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+    let api = ApiServer::new(store, Arc::new(SystemClock), vec![token], url.clone(), shutdown.clone());
+    api.start_control_plane().await.context("failed to start the control plane")?;
+    let kubeconfig = pki.kubeconfig(&url);
+    write_kubeconfig(&data_dir.join("kubeconfig.yaml"), &kubeconfig)?;
+    if let Some(extra) = &args.write_kubeconfig {
+        write_kubeconfig(extra, &kubeconfig)?;
+    }
+    tracing::info!(%address, kubeconfig = %data_dir.join("kubeconfig.yaml").display(), "skiff API server ready");
+    api.serve(listener, tls).await;
+    tracing::info!("skiff server stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("failed to handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("failed to handle SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}

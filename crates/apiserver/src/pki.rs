@@ -1,0 +1,238 @@
+//! The cluster's certificates: a CA, the serving certificate (re-issued when
+//! its SANs change) and an admin client certificate, kept as PEM files in a
+//! directory and reused across restarts; plus the bearer token file and the
+//! admin kubeconfig.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::CertificateDer;
+
+/// What can go wrong creating or loading certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("failed to access {path}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("failed to generate {what}")]
+    Generate { what: &'static str, source: rcgen::Error },
+    #[error("{path} does not hold a usable PEM certificate or key")]
+    Pem { path: PathBuf },
+    #[error("failed to build the TLS configuration")]
+    Tls(#[from] rustls::Error),
+    #[error("failed to build the client certificate verifier")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+type Result<T> = std::result::Result<T, PkiError>;
+
+const CA_NAME: &str = "skiff-server-ca";
+
+/// Loaded certificates and keys, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca_cert: String,
+    pub server_cert: String,
+    server_key: String,
+    pub admin_cert: String,
+    pub admin_key: String,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.write_all(contents.as_bytes()).map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))
+}
+
+fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(io_err(path))
+}
+
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|source| PkiError::Generate { what: "CA", source })?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_NAME);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2034, 1, 1);
+    Ok(params)
+}
+
+fn leaf(
+    what: &'static str,
+    sans: Vec<String>,
+    common_name: &str,
+    organization: Option<&str>,
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, String)> {
+    let mut params = CertificateParams::new(sans).map_err(|source| PkiError::Generate { what, source })?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    if let Some(org) = organization {
+        dn.push(DnType::OrganizationName, org);
+    }
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![usage];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2034, 1, 1);
+    let key = KeyPair::generate().map_err(|source| PkiError::Generate { what, source })?;
+    let cert = params.signed_by(&key, issuer).map_err(|source| PkiError::Generate { what, source })?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+impl Pki {
+    /// Loads the certificates in `dir`, creating what is missing and
+    /// re-issuing the serving certificate if `sans` changed.
+    pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = |name: &str| dir.join(name);
+        let (ca_cert_path, ca_key_path) = (path("ca.crt"), path("ca.key"));
+        if !ca_cert_path.exists() || !ca_key_path.exists() {
+            let key = KeyPair::generate().map_err(|source| PkiError::Generate { what: "CA key", source })?;
+            let cert = ca_params()?.self_signed(&key).map_err(|source| PkiError::Generate { what: "CA", source })?;
+            write_private(&ca_key_path, &key.serialize_pem())?;
+            fs::write(&ca_cert_path, cert.pem()).map_err(io_err(&ca_cert_path))?;
+            for stale in ["server.crt", "admin.crt"] {
+                let _ = fs::remove_file(path(stale));
+            }
+        }
+        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem { path: ca_key_path.clone() })?;
+        // The issuer is rebuilt from the same name and key, so new leaves chain to the stored CA.
+        let issuer = Issuer::new(ca_params()?, ca_key);
+
+        let mut sans: Vec<String> = sans.to_vec();
+        sans.sort();
+        sans.dedup();
+        let sans_text = sans.join("\n");
+        let (server_cert_path, server_key_path, sans_path) = (path("server.crt"), path("server.key"), path("server.sans"));
+        let current_sans = fs::read_to_string(&sans_path).unwrap_or_default();
+        if !server_cert_path.exists() || !server_key_path.exists() || current_sans != sans_text {
+            let (cert, key) = leaf("serving certificate", sans.clone(), "skiff-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth, &issuer)?;
+            write_private(&server_key_path, &key)?;
+            fs::write(&server_cert_path, cert).map_err(io_err(&server_cert_path))?;
+            fs::write(&sans_path, &sans_text).map_err(io_err(&sans_path))?;
+        }
+        let (admin_cert_path, admin_key_path) = (path("admin.crt"), path("admin.key"));
+        if !admin_cert_path.exists() || !admin_key_path.exists() {
+            let (cert, key) = leaf("admin certificate", Vec::new(), "system:admin", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth, &issuer)?;
+            write_private(&admin_key_path, &key)?;
+            fs::write(&admin_cert_path, cert).map_err(io_err(&admin_cert_path))?;
+        }
+        Ok(Self {
+            ca_cert: read(&ca_cert_path)?,
+            server_cert: read(&server_cert_path)?,
+            server_key: read(&server_key_path)?,
+            admin_cert: read(&admin_cert_path)?,
+            admin_key: read(&admin_key_path)?,
+        })
+    }
+
+    /// TLS for the API server: our serving certificate; client certificates
+    /// are verified against the CA but optional (tokens also authenticate).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ca_path = PathBuf::from("ca.crt");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in parse_certs(&self.ca_cert, &ca_path)? {
+            roots.add(cert)?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()?;
+        let chain = parse_certs(&self.server_cert, Path::new("server.crt"))?;
+        let key = rustls_pemfile::private_key(&mut self.server_key.as_bytes())
+            .ok()
+            .flatten()
+            .ok_or_else(|| PkiError::Pem { path: PathBuf::from("server.key") })?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// A kubeconfig for the admin user against `server` (`https://host:port`).
+    pub fn kubeconfig(&self, server: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: skiff\ncontexts:\n- context:\n    cluster: skiff\n    user: admin\n  name: skiff\ncurrent-context: skiff\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+            ca = b64(&self.ca_cert),
+            cert = b64(&self.admin_cert),
+            key = b64(&self.admin_key),
+        )
+    }
+}
+
+fn parse_certs(pem: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| PkiError::Pem { path: path.to_path_buf() })?;
+    if certs.is_empty() {
+        return Err(PkiError::Pem { path: path.to_path_buf() });
+    }
+    Ok(certs)
+}
+
+/// Writes a file readable only by its owner (kubeconfigs, tokens).
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    write_private(path, contents)
+}
+
+/// The node-join token in `path`, created on first use.
+pub fn load_or_create_token(path: &Path) -> Result<String> {
+    if let Ok(existing) = fs::read_to_string(path) {
+        let token = existing.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let bytes: [u8; 24] = rand::random();
+    let token = hex::encode(bytes);
+    write_private(path, &format!("{token}\n"))?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_are_created_once_and_reissued_on_new_sans() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let first = Pki::load_or_create(dir.path(), &sans)?;
+        let again = Pki::load_or_create(dir.path(), &sans)?;
+        assert_eq!(first.server_cert, again.server_cert, "restart reuses certificates");
+        assert_eq!(first.admin_cert, again.admin_cert);
+        let more = Pki::load_or_create(dir.path(), &[sans.clone(), vec!["skiff.example".to_string()]].concat())?;
+        assert_ne!(first.server_cert, more.server_cert, "new SANs re-issue the serving certificate");
+        assert_eq!(first.ca_cert, more.ca_cert);
+        more.server_config()?;
+        let mode = fs::metadata(dir.path().join("ca.key"))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(first.kubeconfig("https://127.0.0.1:6443").contains("server: https://127.0.0.1:6443"));
+        Ok(())
+    }
+}
