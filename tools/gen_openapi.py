@@ -202,6 +202,76 @@ def paths_for(prefix, group, version, resources):
     return paths
 
 
+# --- OpenAPI v2 as gnostic protobuf (openapi.v2.Document), for kubectl <= 1.27 ---
+# Older kubectl decides whether the server validates fields (fieldValidation)
+# from the PATCH operations in /openapi/v2, which it reads only as protobuf.
+# Only paths and their PATCH operations are emitted; schemas stay in v3.
+
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def pb_bytes(number, payload):
+    return pb_varint(number << 3 | 2) + pb_varint(len(payload)) + payload
+
+
+def pb_str(number, text):
+    return pb_bytes(number, text.encode())
+
+
+def pb_bool(number, value):
+    return pb_varint(number << 3) + pb_varint(1 if value else 0)
+
+
+def pb_named_any(name, yaml_text):
+    any_msg = pb_str(2, yaml_text)               # Any.yaml
+    return pb_str(1, name) + pb_bytes(2, any_msg)  # NamedAny
+
+
+def pb_query_param(name):
+    sub = pb_str(2, "query") + pb_str(4, name) + pb_str(6, "string") + pb_bool(20, True)
+    non_body = pb_bytes(3, sub)                  # NonBodyParameter.query_parameter_sub_schema
+    parameter = pb_bytes(2, non_body)            # Parameter.non_body_parameter
+    return pb_bytes(1, parameter)                # ParametersItem.parameter
+
+
+def pb_operation(op_id, action, gvk, consumes):
+    out = pb_str(5, op_id)
+    for media in ["application/json", "application/yaml"]:
+        out += pb_str(6, media)
+    for media in consumes:
+        out += pb_str(7, media)
+    for name in ["dryRun", "fieldManager", "fieldValidation", "force"]:
+        out += pb_bytes(8, pb_query_param(name))
+    out += pb_bytes(13, pb_named_any("x-kubernetes-action", action + "\n"))
+    gvk_yaml = 'group: "%s"\nkind: %s\nversion: %s\n' % (gvk["group"], gvk["kind"], gvk["version"])
+    out += pb_bytes(13, pb_named_any("x-kubernetes-group-version-kind", gvk_yaml))
+    return out
+
+
+def openapi_v2_protobuf():
+    paths = b""
+    for prefix, group, version, resources in GROUP_VERSIONS:
+        for plural, kind, namespaced, subresources in resources:
+            gvk = {"group": group, "version": version, "kind": kind}
+            base = f"/{prefix}/namespaces/{{namespace}}/{plural}" if namespaced else f"/{prefix}/{plural}"
+            for sub in [""] + subresources:
+                path = f"{base}/{{name}}" + (f"/{sub}" if sub else "")
+                op_id = f"patch{kind}{sub.capitalize()}"
+                item = pb_bytes(8, pb_operation(op_id, "patch", gvk, PATCH_TYPES))  # PathItem.patch
+                paths += pb_bytes(2, pb_str(1, path) + pb_bytes(2, item))          # Paths.path
+    info = pb_str(1, "Kubernetes") + pb_str(2, "v1.32.0")
+    return pb_str(1, "2.0") + pb_bytes(2, info) + pb_bytes(8, paths)
+
+
 def main():
     with zipfile.ZipFile(sys.argv[1]) as wheel:
         defs = json.loads(wheel.read(DEFS))["$defs"]
@@ -224,6 +294,9 @@ def main():
         target = OUT / (prefix.replace("/", "__") + ".json")
         target.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=False))
         print(f"{target.relative_to(OUT.parent.parent.parent)}: {len(schemas)} schemas, {target.stat().st_size} bytes")
+    v2 = OUT / "v2.pb"
+    v2.write_bytes(openapi_v2_protobuf())
+    print(f"{v2.relative_to(OUT.parent.parent.parent)}: {v2.stat().st_size} bytes")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ static DOCUMENTS: &[(&str, &str)] = &[
     ("apis/events.k8s.io/v1", include_str!("../openapi/apis__events.k8s.io__v1.json")),
 ];
 
+/// OpenAPI v2 as gnostic protobuf: only paths and PATCH operations, which is
+/// what kubectl 1.27 reads to learn that the server validates fields.
+pub fn openapi_v2_protobuf() -> &'static [u8] {
+    include_bytes!("../openapi/v2.pb")
+}
+
 /// The served documents: (path, text).
 pub fn documents() -> &'static [(&'static str, &'static str)] {
     DOCUMENTS

@@ -33,6 +33,7 @@ use crate::watch::{self, WatchEvent, WatchRequest};
 /// Upstream's limit on request bodies.
 const MAX_BODY: usize = 3 * 1024 * 1024;
 const JSON: &str = "application/json";
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2";
 
 /// Facts about the client's connection, attached by the TLS layer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -155,7 +156,14 @@ async fn serve_other(state: &AppState, parts: &Parts, route: Route) -> Response 
             Some(list) => json_response(StatusCode::OK, &list),
             None => status_response(&Status::path_not_found()),
         },
-        Route::OpenApiV2 | Route::NotFound | Route::Resource(_) => status_response(&Status::path_not_found()),
+        Route::OpenApiV2 if accept.is_some_and(|a| a.contains(OPENAPI_V2_PROTOBUF)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, format!("{OPENAPI_V2_PROTOBUF}.v1.0+protobuf"))],
+            skiff_api::schema::openapi_v2_protobuf(),
+        )
+            .into_response(),
+        Route::OpenApiV2 => status_response(&Status::not_acceptable()),
+        Route::NotFound | Route::Resource(_) => status_response(&Status::path_not_found()),
     }
 }
 

@@ -1,0 +1,394 @@
+//! Test support: a real `skiff server` process on an ephemeral port with its
+//! own data directory, the real kubectl pointed at it with a fresh discovery
+//! cache, and a small HTTPS client for raw API calls. Everything is torn down
+//! when the handle drops, whether the test passed or not.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// The kubectl to drive (the dispatcher by default).
+pub fn kubectl_binary() -> String {
+    std::env::var("SKIFF_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
+}
+
+/// A versioned kubectl shipped beside the dispatcher, e.g. "1.27".
+pub fn versioned_kubectl(version: &str) -> String {
+    format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}")
+}
+
+pub struct Skiff {
+    child: Option<Child>,
+    pub data_dir: tempfile::TempDir,
+    cache_dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+/// The output of a command, decoded.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Fails the test with both streams if the command failed.
+    pub fn ok(self) -> Result<Self> {
+        if !self.status.success() {
+            bail!("command failed ({}):\nstdout: {}\nstderr: {}", self.status, self.stdout, self.stderr);
+        }
+        Ok(self)
+    }
+
+    /// Fails the test unless the command failed.
+    pub fn failed(self) -> Result<Self> {
+        if self.status.success() {
+            bail!("command unexpectedly succeeded:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        }
+        Ok(self)
+    }
+}
+
+impl Skiff {
+    pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> Result<Self> {
+        let mut skiff = Self {
+            child: None,
+            data_dir: tempfile::tempdir()?,
+            cache_dir: tempfile::tempdir()?,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        skiff.spawn()?;
+        Ok(skiff)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.path().join("kubeconfig.yaml")
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let _ = std::fs::remove_file(self.kubeconfig());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.path().join("server.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--https-listen-port", "0"])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("failed to start skiff")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.kubeconfig().exists() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("skiff exited early with {status}:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("skiff did not write its kubeconfig within 30s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then wait; returns the exit status.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("server not running")?;
+        signal(child.id(), libc::SIGTERM);
+        wait_timeout(&mut child, Duration::from_secs(20))
+    }
+
+    /// SIGKILL, then wait.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.spawn()
+    }
+
+    pub fn kubectl_cmd(&self, binary: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.cache_dir.path())
+            .env("HOME", self.cache_dir.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs kubectl with `args`.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Run> {
+        self.kubectl_with(&kubectl_binary(), args)
+    }
+
+    pub fn kubectl_with(&self, binary: &str, args: &[&str]) -> Result<Run> {
+        let output = self.kubectl_cmd(binary, args).output().with_context(|| format!("failed to run {binary}"))?;
+        Ok(Run::from(output))
+    }
+
+    /// Runs kubectl with `input` on stdin (`-f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<Run> {
+        use std::io::Write;
+        let mut child = self.kubectl_cmd(&kubectl_binary(), args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+        Ok(Run::from(child.wait_with_output()?))
+    }
+
+    /// Parses `kubectl get ... -o json`.
+    pub fn get_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let run = self.kubectl(&all)?.ok()?;
+        Ok(serde_json::from_str(&run.stdout)?)
+    }
+
+    /// Polls `check` until it returns true or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check()? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A raw HTTPS client authenticated with the admin certificate.
+    pub fn api(&self) -> Result<Api> {
+        Api::new(self.data_dir.path(), &self.server_url()?, true)
+    }
+
+    /// A raw HTTPS client without credentials.
+    pub fn anonymous_api(&self) -> Result<Api> {
+        Api::new(self.data_dir.path(), &self.server_url()?, false)
+    }
+
+    pub fn server_url(&self) -> Result<String> {
+        let text = std::fs::read_to_string(self.kubeconfig())?;
+        let config: serde_yaml::Value = serde_yaml::from_str(&text)?;
+        config["clusters"][0]["cluster"]["server"].as_str().map(str::to_string).context("no server in kubeconfig")
+    }
+
+    pub fn token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.data_dir.path().join("token"))?.trim().to_string())
+    }
+}
+
+impl Drop for Skiff {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) with a pid we spawned; no memory is touched.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal HTTPS client for raw API requests.
+#[derive(Clone)]
+pub struct Api {
+    connector: tokio_rustls::TlsConnector,
+    host: String,
+    port: u16,
+    pub bearer: Option<String>,
+}
+
+/// A raw response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Api {
+    fn new(data_dir: &Path, url: &str, with_cert: bool) -> Result<Self> {
+        let tls = data_dir.join("tls");
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(tls.join("ca.crt"))?;
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let mut config = if with_cert {
+            let cert_pem = std::fs::read(tls.join("admin.crt"))?;
+            let key_pem = std::fs::read(tls.join("admin.key"))?;
+            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice()).collect::<Result<Vec<_>, _>>()?;
+            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?.context("no admin key")?;
+            builder.with_client_auth_cert(certs, key)?
+        } else {
+            builder.with_no_client_auth()
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let rest = url.strip_prefix("https://").context("https URL")?;
+        let (host, port) = rest.rsplit_once(':').context("port in URL")?;
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            host: host.to_string(),
+            port: port.parse()?,
+            bearer: None,
+        })
+    }
+
+    async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
+        let tls = self.connector.connect(name, tcp).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(connection);
+        Ok(sender.send_request(request).await?)
+    }
+
+    fn build(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>, accept: &str) -> Result<hyper::Request<Full<Bytes>>> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("{}:{}", self.host, self.port))
+            .header("content-type", content_type)
+            .header("accept", accept);
+        if let Some(token) = &self.bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        Ok(builder.body(Full::new(Bytes::from(body)))?)
+    }
+
+    /// One request, whole response.
+    pub async fn request(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Result<Response> {
+        self.request_accept(method, path, content_type, body, "application/json").await
+    }
+
+    pub async fn request_accept(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>, accept: &str) -> Result<Response> {
+        let response = self.send(self.build(method, path, content_type, body, accept)?).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Response { status, headers, body })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Response> {
+        self.request("GET", path, "application/json", Vec::new()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Response> {
+        self.request("POST", path, "application/json", serde_json::to_vec(body)?).await
+    }
+
+    /// Opens a watch and returns its line stream.
+    pub async fn watch(&self, path: &str) -> Result<WatchLines> {
+        let response = self.send(self.build("GET", path, "application/json", Vec::new(), "application/json")?).await?;
+        if response.status().as_u16() != 200 {
+            bail!("watch answered {}", response.status());
+        }
+        Ok(WatchLines { body: response.into_body(), buffer: Vec::new() })
+    }
+}
+
+/// Newline-delimited JSON events of a watch response.
+pub struct WatchLines {
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+impl WatchLines {
+    /// The next event, or `None` when the server ends the watch.
+    pub async fn next(&mut self, timeout: Duration) -> Result<Option<serde_json::Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=pos).collect();
+                return Ok(Some(serde_json::from_slice(&line)?));
+            }
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => bail!("no watch event within {timeout:?}"),
+                Ok(None) => return Ok(None),
+                Ok(Some(frame)) => {
+                    if let Ok(data) = frame?.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
