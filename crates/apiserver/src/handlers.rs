@@ -108,9 +108,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 Some(sub) => format!("{resource}/{sub}"),
                 None => resource.to_string(),
             };
-            match serve_resource(&state, &parts, body, target, &query).await {
-                Ok((verb, response)) => (verb.as_str(), label, response),
-                Err(error) => ("", label, error.into_response()),
+            match request::verb(&parts.method, &target, &query) {
+                Some(verb) => {
+                    let response = serve_resource(&state, &parts, body, target, &query, verb).await;
+                    (verb.as_str(), label, response.unwrap_or_else(IntoResponse::into_response))
+                }
+                None => {
+                    let status = Status::method_not_allowed(target.resource.plural, parts.method.as_str());
+                    ("", label, status_response(&status))
+                }
             }
         }
         other => ("get", String::new(), serve_other(&state, &parts, other).await),
@@ -394,10 +400,7 @@ async fn read_body(body: Body) -> Result<Bytes> {
         .map_err(|_| ApiError::Status(Status::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")))
 }
 
-async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target: Target, query: &Query) -> Result<(Verb, Response)> {
-    let verb = request::verb(&parts.method, &target, query).ok_or_else(|| {
-        ApiError::Status(Status::method_not_allowed(target.resource.plural, parts.method.as_str()))
-    })?;
+async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target: Target, query: &Query, verb: Verb) -> Result<Response> {
     if target.resource.namespaced && target.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
         return Err(ApiError::Status(Status::path_not_found()));
     }
@@ -486,7 +489,7 @@ async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target
         }
         Verb::Connect => connect::serve(registry, ns.unwrap_or("default"), name, sub.unwrap_or(""), query).await?,
     };
-    Ok((verb, response))
+    Ok(response)
 }
 
 async fn serve_patch(

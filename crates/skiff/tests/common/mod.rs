@@ -357,7 +357,11 @@ impl Api {
 
     /// Opens a watch and returns its line stream.
     pub async fn watch(&self, path: &str) -> Result<WatchLines> {
-        let response = self.send(self.build("GET", path, "application/json", Vec::new(), "application/json")?).await?;
+        self.watch_accept(path, "application/json").await
+    }
+
+    pub async fn watch_accept(&self, path: &str, accept: &str) -> Result<WatchLines> {
+        let response = self.send(self.build("GET", path, "application/json", Vec::new(), accept)?).await?;
         if response.status().as_u16() != 200 {
             bail!("watch answered {}", response.status());
         }
