@@ -33,7 +33,10 @@ pub fn to_events_v1(core: &Value) -> Value {
         copy(core, from, &mut out, to);
     }
     if let Some(series) = core.get("series").filter(|s| s.is_object()) {
-        out.insert("series".into(), json!({"count": series["count"], "lastObservedTime": series["lastObservedTime"]}));
+        out.insert(
+            "series".into(),
+            json!({"count": series["count"], "lastObservedTime": series["lastObservedTime"]}),
+        );
     }
     out.entry("eventTime").or_insert(Value::Null);
     Value::Object(out)

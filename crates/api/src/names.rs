@@ -10,7 +10,8 @@ const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alp
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const ENV_NAME_MSG: &str = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')";
-const PORT_NAME_CHARS_MSG: &str = "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)";
+const PORT_NAME_CHARS_MSG: &str =
+    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)";
 
 /// Kubernetes' limit on the total size of a metadata.annotations map.
 pub const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
@@ -21,17 +22,18 @@ fn is_label_char(c: u8) -> bool {
 
 fn dns1123_label_ok(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter().all(|c| is_label_char(*c))
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    !b.is_empty() && b.iter().all(|c| is_label_char(*c)) && b[0] != b'-' && b[b.len() - 1] != b'-'
 }
 
 /// Errors for a DNS-1123 label (container, volume and namespace names).
 pub fn dns1123_label(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if value.len() > 63 {
-        errors.push(FieldError::invalid(field, value, "must be no more than 63 characters"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must be no more than 63 characters",
+        ));
     }
     if !dns1123_label_ok(value) {
         errors.push(FieldError::invalid(field, value, DNS1123_LABEL_MSG));
@@ -43,7 +45,11 @@ pub fn dns1123_label(field: &str, value: &str) -> Vec<FieldError> {
 pub fn dns1123_subdomain(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if value.len() > 253 {
-        errors.push(FieldError::invalid(field, value, "must be no more than 253 characters"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must be no more than 253 characters",
+        ));
     }
     if !value.split('.').all(dns1123_label_ok) {
         errors.push(FieldError::invalid(field, value, DNS1123_SUBDOMAIN_MSG));
@@ -55,7 +61,11 @@ pub fn dns1123_subdomain(field: &str, value: &str) -> Vec<FieldError> {
 pub fn dns1035_label(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if value.len() > 63 {
-        errors.push(FieldError::invalid(field, value, "must be no more than 63 characters"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must be no more than 63 characters",
+        ));
     }
     if !(dns1123_label_ok(value) && value.as_bytes()[0].is_ascii_lowercase()) {
         errors.push(FieldError::invalid(field, value, DNS1035_LABEL_MSG));
@@ -69,7 +79,8 @@ fn qualified_name_part_ok(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Errors for a qualified name such as a label key (`prefix/name`).
@@ -81,15 +92,31 @@ pub fn qualified_name(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if let Some(prefix) = prefix {
         if prefix.is_empty() {
-            errors.push(FieldError::invalid(field, value, "prefix part must be non-empty"));
+            errors.push(FieldError::invalid(
+                field,
+                value,
+                "prefix part must be non-empty",
+            ));
         } else if !dns1123_subdomain("", prefix).is_empty() {
-            errors.push(FieldError::invalid(field, value, format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
+            errors.push(FieldError::invalid(
+                field,
+                value,
+                format!("prefix part {DNS1123_SUBDOMAIN_MSG}"),
+            ));
         }
     }
     if name.is_empty() {
-        errors.push(FieldError::invalid(field, value, "name part must be non-empty"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "name part must be non-empty",
+        ));
     } else if name.len() > 63 {
-        errors.push(FieldError::invalid(field, value, "name part must be no more than 63 characters"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "name part must be no more than 63 characters",
+        ));
     } else if !qualified_name_part_ok(name) {
         errors.push(FieldError::invalid(field, value, QUALIFIED_NAME_MSG));
     }
@@ -100,7 +127,11 @@ pub fn qualified_name(field: &str, value: &str) -> Vec<FieldError> {
 pub fn label_value(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if value.len() > 63 {
-        errors.push(FieldError::invalid(field, value, "must be no more than 63 characters"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must be no more than 63 characters",
+        ));
     }
     if !value.is_empty() && !qualified_name_part_ok(&value[..value.len().min(63)]) {
         errors.push(FieldError::invalid(field, value, LABEL_VALUE_MSG));
@@ -137,7 +168,8 @@ pub fn env_var_name(field: &str, value: &str) -> Vec<FieldError> {
     let b = value.as_bytes();
     let ok = !b.is_empty()
         && !b[0].is_ascii_digit()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if ok {
         Vec::new()
     } else {
@@ -149,19 +181,35 @@ pub fn env_var_name(field: &str, value: &str) -> Vec<FieldError> {
 pub fn port_name(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if value.len() > 15 {
-        errors.push(FieldError::invalid(field, value, "must be no more than 15 characters"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must be no more than 15 characters",
+        ));
     }
     if !value.bytes().all(is_label_char) {
         errors.push(FieldError::invalid(field, value, PORT_NAME_CHARS_MSG));
     }
     if !value.bytes().any(|c| c.is_ascii_lowercase()) {
-        errors.push(FieldError::invalid(field, value, "must contain at least one letter (a-z)"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must contain at least one letter (a-z)",
+        ));
     }
     if value.contains("--") {
-        errors.push(FieldError::invalid(field, value, "must not contain consecutive hyphens"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must not contain consecutive hyphens",
+        ));
     }
     if value.starts_with('-') || value.ends_with('-') {
-        errors.push(FieldError::invalid(field, value, "must not begin or end with a hyphen"));
+        errors.push(FieldError::invalid(
+            field,
+            value,
+            "must not begin or end with a hyphen",
+        ));
     }
     errors
 }
@@ -171,7 +219,11 @@ pub fn port_number(field: &str, port: i32) -> Vec<FieldError> {
     if (1..=65535).contains(&port) {
         Vec::new()
     } else {
-        vec![FieldError::invalid(field, port, "must be between 1 and 65535, inclusive")]
+        vec![FieldError::invalid(
+            field,
+            port,
+            "must be between 1 and 65535, inclusive",
+        )]
     }
 }
 
@@ -184,7 +236,9 @@ mod tests {
         assert!(dns1123_subdomain("metadata.name", "web-1.example").is_empty());
         let bad = dns1123_subdomain("metadata.name", "Foo_Bar");
         assert_eq!(bad.len(), 1);
-        assert!(bad[0].to_string().starts_with("metadata.name: Invalid value: \"Foo_Bar\": a lowercase RFC 1123 subdomain"));
+        assert!(bad[0].to_string().starts_with(
+            "metadata.name: Invalid value: \"Foo_Bar\": a lowercase RFC 1123 subdomain"
+        ));
         assert!(dns1123_label("spec.containers[0].name", "web").is_empty());
         assert_eq!(dns1123_label("n", "Web_App").len(), 1);
         assert_eq!(dns1123_label("n", &"a".repeat(64)).len(), 1);

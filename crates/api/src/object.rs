@@ -24,7 +24,11 @@ pub fn generate_name(prefix: &str, mut random: impl FnMut() -> u32) -> String {
 fn string_map(value: &Value) -> BTreeMap<String, String> {
     value
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -34,19 +38,32 @@ pub fn validate_metadata(resource: &ResourceInfo, object: &Value) -> Vec<FieldEr
     let meta = &object["metadata"];
     let mut errors = Vec::new();
     match meta["name"].as_str().filter(|n| !n.is_empty()) {
-        None => errors.push(FieldError::required("metadata.name", "name or generateName is required")),
+        None => errors.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        )),
         Some(name) => errors.extend(match resource.kind {
             "Namespace" => names::dns1123_label("metadata.name", name),
             "Service" => names::dns1035_label("metadata.name", name),
             _ => names::dns1123_subdomain("metadata.name", name),
         }),
     }
-    errors.extend(names::labels("metadata.labels", &string_map(&meta["labels"])));
-    errors.extend(names::annotations("metadata.annotations", &string_map(&meta["annotations"])));
+    errors.extend(names::labels(
+        "metadata.labels",
+        &string_map(&meta["labels"]),
+    ));
+    errors.extend(names::annotations(
+        "metadata.annotations",
+        &string_map(&meta["annotations"]),
+    ));
     if let Some(labels) = meta["labels"].as_object() {
         for (key, value) in labels {
             if !value.is_string() {
-                errors.push(FieldError::invalid(format!("metadata.labels[{key}]"), value.clone(), "must be a string"));
+                errors.push(FieldError::invalid(
+                    format!("metadata.labels[{key}]"),
+                    value.clone(),
+                    "must be a string",
+                ));
             }
         }
     }
@@ -72,12 +89,19 @@ mod tests {
 
     #[test]
     fn metadata_names_are_checked_per_kind() {
-        let Some(ns) = resources::core("namespaces") else { return };
+        let Some(ns) = resources::core("namespaces") else {
+            return;
+        };
         let errors = validate_metadata(ns, &json!({"metadata": {"name": "a.b"}}));
         assert_eq!(errors.len(), 1);
-        let Some(pods) = resources::core("pods") else { return };
+        let Some(pods) = resources::core("pods") else {
+            return;
+        };
         assert!(validate_metadata(pods, &json!({"metadata": {"name": "a.b"}})).is_empty());
         let missing = validate_metadata(pods, &json!({"metadata": {}}));
-        assert_eq!(missing[0].to_string(), "metadata.name: Required value: name or generateName is required");
+        assert_eq!(
+            missing[0].to_string(),
+            "metadata.name: Required value: name or generateName is required"
+        );
     }
 }

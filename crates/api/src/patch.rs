@@ -26,8 +26,8 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
-    let ops: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| PatchError::Invalid(format!("invalid JSON patch: {e}")))?;
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| PatchError::Invalid(format!("invalid JSON patch: {e}")))?;
     let mut doc = original.clone();
     json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::Invalid(e.to_string()))?;
     Ok(doc)
@@ -41,9 +41,15 @@ pub fn strategic_merge_patch(
     schema: Option<&'static Value>,
 ) -> Result<Value, PatchError> {
     match (original, patch) {
-        (Value::Object(o), Value::Object(p)) => Ok(merge_map(o, p, schema)?.map(Value::Object).unwrap_or(Value::Null)),
-        (_, Value::Object(p)) => Ok(merge_map(&Map::new(), p, schema)?.map(Value::Object).unwrap_or(Value::Null)),
-        _ => Err(PatchError::Invalid("strategic merge patch must be a JSON object".to_string())),
+        (Value::Object(o), Value::Object(p)) => Ok(merge_map(o, p, schema)?
+            .map(Value::Object)
+            .unwrap_or(Value::Null)),
+        (_, Value::Object(p)) => Ok(merge_map(&Map::new(), p, schema)?
+            .map(Value::Object)
+            .unwrap_or(Value::Null)),
+        _ => Err(PatchError::Invalid(
+            "strategic merge patch must be a JSON object".to_string(),
+        )),
     }
 }
 
@@ -86,7 +92,11 @@ fn merge_map(
             }
         }
         Some("merge") | None => {}
-        Some(other) => return Err(PatchError::Invalid(format!("unknown patch type: {other:?} in map"))),
+        Some(other) => {
+            return Err(PatchError::Invalid(format!(
+                "unknown patch type: {other:?} in map"
+            )))
+        }
     }
     let mut result = original.clone();
     for (key, value) in patch {
@@ -137,7 +147,9 @@ fn merge_map(
             let merge_key = schema
                 .and_then(|s| schema::property(s, list))
                 .and_then(|(_, prop)| prop["x-kubernetes-patch-merge-key"].as_str());
-            if let (Some(Value::Array(items)), Some(order)) = (result.get_mut(list), order.as_array()) {
+            if let (Some(Value::Array(items)), Some(order)) =
+                (result.get_mut(list), order.as_array())
+            {
                 reorder(items, order, merge_key);
             }
         }
@@ -151,7 +163,10 @@ fn merge_map(
 
 /// For maps of typed values (`additionalProperties`), the value schema.
 fn open_map_values(schema: &'static Value) -> Option<&'static Value> {
-    schema.get("additionalProperties").filter(|v| v.is_object()).map(schema::resolve)
+    schema
+        .get("additionalProperties")
+        .filter(|v| v.is_object())
+        .map(schema::resolve)
 }
 
 fn merge_list(
@@ -160,15 +175,26 @@ fn merge_list(
     prop: Option<&'static Value>,
     list_schema: Option<&'static Value>,
 ) -> Result<Vec<Value>, PatchError> {
-    let strategy = prop.and_then(|p| p["x-kubernetes-patch-strategy"].as_str()).unwrap_or("");
+    let strategy = prop
+        .and_then(|p| p["x-kubernetes-patch-strategy"].as_str())
+        .unwrap_or("");
     let merge_key = prop.and_then(|p| p["x-kubernetes-patch-merge-key"].as_str());
-    if patch.iter().any(|item| item.get(PATCH).and_then(Value::as_str) == Some("replace")) {
-        return Ok(patch.iter().filter(|item| item.get(PATCH).is_none()).map(strip_directives).collect());
+    if patch
+        .iter()
+        .any(|item| item.get(PATCH).and_then(Value::as_str) == Some("replace"))
+    {
+        return Ok(patch
+            .iter()
+            .filter(|item| item.get(PATCH).is_none())
+            .map(strip_directives)
+            .collect());
     }
     if !strategy.split(',').any(|s| s == "merge") {
         return Ok(patch.iter().map(strip_directives).collect());
     }
-    let item_schema = list_schema.and_then(|s| s.get("items")).map(schema::resolve);
+    let item_schema = list_schema
+        .and_then(|s| s.get("items"))
+        .map(schema::resolve);
     let Some(key) = merge_key else {
         // A merged list of primitives: union, keeping the original order.
         let mut result = original.to_vec();
@@ -182,9 +208,13 @@ fn merge_list(
     let mut result = original.to_vec();
     for item in patch {
         let Some(wanted) = item.get(key) else {
-            return Err(PatchError::Invalid(format!("map: {item} does not contain declared merge key: {key}")));
+            return Err(PatchError::Invalid(format!(
+                "map: {item} does not contain declared merge key: {key}"
+            )));
         };
-        let position = result.iter().position(|existing| existing.get(key) == Some(wanted));
+        let position = result
+            .iter()
+            .position(|existing| existing.get(key) == Some(wanted));
         let delete = item.get(PATCH).and_then(Value::as_str) == Some("delete");
         match (position, delete) {
             (Some(i), true) => {
@@ -193,7 +223,9 @@ fn merge_list(
             (None, true) => {}
             (Some(i), false) => {
                 let merged = match (&result[i], item) {
-                    (Value::Object(o), Value::Object(p)) => merge_map(o, p, item_schema)?.map(Value::Object),
+                    (Value::Object(o), Value::Object(p)) => {
+                        merge_map(o, p, item_schema)?.map(Value::Object)
+                    }
                     (_, other) => Some(strip_directives(other)),
                 };
                 match merged {
@@ -210,7 +242,7 @@ fn merge_list(
 }
 
 /// Sorts `items` so that those named in `order` come first, in that order.
-fn reorder(items: &mut Vec<Value>, order: &[Value], merge_key: Option<&str>) {
+fn reorder(items: &mut [Value], order: &[Value], merge_key: Option<&str>) {
     let identity = |item: &Value| match merge_key {
         Some(key) => item.get(key).cloned(),
         None => Some(item.clone()),
@@ -234,7 +266,8 @@ mod tests {
     }
 
     #[test]
-    fn containers_merge_by_name_and_lists_without_strategy_are_replaced() -> Result<(), PatchError> {
+    fn containers_merge_by_name_and_lists_without_strategy_are_replaced() -> Result<(), PatchError>
+    {
         let original = json!({"spec": {"containers": [
             {"name": "a", "image": "a:1", "command": ["x", "y"], "env": [{"name": "A", "value": "1"}]},
             {"name": "b", "image": "b:1"}
@@ -245,7 +278,10 @@ mod tests {
         let out = strategic_merge_patch(&original, &patch, pod_schema())?;
         assert_eq!(out["spec"]["containers"][0]["image"], "a:2");
         assert_eq!(out["spec"]["containers"][0]["command"], json!(["z"]));
-        assert_eq!(out["spec"]["containers"][0]["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+        );
         assert_eq!(out["spec"]["containers"][1]["image"], "b:1");
         assert_eq!(out["spec"]["tolerations"], json!([{"key": "j"}]));
         Ok(())
@@ -265,10 +301,18 @@ mod tests {
         let out = strategic_merge_patch(&original, &patch, pod_schema())?;
         assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["x", "z"]));
-        assert_eq!(out["spec"]["containers"], json!([{"name": "c"}, {"name": "a"}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "c"}, {"name": "a"}])
+        );
 
-        let retain = json!({"spec": {"containers": [{"name": "a", "image": "i"}]}, "$retainKeys": ["spec"]});
-        let out = strategic_merge_patch(&json!({"spec": {}, "status": {"phase": "x"}}), &retain, pod_schema())?;
+        let retain =
+            json!({"spec": {"containers": [{"name": "a", "image": "i"}]}, "$retainKeys": ["spec"]});
+        let out = strategic_merge_patch(
+            &json!({"spec": {}, "status": {"phase": "x"}}),
+            &retain,
+            pod_schema(),
+        )?;
         assert!(out.get("status").is_none());
 
         let replace = json!({"metadata": {"labels": {"$patch": "replace", "only": "this"}}});
@@ -280,9 +324,15 @@ mod tests {
     #[test]
     fn merge_and_json_patches() -> Result<(), PatchError> {
         let original = json!({"metadata": {"annotations": {"a": "1"}}});
-        let merged = merge_patch(&original, &json!({"metadata": {"annotations": {"b": "2", "a": null}}}));
+        let merged = merge_patch(
+            &original,
+            &json!({"metadata": {"annotations": {"b": "2", "a": null}}}),
+        );
         assert_eq!(merged["metadata"]["annotations"], json!({"b": "2"}));
-        let patched = json_patch(&original, &json!([{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]))?;
+        let patched = json_patch(
+            &original,
+            &json!([{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]),
+        )?;
         assert_eq!(patched["metadata"]["labels"]["x"], "y");
         assert!(json_patch(&original, &json!([{"op": "remove", "path": "/nope"}])).is_err());
         Ok(())

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodSpec, Probe, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -47,11 +49,19 @@ pub fn all_containers(spec: &PodSpec) -> impl Iterator<Item = (&'static str, usi
         .flatten()
         .enumerate()
         .map(|(i, c)| ("spec.initContainers", i, c))
-        .chain(spec.containers.iter().enumerate().map(|(i, c)| ("spec.containers", i, c)))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("spec.containers", i, c)),
+        )
 }
 
 fn all_containers_mut(spec: &mut PodSpec) -> impl Iterator<Item = &mut Container> {
-    spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut())
+    spec.init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut())
 }
 
 /// The image pull policy upstream defaults for an image reference.
@@ -99,8 +109,12 @@ fn default_resources(resources: &mut ResourceRequirements) {
 }
 
 fn default_container(container: &mut Container, host_network: bool) {
-    container.termination_message_path.get_or_insert_with(|| "/dev/termination-log".to_string());
-    container.termination_message_policy.get_or_insert_with(|| "File".to_string());
+    container
+        .termination_message_path
+        .get_or_insert_with(|| "/dev/termination-log".to_string());
+    container
+        .termination_message_policy
+        .get_or_insert_with(|| "File".to_string());
     if container.image_pull_policy.is_none() {
         if let Some(image) = &container.image {
             container.image_pull_policy = Some(default_pull_policy(image).to_string());
@@ -112,14 +126,21 @@ fn default_container(container: &mut Container, host_network: bool) {
             port.host_port = Some(port.container_port);
         }
     }
-    for probe in [&mut container.liveness_probe, &mut container.readiness_probe, &mut container.startup_probe]
-        .into_iter()
-        .flatten()
+    for probe in [
+        &mut container.liveness_probe,
+        &mut container.readiness_probe,
+        &mut container.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
     {
         default_probe(probe);
     }
     if let Some(lifecycle) = container.lifecycle.as_mut() {
-        for handler in [&mut lifecycle.post_start, &mut lifecycle.pre_stop].into_iter().flatten() {
+        for handler in [&mut lifecycle.post_start, &mut lifecycle.pre_stop]
+            .into_iter()
+            .flatten()
+        {
             if let Some(http) = handler.http_get.as_mut() {
                 http.path.get_or_insert_with(|| "/".to_string());
                 http.scheme.get_or_insert_with(|| "HTTP".to_string());
@@ -128,7 +149,9 @@ fn default_container(container: &mut Container, host_network: bool) {
     }
     for env in container.env.iter_mut().flatten() {
         if let Some(field_ref) = env.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
-            field_ref.api_version.get_or_insert_with(|| "v1".to_string());
+            field_ref
+                .api_version
+                .get_or_insert_with(|| "v1".to_string());
         }
     }
     default_resources(container.resources.get_or_insert_with(Default::default));
@@ -139,9 +162,12 @@ fn default_container(container: &mut Container, host_network: bool) {
 pub fn apply_defaults(pod: &mut Pod) {
     let spec = pod.spec.get_or_insert_with(Default::default);
     let host_network = spec.host_network.unwrap_or(false);
-    spec.restart_policy.get_or_insert_with(|| "Always".to_string());
-    spec.dns_policy.get_or_insert_with(|| "ClusterFirst".to_string());
-    spec.scheduler_name.get_or_insert_with(|| "default-scheduler".to_string());
+    spec.restart_policy
+        .get_or_insert_with(|| "Always".to_string());
+    spec.dns_policy
+        .get_or_insert_with(|| "ClusterFirst".to_string());
+    spec.scheduler_name
+        .get_or_insert_with(|| "default-scheduler".to_string());
     spec.security_context.get_or_insert_with(Default::default);
     spec.enable_service_links.get_or_insert(true);
     match spec.termination_grace_period_seconds {
@@ -156,12 +182,19 @@ pub fn apply_defaults(pod: &mut Pod) {
         default_volume(volume);
     }
     // Admission: ServiceAccount, DefaultTolerationSeconds, Priority.
-    let account = spec.service_account_name.get_or_insert_with(|| "default".to_string()).clone();
+    let account = spec
+        .service_account_name
+        .get_or_insert_with(|| "default".to_string())
+        .clone();
     spec.service_account.get_or_insert(account);
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = tolerations.iter().any(|t| {
-            t.key.as_deref() == Some(key) || (t.key.is_none() && t.operator.as_deref() == Some("Exists"))
+            t.key.as_deref() == Some(key)
+                || (t.key.is_none() && t.operator.as_deref() == Some("Exists"))
         });
         if !tolerated {
             tolerations.push(Toleration {
@@ -174,7 +207,8 @@ pub fn apply_defaults(pod: &mut Pod) {
         }
     }
     spec.priority.get_or_insert(0);
-    spec.preemption_policy.get_or_insert_with(|| "PreemptLowerPriority".to_string());
+    spec.preemption_policy
+        .get_or_insert_with(|| "PreemptLowerPriority".to_string());
     let qos = qos_class(spec).to_string();
     let status = pod.status.get_or_insert_with(Default::default);
     status.phase.get_or_insert_with(|| "Pending".to_string());
@@ -244,9 +278,12 @@ pub fn qos_class(spec: &PodSpec) -> &'static str {
 pub fn check_quantities(spec: &PodSpec) -> Result<(), String> {
     for (_, _, container) in all_containers(spec) {
         let resources = container.resources.as_ref();
-        for list in [resources.and_then(|r| r.limits.as_ref()), resources.and_then(|r| r.requests.as_ref())]
-            .into_iter()
-            .flatten()
+        for list in [
+            resources.and_then(|r| r.limits.as_ref()),
+            resources.and_then(|r| r.requests.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
         {
             if list.values().any(|q| Quantity::parse(&q.0).is_none()) {
                 return Err(crate::quantity::QUANTITY_ERROR.to_string());
@@ -258,7 +295,11 @@ pub fn check_quantities(spec: &PodSpec) -> Result<(), String> {
 
 fn non_negative(errors: &mut Vec<FieldError>, field: String, value: Option<i32>) {
     if let Some(v) = value.filter(|v| *v < 0) {
-        errors.push(FieldError::invalid(field, v, "must be greater than or equal to 0"));
+        errors.push(FieldError::invalid(
+            field,
+            v,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -269,24 +310,61 @@ fn validate_port_ref(errors: &mut Vec<FieldError>, field: String, port: &IntOrSt
     }
 }
 
-fn validate_probe(errors: &mut Vec<FieldError>, path: &str, probe: &Probe, must_succeed_once: bool) {
-    let handlers = [probe.exec.is_some(), probe.http_get.is_some(), probe.tcp_socket.is_some(), probe.grpc.is_some()]
-        .iter()
-        .filter(|h| **h)
-        .count();
+fn validate_probe(
+    errors: &mut Vec<FieldError>,
+    path: &str,
+    probe: &Probe,
+    must_succeed_once: bool,
+) {
+    let handlers = [
+        probe.exec.is_some(),
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.grpc.is_some(),
+    ]
+    .iter()
+    .filter(|h| **h)
+    .count();
     if handlers == 0 {
         errors.push(FieldError::required(path, "must specify a handler type"));
     } else if handlers > 1 {
-        errors.push(FieldError::forbidden(path, "may not specify more than 1 handler type"));
+        errors.push(FieldError::forbidden(
+            path,
+            "may not specify more than 1 handler type",
+        ));
     }
-    non_negative(errors, format!("{path}.initialDelaySeconds"), probe.initial_delay_seconds);
-    non_negative(errors, format!("{path}.timeoutSeconds"), probe.timeout_seconds);
-    non_negative(errors, format!("{path}.periodSeconds"), probe.period_seconds);
-    non_negative(errors, format!("{path}.successThreshold"), probe.success_threshold);
-    non_negative(errors, format!("{path}.failureThreshold"), probe.failure_threshold);
+    non_negative(
+        errors,
+        format!("{path}.initialDelaySeconds"),
+        probe.initial_delay_seconds,
+    );
+    non_negative(
+        errors,
+        format!("{path}.timeoutSeconds"),
+        probe.timeout_seconds,
+    );
+    non_negative(
+        errors,
+        format!("{path}.periodSeconds"),
+        probe.period_seconds,
+    );
+    non_negative(
+        errors,
+        format!("{path}.successThreshold"),
+        probe.success_threshold,
+    );
+    non_negative(
+        errors,
+        format!("{path}.failureThreshold"),
+        probe.failure_threshold,
+    );
     if must_succeed_once {
         if let Some(v) = probe.success_threshold.filter(|v| *v != 1) {
-            errors.push(FieldError::invalid(format!("{path}.successThreshold"), v, "must be 1"));
+            errors.push(FieldError::invalid(
+                format!("{path}.successThreshold"),
+                v,
+                "must be 1",
+            ));
         }
     }
     if let Some(exec) = &probe.exec {
@@ -296,8 +374,16 @@ fn validate_probe(errors: &mut Vec<FieldError>, path: &str, probe: &Probe, must_
     }
     if let Some(http) = &probe.http_get {
         validate_port_ref(errors, format!("{path}.httpGet.port"), &http.port);
-        if let Some(scheme) = http.scheme.as_deref().filter(|s| !matches!(*s, "HTTP" | "HTTPS")) {
-            errors.push(FieldError::not_supported(format!("{path}.httpGet.scheme"), scheme, &["HTTP", "HTTPS"]));
+        if let Some(scheme) = http
+            .scheme
+            .as_deref()
+            .filter(|s| !matches!(*s, "HTTP" | "HTTPS"))
+        {
+            errors.push(FieldError::not_supported(
+                format!("{path}.httpGet.scheme"),
+                scheme,
+                &["HTTP", "HTTPS"],
+            ));
         }
     }
     if let Some(tcp) = &probe.tcp_socket {
@@ -307,13 +393,20 @@ fn validate_probe(errors: &mut Vec<FieldError>, path: &str, probe: &Probe, must_
         errors.extend(names::port_number(&format!("{path}.grpc.port"), grpc.port));
     }
     if let Some(grace) = probe.termination_grace_period_seconds.filter(|g| *g <= 0) {
-        errors.push(FieldError::invalid(format!("{path}.terminationGracePeriodSeconds"), grace, "must be greater than 0"));
+        errors.push(FieldError::invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            grace,
+            "must be greater than 0",
+        ));
     }
 }
 
 fn validate_resources(errors: &mut Vec<FieldError>, path: &str, resources: &ResourceRequirements) {
     let parse = |q: &K8sQuantity| Quantity::parse(&q.0);
-    for (kind, list) in [("limits", &resources.limits), ("requests", &resources.requests)] {
+    for (kind, list) in [
+        ("limits", &resources.limits),
+        ("requests", &resources.requests),
+    ] {
         for (name, value) in list.iter().flatten() {
             if parse(value).is_some_and(|q| q.is_negative()) {
                 errors.push(FieldError::invalid(
@@ -349,26 +442,56 @@ fn validate_container(
     if container.name.is_empty() {
         errors.push(FieldError::required(format!("{path}.name"), ""));
     } else {
-        errors.extend(names::dns1123_label(&format!("{path}.name"), &container.name));
+        errors.extend(names::dns1123_label(
+            &format!("{path}.name"),
+            &container.name,
+        ));
     }
-    if container.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+    if container
+        .image
+        .as_deref()
+        .is_none_or(|i| i.trim().is_empty())
+    {
         errors.push(FieldError::required(format!("{path}.image"), ""));
     }
     let sidecar = is_init && container.restart_policy.as_deref() == Some("Always");
     match (&container.restart_policy, is_init) {
         (Some(policy), true) if policy != "Always" => {
-            errors.push(FieldError::not_supported(format!("{path}.restartPolicy"), policy.as_str(), &["Always"]));
+            errors.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
+                policy.as_str(),
+                &["Always"],
+            ));
         }
         (Some(_), false) => {
-            errors.push(FieldError::forbidden(format!("{path}.restartPolicy"), "may not be set for non-init containers"));
+            errors.push(FieldError::forbidden(
+                format!("{path}.restartPolicy"),
+                "may not be set for non-init containers",
+            ));
         }
         _ => {}
     }
-    if let Some(policy) = container.image_pull_policy.as_deref().filter(|p| !PULL_POLICIES.contains(p)) {
-        errors.push(FieldError::not_supported(format!("{path}.imagePullPolicy"), policy, PULL_POLICIES));
+    if let Some(policy) = container
+        .image_pull_policy
+        .as_deref()
+        .filter(|p| !PULL_POLICIES.contains(p))
+    {
+        errors.push(FieldError::not_supported(
+            format!("{path}.imagePullPolicy"),
+            policy,
+            PULL_POLICIES,
+        ));
     }
-    if let Some(policy) = container.termination_message_policy.as_deref().filter(|p| !MESSAGE_POLICIES.contains(p)) {
-        errors.push(FieldError::not_supported(format!("{path}.terminationMessagePolicy"), policy, MESSAGE_POLICIES));
+    if let Some(policy) = container
+        .termination_message_policy
+        .as_deref()
+        .filter(|p| !MESSAGE_POLICIES.contains(p))
+    {
+        errors.push(FieldError::not_supported(
+            format!("{path}.terminationMessagePolicy"),
+            policy,
+            MESSAGE_POLICIES,
+        ));
     }
     let mut port_names = HashSet::new();
     for (i, port) in container.ports.iter().flatten().enumerate() {
@@ -376,19 +499,35 @@ fn validate_container(
         if let Some(name) = &port.name {
             errors.extend(names::port_name(&format!("{port_path}.name"), name));
             if !port_names.insert(name.clone()) {
-                errors.push(FieldError::duplicate(format!("{port_path}.name"), name.as_str()));
+                errors.push(FieldError::duplicate(
+                    format!("{port_path}.name"),
+                    name.as_str(),
+                ));
             }
         }
         if port.container_port == 0 {
-            errors.push(FieldError::required(format!("{port_path}.containerPort"), ""));
+            errors.push(FieldError::required(
+                format!("{port_path}.containerPort"),
+                "",
+            ));
         } else {
-            errors.extend(names::port_number(&format!("{port_path}.containerPort"), port.container_port));
+            errors.extend(names::port_number(
+                &format!("{port_path}.containerPort"),
+                port.container_port,
+            ));
         }
         if let Some(host_port) = port.host_port.filter(|p| *p != 0) {
-            errors.extend(names::port_number(&format!("{port_path}.hostPort"), host_port));
+            errors.extend(names::port_number(
+                &format!("{port_path}.hostPort"),
+                host_port,
+            ));
         }
         if let Some(protocol) = port.protocol.as_deref().filter(|p| !PROTOCOLS.contains(p)) {
-            errors.push(FieldError::not_supported(format!("{port_path}.protocol"), protocol, PROTOCOLS));
+            errors.push(FieldError::not_supported(
+                format!("{port_path}.protocol"),
+                protocol,
+                PROTOCOLS,
+            ));
         }
     }
     for (i, env) in container.env.iter().flatten().enumerate() {
@@ -427,12 +566,17 @@ fn validate_container(
                 let base = path_text.split('[').next().unwrap_or(path_text);
                 let subscripted = path_text.contains('[');
                 let ok = if subscripted {
-                    matches!(base, "metadata.labels" | "metadata.annotations") && path_text.ends_with("']")
+                    matches!(base, "metadata.labels" | "metadata.annotations")
+                        && path_text.ends_with("']")
                 } else {
-                    FIELD_PATHS.contains(&base) && !matches!(base, "metadata.labels" | "metadata.annotations")
+                    FIELD_PATHS.contains(&base)
+                        && !matches!(base, "metadata.labels" | "metadata.annotations")
                 };
                 if field_ref.field_path.is_empty() {
-                    errors.push(FieldError::required(format!("{env_path}.valueFrom.fieldRef.fieldPath"), ""));
+                    errors.push(FieldError::required(
+                        format!("{env_path}.valueFrom.fieldRef.fieldPath"),
+                        "",
+                    ));
                 } else if !ok {
                     errors.push(FieldError::not_supported(
                         format!("{env_path}.valueFrom.fieldRef.fieldPath"),
@@ -457,7 +601,10 @@ fn validate_container(
         if mount.name.is_empty() {
             errors.push(FieldError::required(format!("{mount_path}.name"), ""));
         } else if !volumes.contains(&mount.name) {
-            errors.push(FieldError::not_found(format!("{mount_path}.name"), mount.name.as_str()));
+            errors.push(FieldError::not_found(
+                format!("{mount_path}.name"),
+                mount.name.as_str(),
+            ));
         }
         if mount.mount_path.is_empty() {
             errors.push(FieldError::required(format!("{mount_path}.mountPath"), ""));
@@ -475,7 +622,10 @@ fn validate_container(
         let Some(probe) = probe else { continue };
         let probe_path = format!("{path}.{name}");
         if is_init && !sidecar {
-            errors.push(FieldError::forbidden(probe_path, "may not be set for init containers without restartPolicy=Always"));
+            errors.push(FieldError::forbidden(
+                probe_path,
+                "may not be set for init containers without restartPolicy=Always",
+            ));
             continue;
         }
         validate_probe(errors, &probe_path, probe, must_succeed_once);
@@ -487,17 +637,31 @@ fn validate_container(
                 "may not be set for init containers without restartPolicy=Always",
             ));
         } else {
-            for (name, handler) in [("postStart", &lifecycle.post_start), ("preStop", &lifecycle.pre_stop)] {
+            for (name, handler) in [
+                ("postStart", &lifecycle.post_start),
+                ("preStop", &lifecycle.pre_stop),
+            ] {
                 let Some(handler) = handler else { continue };
-                let count = [handler.exec.is_some(), handler.http_get.is_some(), handler.tcp_socket.is_some(), handler.sleep.is_some()]
-                    .iter()
-                    .filter(|h| **h)
-                    .count();
+                let count = [
+                    handler.exec.is_some(),
+                    handler.http_get.is_some(),
+                    handler.tcp_socket.is_some(),
+                    handler.sleep.is_some(),
+                ]
+                .iter()
+                .filter(|h| **h)
+                .count();
                 let hook_path = format!("{path}.lifecycle.{name}");
                 if count == 0 {
-                    errors.push(FieldError::required(hook_path, "must specify a handler type"));
+                    errors.push(FieldError::required(
+                        hook_path,
+                        "must specify a handler type",
+                    ));
                 } else if count > 1 {
-                    errors.push(FieldError::forbidden(hook_path, "may not specify more than 1 handler type"));
+                    errors.push(FieldError::forbidden(
+                        hook_path,
+                        "may not specify more than 1 handler type",
+                    ));
                 }
             }
         }
@@ -525,19 +689,51 @@ pub fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
     let mut container_names = HashSet::new();
     for (list, i, container) in all_containers(spec) {
         let path = format!("{list}[{i}]");
-        validate_container(&mut errors, &path, container, list == "spec.initContainers", &volumes);
+        validate_container(
+            &mut errors,
+            &path,
+            container,
+            list == "spec.initContainers",
+            &volumes,
+        );
         if !container.name.is_empty() && !container_names.insert(container.name.clone()) {
-            errors.push(FieldError::duplicate(format!("{path}.name"), container.name.as_str()));
+            errors.push(FieldError::duplicate(
+                format!("{path}.name"),
+                container.name.as_str(),
+            ));
         }
     }
-    if let Some(policy) = spec.restart_policy.as_deref().filter(|p| !RESTART_POLICIES.contains(p)) {
-        errors.push(FieldError::not_supported("spec.restartPolicy", policy, RESTART_POLICIES));
+    if let Some(policy) = spec
+        .restart_policy
+        .as_deref()
+        .filter(|p| !RESTART_POLICIES.contains(p))
+    {
+        errors.push(FieldError::not_supported(
+            "spec.restartPolicy",
+            policy,
+            RESTART_POLICIES,
+        ));
     }
-    if let Some(policy) = spec.dns_policy.as_deref().filter(|p| !DNS_POLICIES.contains(p)) {
-        errors.push(FieldError::not_supported("spec.dnsPolicy", policy, DNS_POLICIES));
+    if let Some(policy) = spec
+        .dns_policy
+        .as_deref()
+        .filter(|p| !DNS_POLICIES.contains(p))
+    {
+        errors.push(FieldError::not_supported(
+            "spec.dnsPolicy",
+            policy,
+            DNS_POLICIES,
+        ));
     }
-    if let Some(deadline) = spec.active_deadline_seconds.filter(|d| *d <= 0 || *d > i64::from(i32::MAX)) {
-        errors.push(FieldError::invalid("spec.activeDeadlineSeconds", deadline, "must be between 1 and 2147483647, inclusive"));
+    if let Some(deadline) = spec
+        .active_deadline_seconds
+        .filter(|d| *d <= 0 || *d > i64::from(i32::MAX))
+    {
+        errors.push(FieldError::invalid(
+            "spec.activeDeadlineSeconds",
+            deadline,
+            "must be between 1 and 2147483647, inclusive",
+        ));
     }
     if let Some(selector) = &spec.node_selector {
         errors.extend(names::labels("spec.nodeSelector", selector));
@@ -552,9 +748,15 @@ pub fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
         let path = format!("spec.tolerations[{i}]");
         match toleration.operator.as_deref() {
             None | Some("Equal") | Some("Exists") => {}
-            Some(other) => errors.push(FieldError::not_supported(format!("{path}.operator"), other, &["Equal", "Exists"])),
+            Some(other) => errors.push(FieldError::not_supported(
+                format!("{path}.operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
         }
-        if toleration.operator.as_deref() == Some("Exists") && toleration.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        if toleration.operator.as_deref() == Some("Exists")
+            && toleration.value.as_deref().is_some_and(|v| !v.is_empty())
+        {
             errors.push(FieldError::invalid(
                 format!("{path}.operator"),
                 toleration.value.clone().unwrap_or_default(),
@@ -572,7 +774,10 @@ pub fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
         }
     }
     for (i, gate) in spec.readiness_gates.iter().flatten().enumerate() {
-        errors.extend(names::qualified_name(&format!("spec.readinessGates[{i}].conditionType"), &gate.condition_type));
+        errors.extend(names::qualified_name(
+            &format!("spec.readinessGates[{i}].conditionType"),
+            &gate.condition_type,
+        ));
     }
     errors
 }
@@ -587,13 +792,19 @@ pub fn validate_spec_update(old: &PodSpec, new: &PodSpec) -> Vec<FieldError> {
     for (masked_c, old_c) in masked.containers.iter_mut().zip(&old.containers) {
         masked_c.image.clone_from(&old_c.image);
     }
-    if let (Some(masked_init), Some(old_init)) = (masked.init_containers.as_mut(), old.init_containers.as_ref()) {
+    if let (Some(masked_init), Some(old_init)) = (
+        masked.init_containers.as_mut(),
+        old.init_containers.as_ref(),
+    ) {
         for (masked_c, old_c) in masked_init.iter_mut().zip(old_init) {
             masked_c.image.clone_from(&old_c.image);
         }
     }
     if let Some(new_deadline) = new.active_deadline_seconds {
-        if old.active_deadline_seconds.is_some_and(|old_deadline| new_deadline > old_deadline) {
+        if old
+            .active_deadline_seconds
+            .is_some_and(|old_deadline| new_deadline > old_deadline)
+        {
             errors.push(FieldError::invalid(
                 "spec.activeDeadlineSeconds",
                 new_deadline,
@@ -601,7 +812,11 @@ pub fn validate_spec_update(old: &PodSpec, new: &PodSpec) -> Vec<FieldError> {
             ));
         }
     } else if old.active_deadline_seconds.is_some() {
-        errors.push(FieldError::invalid("spec.activeDeadlineSeconds", Value::Null, "must not update from a positive integer to nil value"));
+        errors.push(FieldError::invalid(
+            "spec.activeDeadlineSeconds",
+            Value::Null,
+            "must not update from a positive integer to nil value",
+        ));
     }
     masked.active_deadline_seconds = old.active_deadline_seconds;
     let old_tolerations = old.tolerations.clone().unwrap_or_default();
@@ -609,7 +824,9 @@ pub fn validate_spec_update(old: &PodSpec, new: &PodSpec) -> Vec<FieldError> {
     if old_tolerations.iter().all(|t| new_tolerations.contains(t)) {
         masked.tolerations.clone_from(&old.tolerations);
     }
-    if old.termination_grace_period_seconds.is_some_and(|g| g < 0) && new.termination_grace_period_seconds == Some(1) {
+    if old.termination_grace_period_seconds.is_some_and(|g| g < 0)
+        && new.termination_grace_period_seconds == Some(1)
+    {
         masked.termination_grace_period_seconds = old.termination_grace_period_seconds;
     }
     if masked != *old {
@@ -624,8 +841,12 @@ fn spec_diff(old: &PodSpec, new: &PodSpec) -> String {
     let old = serde_json::to_value(old).unwrap_or_default();
     let new = serde_json::to_value(new).unwrap_or_default();
     let mut lines = vec!["  core.PodSpec{".to_string()];
-    let keys: std::collections::BTreeSet<&String> =
-        old.as_object().into_iter().chain(new.as_object()).flat_map(|m| m.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> = old
+        .as_object()
+        .into_iter()
+        .chain(new.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
     for key in keys {
         let (a, b) = (&old[key.as_str()], &new[key.as_str()]);
         if a != b {
@@ -671,10 +892,19 @@ mod tests {
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c["terminationMessagePolicy"], "File");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
-        assert_eq!(c["livenessProbe"], json!({"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"},
-            "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}));
-        assert_eq!(c["resources"]["limits"], json!({"cpu": "500m", "memory": "1Gi"}));
-        assert_eq!(c["resources"]["requests"], json!({"cpu": "500m", "memory": "1Gi"}));
+        assert_eq!(
+            c["livenessProbe"],
+            json!({"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"},
+            "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(
+            c["resources"]["limits"],
+            json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert_eq!(
+            c["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "1Gi"})
+        );
         assert_eq!(v["status"]["qosClass"], "Burstable");
         assert_eq!(v["status"]["phase"], "Pending");
         assert_eq!(spec["tolerations"].as_array().map(Vec::len), Some(2));
@@ -683,25 +913,50 @@ mod tests {
     #[test]
     fn qos_classes() {
         let spec = |resources: Value| -> PodSpec {
-            serde_json::from_value(json!({"containers": [{"name": "c", "resources": resources}]})).unwrap_or_default()
+            serde_json::from_value(json!({"containers": [{"name": "c", "resources": resources}]}))
+                .unwrap_or_default()
         };
         assert_eq!(qos_class(&spec(json!({}))), "BestEffort");
-        assert_eq!(qos_class(&spec(json!({"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "100m", "memory": "100Mi"}}))), "Guaranteed");
-        assert_eq!(qos_class(&spec(json!({"requests": {"cpu": "100m", "memory": "200M"}, "limits": {"cpu": "500m", "memory": "1G"}}))), "Burstable");
-        assert_eq!(qos_class(&spec(json!({"limits": {"cpu": "100m"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&spec(
+                json!({"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "100m", "memory": "100Mi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&spec(
+                json!({"requests": {"cpu": "100m", "memory": "200M"}, "limits": {"cpu": "500m", "memory": "1G"}})
+            )),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&spec(json!({"limits": {"cpu": "100m"}}))),
+            "Burstable"
+        );
     }
 
     fn messages(spec: Value) -> Vec<String> {
         let spec: PodSpec = serde_json::from_value(spec).unwrap_or_default();
-        validate_spec(&spec).iter().map(ToString::to_string).collect()
+        validate_spec(&spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn validation_messages_match_upstream() {
-        assert_eq!(messages(json!({"containers": []})), vec!["spec.containers: Required value"]);
-        assert_eq!(messages(json!({"containers": [{"name": "c"}]})), vec!["spec.containers[0].image: Required value"]);
         assert_eq!(
-            messages(json!({"initContainers": [{"name": "c", "image": "i"}], "containers": [{"name": "c", "image": "i"}]})),
+            messages(json!({"containers": []})),
+            vec!["spec.containers: Required value"]
+        );
+        assert_eq!(
+            messages(json!({"containers": [{"name": "c"}]})),
+            vec!["spec.containers[0].image: Required value"]
+        );
+        assert_eq!(
+            messages(
+                json!({"initContainers": [{"name": "c", "image": "i"}], "containers": [{"name": "c", "image": "i"}]})
+            ),
             vec!["spec.containers[0].name: Duplicate value: \"c\""]
         );
         assert_eq!(
@@ -714,7 +969,9 @@ mod tests {
             vec!["spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always"]
         );
         assert_eq!(
-            messages(json!({"containers": [{"name": "c", "image": "i", "livenessProbe": {"successThreshold": 2, "exec": {"command": ["true"]}}}]})),
+            messages(
+                json!({"containers": [{"name": "c", "image": "i", "livenessProbe": {"successThreshold": 2, "exec": {"command": ["true"]}}}]})
+            ),
             vec!["spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1"]
         );
         assert_eq!(
@@ -730,14 +987,18 @@ mod tests {
             vec!["spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"]
         );
         assert_eq!(
-            messages(json!({"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]})),
+            messages(
+                json!({"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]})
+            ),
             vec!["spec.containers[0].volumeMounts[0].name: Not found: \"data\""]
         );
     }
 
     #[test]
     fn only_some_spec_fields_may_change() {
-        let old: PodSpec = serde_json::from_value(json!({"containers": [{"name": "c", "image": "a:1"}]})).unwrap_or_default();
+        let old: PodSpec =
+            serde_json::from_value(json!({"containers": [{"name": "c", "image": "a:1"}]}))
+                .unwrap_or_default();
         let mut image = old.clone();
         image.containers[0].image = Some("a:2".into());
         assert!(validate_spec_update(&old, &image).is_empty());

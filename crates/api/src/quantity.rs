@@ -20,9 +20,26 @@ pub struct Quantity {
     format: Format,
 }
 
-const DECIMAL_SUFFIXES: &[(&str, i32)] =
-    &[("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18)];
-const BINARY_SUFFIXES: &[(&str, u32)] = &[("Ki", 1), ("Mi", 2), ("Gi", 3), ("Ti", 4), ("Pi", 5), ("Ei", 6)];
+const DECIMAL_SUFFIXES: &[(&str, i32)] = &[
+    ("n", -9),
+    ("u", -6),
+    ("m", -3),
+    ("", 0),
+    ("k", 3),
+    ("M", 6),
+    ("G", 9),
+    ("T", 12),
+    ("P", 15),
+    ("E", 18),
+];
+const BINARY_SUFFIXES: &[(&str, u32)] = &[
+    ("Ki", 1),
+    ("Mi", 2),
+    ("Gi", 3),
+    ("Ti", 4),
+    ("Pi", 5),
+    ("Ei", 6),
+];
 
 impl Quantity {
     /// Parses a quantity string; `None` if it is not one.
@@ -33,14 +50,21 @@ impl Quantity {
             b'+' => (false, &text[1..]),
             _ => (false, text),
         };
-        let number_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        let number_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
         let (number, suffix) = rest.split_at(number_len);
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return None;
         }
         let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
         let digits: String = format!("{int_part}{frac_part}");
-        let mut mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+        let mut mantissa: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().ok()?
+        };
         let mut exp10 = -i32::try_from(frac_part.len()).ok()?;
         let format = if let Some((_, power)) = BINARY_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
             mantissa = mantissa.checked_mul(1024i128.checked_pow(*power)?)?;
@@ -59,10 +83,15 @@ impl Quantity {
         let magnitude = if shift >= 0 {
             mantissa.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?
         } else {
-            let divisor = 10i128.checked_pow(u32::try_from(-shift).ok()?).unwrap_or(i128::MAX);
+            let divisor = 10i128
+                .checked_pow(u32::try_from(-shift).ok()?)
+                .unwrap_or(i128::MAX);
             (mantissa + divisor - 1) / divisor
         };
-        Some(Self { milli: if negative { -magnitude } else { magnitude }, format })
+        Some(Self {
+            milli: if negative { -magnitude } else { magnitude },
+            format,
+        })
     }
 
     pub fn milli_value(&self) -> i128 {
@@ -87,14 +116,21 @@ impl Quantity {
         if self.milli == 0 {
             return "0".to_string();
         }
-        if self.format == Format::BinarySi && self.milli % 1000 == 0 && self.milli.abs() >= 1024 * 1000 {
+        if self.format == Format::BinarySi
+            && self.milli % 1000 == 0
+            && self.milli.abs() >= 1024 * 1000
+        {
             let mut units = self.milli / 1000;
             let mut power = 0;
             while power < BINARY_SUFFIXES.len() && units % 1024 == 0 {
                 units /= 1024;
                 power += 1;
             }
-            let suffix = if power == 0 { "" } else { BINARY_SUFFIXES[power - 1].0 };
+            let suffix = if power == 0 {
+                ""
+            } else {
+                BINARY_SUFFIXES[power - 1].0
+            };
             return format!("{units}{suffix}");
         }
         let mut mantissa = self.milli;
@@ -104,9 +140,17 @@ impl Quantity {
             exp10 += 3;
         }
         if self.format == Format::DecimalExponent {
-            return if exp10 == 0 { format!("{mantissa}") } else { format!("{mantissa}e{exp10}") };
+            return if exp10 == 0 {
+                format!("{mantissa}")
+            } else {
+                format!("{mantissa}e{exp10}")
+            };
         }
-        let suffix = DECIMAL_SUFFIXES.iter().find(|(_, e)| *e == exp10).map(|(s, _)| *s).unwrap_or("");
+        let suffix = DECIMAL_SUFFIXES
+            .iter()
+            .find(|(_, e)| *e == exp10)
+            .map(|(s, _)| *s)
+            .unwrap_or("");
         format!("{mantissa}{suffix}")
     }
 }
@@ -128,7 +172,9 @@ mod tests {
     use super::*;
 
     fn canon(text: &str) -> String {
-        Quantity::parse(text).map(|q| q.canonical()).unwrap_or_else(|| "<invalid>".to_string())
+        Quantity::parse(text)
+            .map(|q| q.canonical())
+            .unwrap_or_else(|| "<invalid>".to_string())
     }
 
     #[test]

@@ -30,7 +30,16 @@ pub struct ResourceInfo {
     pub storage: &'static str,
 }
 
-const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// Everything served, in discovery order.
@@ -46,13 +55,41 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: &["all"],
         verbs: ALL_VERBS,
         subresources: &[
-            Subresource { name: "attach", kind: "PodAttachOptions", verbs: &["create", "get"] },
-            Subresource { name: "binding", kind: "Binding", verbs: &["create"] },
-            Subresource { name: "eviction", kind: "Eviction", verbs: &["create"] },
-            Subresource { name: "exec", kind: "PodExecOptions", verbs: &["create", "get"] },
-            Subresource { name: "log", kind: "Pod", verbs: &["get"] },
-            Subresource { name: "portforward", kind: "PodPortForwardOptions", verbs: &["create", "get"] },
-            Subresource { name: "status", kind: "Pod", verbs: STATUS_VERBS },
+            Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "binding",
+                kind: "Binding",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "log",
+                kind: "Pod",
+                verbs: &["get"],
+            },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "status",
+                kind: "Pod",
+                verbs: STATUS_VERBS,
+            },
         ],
         field_labels: &[
             "spec.nodeName",
@@ -75,10 +112,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         subresources: &[
-            Subresource { name: "finalize", kind: "Namespace", verbs: &["update"] },
-            Subresource { name: "status", kind: "Namespace", verbs: STATUS_VERBS },
+            Subresource {
+                name: "finalize",
+                kind: "Namespace",
+                verbs: &["update"],
+            },
+            Subresource {
+                name: "status",
+                kind: "Namespace",
+                verbs: STATUS_VERBS,
+            },
         ],
         field_labels: &["status.phase"],
         storage: "namespaces",
@@ -93,7 +140,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["no"],
         categories: &[],
         verbs: ALL_VERBS,
-        subresources: &[Subresource { name: "status", kind: "Node", verbs: STATUS_VERBS }],
+        subresources: &[Subresource {
+            name: "status",
+            kind: "Node",
+            verbs: STATUS_VERBS,
+        }],
         field_labels: &["spec.unschedulable"],
         storage: "minions",
     },
@@ -133,7 +184,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["svc"],
         categories: &["all"],
         verbs: ALL_VERBS,
-        subresources: &[Subresource { name: "status", kind: "Service", verbs: STATUS_VERBS }],
+        subresources: &[Subresource {
+            name: "status",
+            kind: "Service",
+            verbs: STATUS_VERBS,
+        }],
         field_labels: &[],
         storage: "services/specs",
     },
@@ -241,19 +296,24 @@ impl ResourceInfo {
 
     /// Whether `label` may be used in a field selector on this resource.
     pub fn supports_field_label(&self, label: &str) -> bool {
-        matches!(label, "metadata.name" | "metadata.namespace") || self.field_labels.contains(&label)
+        matches!(label, "metadata.name" | "metadata.namespace")
+            || self.field_labels.contains(&label)
     }
 }
 
 /// Looks up a resource by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Looks up the resource for a kind in a group-version (`v1` or `group/v1`).
 pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// The core resource stored under `/registry/<storage>/...`, for decoding watch keys.
@@ -275,7 +335,10 @@ mod tests {
 
     #[test]
     fn kinds_resolve_by_api_version() {
-        assert_eq!(find_kind("coordination.k8s.io/v1", "Lease").map(|r| r.plural), Some("leases"));
+        assert_eq!(
+            find_kind("coordination.k8s.io/v1", "Lease").map(|r| r.plural),
+            Some("leases")
+        );
         assert_eq!(find_kind("v1", "Pod").map(|r| r.plural), Some("pods"));
         assert!(find_kind("apps/v1", "Deployment").is_none());
     }

@@ -9,8 +9,14 @@ use serde_json::Value;
 /// (URL path under /openapi/v3/, document text)
 static DOCUMENTS: &[(&str, &str)] = &[
     ("api/v1", include_str!("../openapi/api__v1.json")),
-    ("apis/coordination.k8s.io/v1", include_str!("../openapi/apis__coordination.k8s.io__v1.json")),
-    ("apis/events.k8s.io/v1", include_str!("../openapi/apis__events.k8s.io__v1.json")),
+    (
+        "apis/coordination.k8s.io/v1",
+        include_str!("../openapi/apis__coordination.k8s.io__v1.json"),
+    ),
+    (
+        "apis/events.k8s.io/v1",
+        include_str!("../openapi/apis__events.k8s.io__v1.json"),
+    ),
 ];
 
 /// OpenAPI v2 as gnostic protobuf: only paths and PATCH operations, which is
@@ -58,7 +64,9 @@ pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<&'static Value
 
 /// Follows `$ref` (bare or wrapped in `allOf`) to the referenced schema.
 pub fn resolve(node: &'static Value) -> &'static Value {
-    let reference = node["$ref"].as_str().or_else(|| node["allOf"][0]["$ref"].as_str());
+    let reference = node["$ref"]
+        .as_str()
+        .or_else(|| node["allOf"][0]["$ref"].as_str());
     match reference.and_then(|r| r.rsplit('/').next()).and_then(named) {
         Some(target) => target,
         None => node,
@@ -74,7 +82,8 @@ pub fn property(object: &'static Value, key: &str) -> Option<(&'static Value, &'
 
 /// Whether the schema describes an object that accepts arbitrary keys.
 pub fn is_open(schema: &Value) -> bool {
-    schema.get("properties").is_none() || schema.get("x-kubernetes-preserve-unknown-fields").is_some()
+    schema.get("properties").is_none()
+        || schema.get("x-kubernetes-preserve-unknown-fields").is_some()
 }
 
 #[cfg(test)]
@@ -87,7 +96,10 @@ mod tests {
         assert!(pod.is_some());
         let spec = pod.and_then(|p| property(p, "spec")).map(|(s, _)| s);
         let containers = spec.and_then(|s| property(s, "containers")).map(|(_, p)| p);
-        assert_eq!(containers.map(|c| c["x-kubernetes-patch-merge-key"].clone()), Some("name".into()));
+        assert_eq!(
+            containers.map(|c| c["x-kubernetes-patch-merge-key"].clone()),
+            Some("name".into())
+        );
         assert!(for_kind("coordination.k8s.io", "v1", "Lease").is_some());
     }
 }

@@ -43,11 +43,20 @@ fn split_top_level(text: &str) -> Vec<&str> {
 
 fn parse_set(rest: &str) -> Option<Vec<String>> {
     let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_./".contains(&c))
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_./".contains(&c))
 }
 
 impl LabelSelector {
@@ -64,7 +73,9 @@ impl LabelSelector {
                 LabelRequirement::NotExists(key.trim().to_string())
             } else if let Some((key, value)) = part.split_once("!=") {
                 LabelRequirement::NotEquals(key.trim().to_string(), value.trim().to_string())
-            } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            } else if let Some((key, value)) =
+                part.split_once("==").or_else(|| part.split_once('='))
+            {
                 LabelRequirement::Equals(key.trim().to_string(), value.trim().to_string())
             } else if let Some((key, rest)) = part.split_once(" notin ") {
                 LabelRequirement::NotIn(key.trim().to_string(), parse_set(rest).ok_or_else(bad)?)
@@ -111,7 +122,11 @@ impl LabelSelector {
         }
         let labels: BTreeMap<String, String> = object["metadata"]["labels"]
             .as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
             .unwrap_or_default();
         self.matches(&labels)
     }
@@ -174,13 +189,19 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, v, true)
             } else {
-                return Err(format!("invalid selector: '{text}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{text}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
             if !resource.supports_field_label(field) {
                 return Err(format!("field label not supported: {field}"));
             }
-            requirements.push(FieldRequirement { field: field.to_string(), value: unescape(value), equal });
+            requirements.push(FieldRequirement {
+                field: field.to_string(),
+                value: unescape(value),
+                equal,
+            });
         }
         Ok(Self(requirements))
     }
@@ -190,19 +211,28 @@ impl FieldSelector {
     }
 
     pub fn matches_object(&self, object: &Value) -> bool {
-        self.0.iter().all(|r| (field_value(object, &r.field) == r.value) == r.equal)
+        self.0
+            .iter()
+            .all(|r| (field_value(object, &r.field) == r.value) == r.equal)
     }
 
     /// The name this selector pins with `metadata.name=`, if any.
     pub fn exact_name(&self) -> Option<&str> {
-        self.0.iter().find(|r| r.equal && r.field == "metadata.name").map(|r| r.value.as_str())
+        self.0
+            .iter()
+            .find(|r| r.equal && r.field == "metadata.name")
+            .map(|r| r.value.as_str())
     }
 }
 
 /// The string a field selector compares for `label` (missing is "", booleans
 /// are "true"/"false", `source` is `source.component`).
 pub fn field_value(object: &Value, label: &str) -> String {
-    let path = if label == "source" { "source.component" } else { label };
+    let path = if label == "source" {
+        "source.component"
+    } else {
+        label
+    };
     let mut node = object;
     for segment in path.split('.') {
         node = &node[segment];
@@ -211,7 +241,9 @@ pub fn field_value(object: &Value, label: &str) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Null if label == "spec.hostNetwork" || label == "spec.unschedulable" => "false".to_string(),
+        Value::Null if label == "spec.hostNetwork" || label == "spec.unschedulable" => {
+            "false".to_string()
+        }
         _ => String::new(),
     }
 }
@@ -229,7 +261,8 @@ mod tests {
         assert_eq!(selector.0.len(), 4);
         let object = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
         assert!(selector.matches_object(&object));
-        let canary = json!({"metadata": {"labels": {"app": "web", "tier": "front", "canary": "1"}}});
+        let canary =
+            json!({"metadata": {"labels": {"app": "web", "tier": "front", "canary": "1"}}});
         assert!(!selector.matches_object(&canary));
         assert!(LabelSelector::parse("x notin (a)")?.matches_object(&json!({})));
         assert!(LabelSelector::parse("a b c").is_err());
@@ -241,9 +274,14 @@ mod tests {
         let pods = resources::core("pods").ok_or("pods")?;
         let selector = FieldSelector::parse("metadata.name=web,status.phase!=Running", pods)?;
         assert_eq!(selector.exact_name(), Some("web"));
-        assert!(selector.matches_object(&json!({"metadata": {"name": "web"}, "status": {"phase": "Pending"}})));
-        assert!(!selector.matches_object(&json!({"metadata": {"name": "web"}, "status": {"phase": "Running"}})));
-        assert_eq!(FieldSelector::parse("spec.foo=x", pods), Err("field label not supported: spec.foo".to_string()));
+        assert!(selector
+            .matches_object(&json!({"metadata": {"name": "web"}, "status": {"phase": "Pending"}})));
+        assert!(!selector
+            .matches_object(&json!({"metadata": {"name": "web"}, "status": {"phase": "Running"}})));
+        assert_eq!(
+            FieldSelector::parse("spec.foo=x", pods),
+            Err("field label not supported: spec.foo".to_string())
+        );
         let events = resources::core("events").ok_or("events")?;
         let by_object = FieldSelector::parse(
             "involvedObject.name=web,involvedObject.namespace=default,involvedObject.uid=u1",

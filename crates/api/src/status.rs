@@ -44,15 +44,38 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Required, value: None, detail: detail.into() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Required,
+            value: None,
+            detail: detail.into(),
+        }
     }
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Invalid, value: Some(value.into()), detail: detail.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid,
+            value: Some(value.into()),
+            detail: detail.into(),
+        }
     }
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Duplicate, value: Some(value.into()), detail: String::new() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Duplicate,
+            value: Some(value.into()),
+            detail: String::new(),
+        }
     }
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Self {
             field: field.into(),
@@ -62,7 +85,12 @@ impl FieldError {
         }
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Forbidden, value: None, detail: detail.into() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Forbidden,
+            value: None,
+            detail: detail.into(),
+        }
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
         Self {
@@ -73,7 +101,12 @@ impl FieldError {
         }
     }
     pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::NotFound, value: Some(value.into()), detail: String::new() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::NotFound,
+            value: Some(value.into()),
+            detail: String::new(),
+        }
     }
 
     /// The message without the field path (`field.Error.ErrorBody`).
@@ -137,13 +170,22 @@ fn details(resource: &ResourceInfo, name: &str) -> Value {
 
 impl Status {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self { code, reason: reason.to_string(), message: message.into(), details: None }
+        Self {
+            code,
+            reason: reason.to_string(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn not_found(resource: &ResourceInfo, name: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(resource)))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} {name:?} not found", qualified(resource)),
+            )
         }
     }
 
@@ -151,14 +193,22 @@ impl Status {
     pub fn namespace_not_found(namespace: &str) -> Self {
         Self {
             details: Some(json!({"name": namespace, "kind": "namespaces"})),
-            ..Self::new(404, "NotFound", format!("namespaces {namespace:?} not found"))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("namespaces {namespace:?} not found"),
+            )
         }
     }
 
     pub fn already_exists(resource: &ResourceInfo, name: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(resource)))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} {name:?} already exists", qualified(resource)),
+            )
         }
     }
 
@@ -166,7 +216,14 @@ impl Status {
     pub fn conflict(resource: &ResourceInfo, name: &str, why: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(resource)))
+            ..Self::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} {name:?}: {why}",
+                    qualified(resource)
+                ),
+            )
         }
     }
 
@@ -182,7 +239,13 @@ impl Status {
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
         let listed = match errors {
             [one] => one.to_string(),
-            many => format!("[{}]", many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         let causes: Vec<Value> = errors
             .iter()
@@ -192,7 +255,14 @@ impl Status {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        Self { details: Some(details), ..Self::new(422, "Invalid", format!("{kind} {name:?} is invalid: {listed}")) }
+        Self {
+            details: Some(details),
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} {name:?} is invalid: {listed}"),
+            )
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -220,14 +290,25 @@ impl Status {
     }
 
     pub fn path_not_found() -> Self {
-        Self { details: Some(json!({})), ..Self::new(404, "NotFound", "the server could not find the requested resource") }
+        Self {
+            details: Some(json!({})),
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
             details: Some(json!({"causes": [{"message": message}]})),
-            ..Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+            ..Self::new(
+                500,
+                "InternalError",
+                format!("Internal error occurred: {message}"),
+            )
         }
     }
 
@@ -237,7 +318,8 @@ impl Status {
 
     /// A successful deletion answered with a Status (deletecollection, eviction).
     pub fn success_json(details: Option<Value>) -> Value {
-        let mut v = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+        let mut v =
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
         if let Some(d) = details {
             v["details"] = d;
         }
@@ -273,29 +355,48 @@ mod tests {
         let status = pods.map(|s| s.to_json());
         assert_eq!(
             status,
-            Some(json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+            Some(
+                json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
                 "message":"pods \"nope\" not found","reason":"NotFound",
-                "details":{"name":"nope","kind":"pods"},"code":404}))
+                "details":{"name":"nope","kind":"pods"},"code":404})
+            )
         );
     }
 
     #[test]
     fn invalid_lists_causes() {
-        let one = Status::invalid("Pod", "", "bad", &[FieldError::required("spec.containers[0].image", "")]);
-        assert_eq!(one.message, "Pod \"bad\" is invalid: spec.containers[0].image: Required value");
+        let one = Status::invalid(
+            "Pod",
+            "",
+            "bad",
+            &[FieldError::required("spec.containers[0].image", "")],
+        );
+        assert_eq!(
+            one.message,
+            "Pod \"bad\" is invalid: spec.containers[0].image: Required value"
+        );
         let two = Status::invalid(
             "Pod",
             "",
             "x",
             &[
                 FieldError::required("spec.initContainers[0].image", ""),
-                FieldError::not_supported("spec.restartPolicy", "Sometimes", &["Always", "OnFailure", "Never"]),
+                FieldError::not_supported(
+                    "spec.restartPolicy",
+                    "Sometimes",
+                    &["Always", "OnFailure", "Never"],
+                ),
             ],
         );
         assert_eq!(
             two.message,
             "Pod \"x\" is invalid: [spec.initContainers[0].image: Required value, spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"]"
         );
-        assert_eq!(two.details.as_ref().map(|d| d["causes"][1]["reason"].clone()), Some(json!("FieldValueNotSupported")));
+        assert_eq!(
+            two.details
+                .as_ref()
+                .map(|d| d["causes"][1]["reason"].clone()),
+            Some(json!("FieldValueNotSupported"))
+        );
     }
 }

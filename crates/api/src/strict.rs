@@ -10,10 +10,16 @@ use serde_json::{Map, Value};
 use crate::schema;
 
 /// Parses JSON, recording `duplicate field "path"` for repeated keys.
-pub fn parse_json_checking_duplicates(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+pub fn parse_json_checking_duplicates(
+    body: &[u8],
+) -> Result<(Value, Vec<String>), serde_json::Error> {
     let mut problems = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = Seed { path: String::new(), problems: &mut problems }.deserialize(&mut de)?;
+    let value = Seed {
+        path: String::new(),
+        problems: &mut problems,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok((value, problems))
 }
@@ -64,7 +70,10 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut items = Vec::new();
         loop {
             let path = format!("{}[{}]", self.path, items.len());
-            match seq.next_element_seed(Seed { path, problems: &mut *self.problems })? {
+            match seq.next_element_seed(Seed {
+                path,
+                problems: &mut *self.problems,
+            })? {
                 Some(item) => items.push(item),
                 None => return Ok(Value::Array(items)),
             }
@@ -73,11 +82,18 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
             if object.contains_key(&key) {
                 self.problems.push(format!("duplicate field {path:?}"));
             }
-            let value = map.next_value_seed(Seed { path, problems: &mut *self.problems })?;
+            let value = map.next_value_seed(Seed {
+                path,
+                problems: &mut *self.problems,
+            })?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))
@@ -144,7 +160,9 @@ mod tests {
             "spec": {"initContainters": [], "containers": [{"name": "c", "image": "i", "imagePullPolicyy": "x",
                      "resources": {"limits": {"cpu": "1"}}}]}
         });
-        let mut found = schema::for_kind("", "v1", "Pod").map(|s| unknown_fields(&pod, s)).unwrap_or_default();
+        let mut found = schema::for_kind("", "v1", "Pod")
+            .map(|s| unknown_fields(&pod, s))
+            .unwrap_or_default();
         found.sort();
         assert_eq!(
             found,
@@ -157,10 +175,14 @@ mod tests {
 
     #[test]
     fn duplicates_are_found_while_parsing() -> Result<(), serde_json::Error> {
-        let (value, problems) =
-            parse_json_checking_duplicates(br#"{"spec":{"containers":[{"name":"a","name":"b"}]}}"#)?;
+        let (value, problems) = parse_json_checking_duplicates(
+            br#"{"spec":{"containers":[{"name":"a","name":"b"}]}}"#,
+        )?;
         assert_eq!(value["spec"]["containers"][0]["name"], "b");
-        assert_eq!(problems, vec!["duplicate field \"spec.containers[0].name\"".to_string()]);
+        assert_eq!(
+            problems,
+            vec!["duplicate field \"spec.containers[0].name\"".to_string()]
+        );
         Ok(())
     }
 }

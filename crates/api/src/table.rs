@@ -41,7 +41,11 @@ pub fn human_duration(seconds: i64) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -49,21 +53,33 @@ pub fn human_duration(seconds: i64) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let days = (hours / 24) % 365;
-        return if days == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{days}d", hours / 24 / 365) };
+        return if days == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{days}d", hours / 24 / 365)
+        };
     }
     format!("{}y", hours / 24 / 365)
 }
@@ -100,11 +116,21 @@ struct Column {
 }
 
 const fn col(name: &'static str, priority: u8, description: &'static str) -> Column {
-    Column { name, kind: "string", priority, description }
+    Column {
+        name,
+        kind: "string",
+        priority,
+        description,
+    }
 }
 
 const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
-    Column { name, kind: "integer", priority, description }
+    Column {
+        name,
+        kind: "integer",
+        priority,
+        description,
+    }
 }
 
 const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
@@ -178,17 +204,29 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     let empty = Vec::new();
     let arr = |v: &Value| v.as_array().unwrap_or(&empty).clone();
     let phase = text(&status["phase"]).to_string();
-    let mut reason = if text(&status["reason"]).is_empty() { phase.clone() } else { text(&status["reason"]).to_string() };
+    let mut reason = if text(&status["reason"]).is_empty() {
+        phase.clone()
+    } else {
+        text(&status["reason"]).to_string()
+    };
     let conditions = arr(&status["conditions"]);
-    if conditions.iter().any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated") {
+    if conditions
+        .iter()
+        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated")
+    {
         reason = "SchedulingGated".to_string();
     }
     let init_specs = arr(&spec["initContainers"]);
     let restartable = |name: &Value| {
-        init_specs.iter().any(|c| &c["name"] == name && c["restartPolicy"] == "Always")
+        init_specs
+            .iter()
+            .any(|c| &c["name"] == name && c["restartPolicy"] == "Always")
     };
-    let mut total = arr(&spec["containers"]).len() + init_specs.iter().filter(|c| c["restartPolicy"] == "Always").count();
-    total = total.max(0);
+    let total = arr(&spec["containers"]).len()
+        + init_specs
+            .iter()
+            .filter(|c| c["restartPolicy"] == "Always")
+            .count();
     let mut ready = 0;
     let mut restarts = 0i64;
     let mut sidecar_restarts = 0i64;
@@ -224,12 +262,18 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
             reason = if text(&terminated["reason"]).is_empty() {
                 match terminated["signal"].as_i64().filter(|s| *s != 0) {
                     Some(signal) => format!("Init:Signal:{signal}"),
-                    None => format!("Init:ExitCode:{}", terminated["exitCode"].as_i64().unwrap_or(0)),
+                    None => format!(
+                        "Init:ExitCode:{}",
+                        terminated["exitCode"].as_i64().unwrap_or(0)
+                    ),
                 }
             } else {
                 format!("Init:{}", text(&terminated["reason"]))
             };
-        } else if waiting.is_object() && !text(&waiting["reason"]).is_empty() && waiting["reason"] != "PodInitializing" {
+        } else if waiting.is_object()
+            && !text(&waiting["reason"]).is_empty()
+            && waiting["reason"] != "PodInitializing"
+        {
             reason = format!("Init:{}", text(&waiting["reason"]));
         } else {
             reason = format!("Init:{i}/{}", init_specs.len());
@@ -237,14 +281,19 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         initializing = true;
         break;
     }
-    let initialized = conditions.iter().any(|c| c["type"] == "Initialized" && c["status"] == "True");
+    let initialized = conditions
+        .iter()
+        .any(|c| c["type"] == "Initialized" && c["status"] == "True");
     if !initializing || initialized {
         restarts = sidecar_restarts;
         last_restart = last_sidecar_restart;
         let mut has_running = false;
         for container in arr(&status["containerStatuses"]).iter().rev() {
             restarts += container["restartCount"].as_i64().unwrap_or(0);
-            last_restart = later(last_restart, parse_time(&container["lastState"]["terminated"]["finishedAt"]));
+            last_restart = later(
+                last_restart,
+                parse_time(&container["lastState"]["terminated"]["finishedAt"]),
+            );
             let waiting = &container["state"]["waiting"];
             let terminated = &container["state"]["terminated"];
             if waiting.is_object() && !text(&waiting["reason"]).is_empty() {
@@ -262,7 +311,9 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
             }
         }
         if reason == "Completed" && has_running {
-            let pod_ready = conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let pod_ready = conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
             reason = if pod_ready { "Running" } else { "NotReady" }.to_string();
         }
     }
@@ -273,10 +324,16 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         reason = "Terminating".to_string();
     }
     let restarts_text = match last_restart {
-        Some(at) if restarts != 0 => format!("{restarts} ({} ago)", human_duration(now.as_second() - at.as_second())),
+        Some(at) if restarts != 0 => format!(
+            "{restarts} ({} ago)",
+            human_duration(now.as_second() - at.as_second())
+        ),
         _ => restarts.to_string(),
     };
-    let pod_ip = status["podIPs"][0]["ip"].as_str().or_else(|| status["podIP"].as_str()).unwrap_or("");
+    let pod_ip = status["podIPs"][0]["ip"]
+        .as_str()
+        .or_else(|| status["podIP"].as_str())
+        .unwrap_or("");
     let gates = arr(&spec["readinessGates"]);
     let gates_text = if gates.is_empty() {
         "<none>".to_string()
@@ -312,7 +369,13 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
         .into_iter()
         .flatten()
         .filter(|c| c["type"] == "Ready")
-        .map(|c| if c["status"] == "True" { "Ready".to_string() } else { "NotReady".to_string() })
+        .map(|c| {
+            if c["status"] == "True" {
+                "Ready".to_string()
+            } else {
+                "NotReady".to_string()
+            }
+        })
         .take(1)
         .collect();
     if states.is_empty() {
@@ -349,11 +412,21 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
             .to_string()
     };
     let info = &status["nodeInfo"];
-    let or_unknown = |v: &Value| if text(v).is_empty() { "<unknown>".to_string() } else { text(v).to_string() };
+    let or_unknown = |v: &Value| {
+        if text(v).is_empty() {
+            "<unknown>".to_string()
+        } else {
+            text(v).to_string()
+        }
+    };
     vec![
         json!(text(&node["metadata"]["name"])),
         json!(states.join(",")),
-        json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+        json!(if roles.is_empty() {
+            "<none>".to_string()
+        } else {
+            roles.join(",")
+        }),
         json!(since(&node["metadata"]["creationTimestamp"], now)),
         json!(text(&info["kubeletVersion"])),
         json!(address("InternalIP")),
@@ -370,7 +443,11 @@ fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
     } else {
         since(&event["eventTime"], now)
     };
-    let mut last = if parse_time(&event["lastTimestamp"]).is_some() { since(&event["lastTimestamp"], now) } else { first.clone() };
+    let mut last = if parse_time(&event["lastTimestamp"]).is_some() {
+        since(&event["lastTimestamp"], now)
+    } else {
+        first.clone()
+    };
     let mut count = event["count"].as_i64().unwrap_or(0);
     if event["series"].is_object() {
         last = since(&event["series"]["lastObservedTime"], now);
@@ -380,7 +457,11 @@ fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
     }
     let involved = &event["involvedObject"];
     let kind = text(&involved["kind"]).to_lowercase();
-    let target = if text(&involved["name"]).is_empty() { kind } else { format!("{kind}/{}", text(&involved["name"])) };
+    let target = if text(&involved["name"]).is_empty() {
+        kind
+    } else {
+        format!("{kind}/{}", text(&involved["name"]))
+    };
     let source = &event["source"];
     let source_text = if !text(&source["component"]).is_empty() {
         if text(&source["host"]).is_empty() {
@@ -391,7 +472,11 @@ fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
     } else {
         let controller = text(&event["reportingComponent"]);
         let instance = text(&event["reportingInstance"]);
-        if instance.is_empty() { controller.to_string() } else { format!("{controller}, {instance}") }
+        if instance.is_empty() {
+            controller.to_string()
+        } else {
+            format!("{controller}, {instance}")
+        }
     };
     vec![
         json!(last),
@@ -409,13 +494,21 @@ fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
 
 fn service_cells(service: &Value, now: Timestamp) -> Vec<Value> {
     let spec = &service["spec"];
-    let kind = if text(&spec["type"]).is_empty() { "ClusterIP" } else { text(&spec["type"]) };
+    let kind = if text(&spec["type"]).is_empty() {
+        "ClusterIP"
+    } else {
+        text(&spec["type"])
+    };
     let ports: Vec<String> = spec["ports"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|p| {
-            let protocol = if text(&p["protocol"]).is_empty() { "TCP" } else { text(&p["protocol"]) };
+            let protocol = if text(&p["protocol"]).is_empty() {
+                "TCP"
+            } else {
+                text(&p["protocol"])
+            };
             match p["nodePort"].as_i64() {
                 Some(node_port) => format!("{}:{node_port}/{protocol}", p["port"]),
                 None => format!("{}/{protocol}", p["port"]),
@@ -438,10 +531,22 @@ fn service_cells(service: &Value, now: Timestamp) -> Vec<Value> {
         json!(text(&service["metadata"]["name"])),
         json!(kind),
         json!(or_none(text(&spec["clusterIP"]))),
-        json!(if external.is_empty() { "<none>".to_string() } else { external.join(",") }),
-        json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") }),
+        json!(if external.is_empty() {
+            "<none>".to_string()
+        } else {
+            external.join(",")
+        }),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
         json!(since(&service["metadata"]["creationTimestamp"], now)),
-        json!(if selector.is_empty() { "<none>".to_string() } else { selector.join(",") }),
+        json!(if selector.is_empty() {
+            "<none>".to_string()
+        } else {
+            selector.join(",")
+        }),
     ]
 }
 
@@ -459,9 +564,22 @@ pub fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
         "Event" => event_cells(object, now),
         "Service" => service_cells(object, now),
         "Namespace" => vec![name, json!(text(&object["status"]["phase"])), age],
-        "ConfigMap" => vec![name, json!(count_keys(&object["data"]) + count_keys(&object["binaryData"])), age],
-        "Secret" => vec![name, json!(text(&object["type"])), json!(count_keys(&object["data"])), age],
-        "ServiceAccount" => vec![name, json!(object["secrets"].as_array().map(Vec::len).unwrap_or(0)), age],
+        "ConfigMap" => vec![
+            name,
+            json!(count_keys(&object["data"]) + count_keys(&object["binaryData"])),
+            age,
+        ],
+        "Secret" => vec![
+            name,
+            json!(text(&object["type"])),
+            json!(count_keys(&object["data"])),
+            age,
+        ],
+        "ServiceAccount" => vec![
+            name,
+            json!(object["secrets"].as_array().map(Vec::len).unwrap_or(0)),
+            age,
+        ],
         "Lease" => vec![name, json!(text(&object["spec"]["holderIdentity"])), age],
         _ => vec![name, age],
     }
@@ -485,7 +603,8 @@ fn row(kind: &str, object: &Value, now: Timestamp, include: IncludeObject) -> Va
             Some("Failed") => ("Failed", "The pod failed."),
             _ => return row,
         };
-        row["conditions"] = json!([{"type": "Completed", "status": "True", "reason": reason, "message": message}]);
+        row["conditions"] =
+            json!([{"type": "Completed", "status": "True", "reason": reason, "message": message}]);
     }
     row
 }
@@ -524,7 +643,9 @@ mod tests {
     use super::*;
 
     fn now() -> Timestamp {
-        "2026-01-01T00:10:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH)
+        "2026-01-01T00:10:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
     #[test]
@@ -552,7 +673,10 @@ mod tests {
     fn pod_status_column_follows_upstream() {
         let pending = json!({"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending"}});
-        assert_eq!(status_of(pending.clone()), ("0/1".into(), "Pending".into(), "0".into()));
+        assert_eq!(
+            status_of(pending.clone()),
+            ("0/1".into(), "Pending".into(), "0".into())
+        );
         let creating = json!({"spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending",
             "containerStatuses": [{"name": "c", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
         assert_eq!(status_of(creating).1, "ContainerCreating");
@@ -560,7 +684,14 @@ mod tests {
             "containerStatuses": [{"name": "c", "ready": false, "restartCount": 3,
                 "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-01T00:09:18Z"}},
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
-        assert_eq!(status_of(crash), ("0/1".into(), "CrashLoopBackOff".into(), "3 (42s ago)".into()));
+        assert_eq!(
+            status_of(crash),
+            (
+                "0/1".into(),
+                "CrashLoopBackOff".into(),
+                "3 (42s ago)".into()
+            )
+        );
         let init = json!({"spec": {"initContainers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "c"}]},
             "status": {"phase": "Pending", "initContainerStatuses": [
                 {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}, "restartCount": 0},
@@ -569,7 +700,10 @@ mod tests {
         let terminating = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Running",
             "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {}}}]}});
-        assert_eq!(status_of(terminating), ("1/1".into(), "Terminating".into(), "0".into()));
+        assert_eq!(
+            status_of(terminating),
+            ("1/1".into(), "Terminating".into(), "0".into())
+        );
         let exit = json!({"spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Failed",
             "containerStatuses": [{"name": "c", "restartCount": 0, "state": {"terminated": {"exitCode": 2}}}]}});
         assert_eq!(status_of(exit).1, "ExitCode:2");

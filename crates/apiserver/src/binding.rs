@@ -9,15 +9,26 @@ use crate::registry::Registry;
 use crate::strategy::format_time;
 
 fn binding_conflict(name: &str, why: String) -> ApiError {
-    let mut status = Status::new(409, "Conflict", format!("Operation cannot be fulfilled on pods/binding {name:?}: {why}"));
+    let mut status = Status::new(
+        409,
+        "Conflict",
+        format!("Operation cannot be fulfilled on pods/binding {name:?}: {why}"),
+    );
     status.details = Some(json!({"name": name, "kind": "pods/binding"}));
-    ApiError::Status(status)
+    ApiError::from(status)
 }
 
 /// Sets `spec.nodeName` and the PodScheduled condition; refuses a pod that
 /// is already bound or being deleted.
-pub async fn bind(registry: &Registry, namespace: &str, name: &str, node: &str, dry_run: bool) -> Result<Value> {
-    let pods = resources::core("pods").ok_or_else(|| ApiError::Status(Status::internal("pods are not served")))?;
+pub async fn bind(
+    registry: &Registry,
+    namespace: &str,
+    name: &str,
+    node: &str,
+    dry_run: bool,
+) -> Result<Value> {
+    let pods = resources::core("pods")
+        .ok_or_else(|| ApiError::from(Status::internal("pods are not served")))?;
     let now = format_time(registry.now());
     registry
         .system_update(pods, Some(namespace), name, |pod| {

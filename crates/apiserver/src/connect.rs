@@ -29,40 +29,72 @@ pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> 
     match requested.filter(|c| !c.is_empty()) {
         None if containers.len() == 1 => Ok(containers[0].clone()),
         None => {
-            let mut message = format!("a container name must be specified for pod {name}, choose one of: [{}]", containers.join(" "));
+            let mut message = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
             if !init.is_empty() {
-                message.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
             }
             if !ephemeral.is_empty() {
-                message.push_str(&format!(" or one of the ephemeral containers: [{}]", ephemeral.join(" ")));
+                message.push_str(&format!(
+                    " or one of the ephemeral containers: [{}]",
+                    ephemeral.join(" ")
+                ));
             }
             Err(ApiError::bad_request(message))
         }
-        Some(c) if containers.iter().chain(&init).chain(&ephemeral).any(|n| n == c) => Ok(c.to_string()),
-        Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        Some(c)
+            if containers
+                .iter()
+                .chain(&init)
+                .chain(&ephemeral)
+                .any(|n| n == c) =>
+        {
+            Ok(c.to_string())
+        }
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
     }
 }
 
 /// Serves a connect request for pod `namespace/name`.
-pub async fn serve(registry: &Registry, namespace: &str, name: &str, subresource: &str, query: &Query) -> Result<Response> {
-    let pods = resources::core("pods").ok_or_else(|| ApiError::Status(Status::internal("pods are not served")))?;
+pub async fn serve(
+    registry: &Registry,
+    namespace: &str,
+    name: &str,
+    subresource: &str,
+    query: &Query,
+) -> Result<Response> {
+    let pods = resources::core("pods")
+        .ok_or_else(|| ApiError::from(Status::internal("pods are not served")))?;
     let pod = registry.get(pods, Some(namespace), name).await?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
     if subresource == "portforward" {
         if node.is_empty() {
-            return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
         }
     } else {
         choose_container(&pod, query.get("container"))?;
         if node.is_empty() {
             if subresource == "log" {
                 // Upstream answers an empty log for a pod that has no node yet.
-                return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response());
+                return Ok(
+                    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
+                );
             }
-            return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
         }
     }
-    Err(ApiError::Status(Status::service_unavailable(format!(
+    Err(ApiError::from(Status::service_unavailable(format!(
         "no node agent is serving node {node:?} for pod {namespace}/{name}"
     ))))
 }
@@ -76,10 +108,17 @@ mod tests {
     #[test]
     fn container_choice_follows_upstream() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
-        let err = choose_container(&pod, None).err().map(|e| e.status().message);
+        let err = choose_container(&pod, None)
+            .err()
+            .map(|e| e.status().message);
         assert_eq!(err.as_deref(), Some("a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"));
         assert_eq!(choose_container(&pod, Some("i")).ok().as_deref(), Some("i"));
-        let bad = choose_container(&pod, Some("nope")).err().map(|e| e.status().message);
-        assert_eq!(bad.as_deref(), Some("container nope is not valid for pod p"));
+        let bad = choose_container(&pod, Some("nope"))
+            .err()
+            .map(|e| e.status().message);
+        assert_eq!(
+            bad.as_deref(),
+            Some("container nope is not valid for pod p")
+        );
     }
 }

@@ -7,14 +7,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_api::resources::{self, RESOURCES};
-use skiff_api::Status;
+
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{ApiError, Result};
+use crate::error::Result;
 use crate::registry::{decode, DeleteOptions, ListParams, Registry};
 
 /// Namespaces every cluster has.
-pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const BUILTIN_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 /// Revisions of history kept for watchers that resume.
 const HISTORY: u64 = 10_000;
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
@@ -23,13 +24,15 @@ const NAMESPACE_RECHECK: Duration = Duration::from_secs(5);
 
 /// Creates the built-in namespaces that are missing.
 pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<()> {
-    let Some(namespaces) = resources::core("namespaces") else { return Ok(()) };
+    let Some(namespaces) = resources::core("namespaces") else {
+        return Ok(());
+    };
     for name in BUILTIN_NAMESPACES {
         let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
             "labels": {"kubernetes.io/metadata.name": name}}});
         match registry.create(namespaces, None, object, false).await {
             Ok(_) => tracing::info!(namespace = name, "created namespace"),
-            Err(ApiError::Status(Status { code: 409, .. })) => {}
+            Err(error) if error.code() == 409 => {}
             Err(other) => return Err(other),
         }
     }
@@ -39,16 +42,25 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<()> {
 /// Deletes everything in namespace `name`; true once nothing is left.
 async fn empty_namespace(registry: &Registry, name: &str) -> Result<bool> {
     let mut empty = true;
-    for resource in RESOURCES.iter().filter(|r| r.namespaced && r.group != "events.k8s.io") {
-        let list = registry.list(resource, Some(name), &ListParams::default()).await?;
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && r.group != "events.k8s.io")
+    {
+        let list = registry
+            .list(resource, Some(name), &ListParams::default())
+            .await?;
         for item in list.items {
             empty = false;
             if !item["metadata"]["deletionTimestamp"].is_null() {
                 continue;
             }
             let item_name = item["metadata"]["name"].as_str().unwrap_or("").to_string();
-            match registry.delete(resource, Some(name), &item_name, &DeleteOptions::default()).await {
-                Ok(_) | Err(ApiError::Status(Status { code: 404, .. })) => {}
+            match registry
+                .delete(resource, Some(name), &item_name, &DeleteOptions::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if error.code() == 404 => {}
                 Err(other) => return Err(other),
             }
         }
@@ -59,7 +71,9 @@ async fn empty_namespace(registry: &Registry, name: &str) -> Result<bool> {
 /// Removes the `kubernetes` finalizer; the registry deletes the namespace
 /// once no finalizer is left.
 async fn finalize(registry: &Registry, name: &str) -> Result<()> {
-    let Some(namespaces) = resources::core("namespaces") else { return Ok(()) };
+    let Some(namespaces) = resources::core("namespaces") else {
+        return Ok(());
+    };
     registry
         .system_update(namespaces, None, name, |ns| {
             let finalizers: Vec<Value> = ns["spec"]["finalizers"]
@@ -77,8 +91,12 @@ async fn finalize(registry: &Registry, name: &str) -> Result<()> {
 }
 
 async fn terminating_namespaces(registry: &Registry) -> Result<Vec<String>> {
-    let Some(namespaces) = resources::core("namespaces") else { return Ok(Vec::new()) };
-    let list = registry.list(namespaces, None, &ListParams::default()).await?;
+    let Some(namespaces) = resources::core("namespaces") else {
+        return Ok(Vec::new());
+    };
+    let list = registry
+        .list(namespaces, None, &ListParams::default())
+        .await?;
     Ok(list
         .items
         .iter()
@@ -131,8 +149,11 @@ pub async fn run_namespace_controller(registry: Registry, shutdown: Cancellation
                 if waiting.is_empty() {
                     continue;
                 }
-                let in_waiting = decode(&event.kv)
-                    .is_ok_and(|o| o["metadata"]["namespace"].as_str().is_some_and(|ns| waiting.iter().any(|w| w == ns)));
+                let in_waiting = decode(&event.kv).is_ok_and(|o| {
+                    o["metadata"]["namespace"]
+                        .as_str()
+                        .is_some_and(|ns| waiting.iter().any(|w| w == ns))
+                });
                 if in_waiting {
                     return;
                 }

@@ -101,7 +101,10 @@ pub fn group(name: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&ResourceInfo> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let served: Vec<&ResourceInfo> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
@@ -125,8 +128,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             }));
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -135,21 +144,29 @@ mod tests {
 
     #[test]
     fn aggregated_discovery_lists_pods_with_subresources() {
-        let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        let accept =
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
         assert_eq!(aggregated_version(Some(accept)), Some("v2"));
         assert_eq!(aggregated_version(Some("application/json")), None);
         let core = aggregated(true, "v2");
         let pods = &core["items"][0]["versions"][0]["resources"][0];
         assert_eq!(pods["resource"], "pods");
         assert_eq!(pods["shortNames"], json!(["po"]));
-        assert!(pods["subresources"].as_array().is_some_and(|s| s.iter().any(|x| x["subresource"] == "exec")));
-        assert_eq!(aggregated(false, "v2")["items"].as_array().map(Vec::len), Some(2));
+        assert!(pods["subresources"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x["subresource"] == "exec")));
+        assert_eq!(
+            aggregated(false, "v2")["items"].as_array().map(Vec::len),
+            Some(2)
+        );
     }
 
     #[test]
     fn legacy_lists() {
         let list = resource_list("", "v1");
-        assert!(list.is_some_and(|l| l["resources"].as_array().is_some_and(|r| r.iter().any(|x| x["name"] == "pods/log"))));
+        assert!(list.is_some_and(|l| l["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["name"] == "pods/log"))));
         assert!(resource_list("apps", "v1").is_none());
         assert!(group("coordination.k8s.io").is_some());
     }

@@ -10,33 +10,49 @@ use skiff_store::StoreError;
 pub enum ApiError {
     /// A failure already expressed as an upstream `Status` (404, 409, 422, ...).
     #[error("{}", .0.message)]
-    Status(Status),
+    Status(Box<Status>),
     #[error("storage failed")]
     Store(#[from] StoreError),
     #[error("failed to encode {what}")]
-    Encode { what: &'static str, source: serde_json::Error },
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 impl From<Status> for ApiError {
     fn from(status: Status) -> Self {
-        Self::Status(status)
+        Self::Status(Box::new(status))
     }
 }
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::Status(Status::bad_request(message))
+        Status::bad_request(message).into()
+    }
+
+    /// The HTTP code this error answers with.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Status(status) => status.code,
+            other => other.status().code,
+        }
     }
 
     /// The `Status` a client sees.
     pub fn status(&self) -> Status {
         match self {
-            Self::Status(status) => status.clone(),
-            Self::Store(StoreError::Compacted { requested, compacted }) => {
-                Status::gone(format!("too old resource version: {requested} ({compacted})"))
-            }
+            Self::Status(status) => (**status).clone(),
+            Self::Store(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => Status::gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             Self::Store(error) => Status::internal(error.to_string()),
-            Self::Encode { what, source } => Status::internal(format!("failed to encode {what}: {source}")),
+            Self::Encode { what, source } => {
+                Status::internal(format!("failed to encode {what}: {source}"))
+            }
         }
     }
 }

@@ -54,7 +54,11 @@ pub struct AppState {
 
 impl AppState {
     fn authenticated(&self, parts: &Parts) -> bool {
-        if parts.extensions.get::<Peer>().is_some_and(|p| p.client_cert) {
+        if parts
+            .extensions
+            .get::<Peer>()
+            .is_some_and(|p| p.client_cert)
+        {
             return true;
         }
         let bearer = parts
@@ -63,7 +67,11 @@ impl AppState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        bearer.is_some_and(|token| self.tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())))
+        bearer.is_some_and(|token| {
+            self.tokens
+                .iter()
+                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        })
     }
 }
 
@@ -111,31 +119,58 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             match request::verb(&parts.method, &target, &query) {
                 Some(verb) => {
                     let response = serve_resource(&state, &parts, body, target, &query, verb).await;
-                    (verb.as_str(), label, response.unwrap_or_else(IntoResponse::into_response))
+                    (
+                        verb.as_str(),
+                        label,
+                        response.unwrap_or_else(IntoResponse::into_response),
+                    )
                 }
                 None => {
-                    let status = Status::method_not_allowed(target.resource.plural, parts.method.as_str());
+                    let status =
+                        Status::method_not_allowed(target.resource.plural, parts.method.as_str());
                     ("", label, status_response(&status))
                 }
             }
         }
-        other => ("get", String::new(), serve_other(&state, &parts, other).await),
+        other => (
+            "get",
+            String::new(),
+            serve_other(&state, &parts, other).await,
+        ),
     };
-    state.metrics.observe(verb, &resource, response.status().as_u16(), started.elapsed());
+    state.metrics.observe(
+        verb,
+        &resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
 async fn serve_other(state: &AppState, parts: &Parts, route: Route) -> Response {
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     match route {
         Route::Version => json_response(StatusCode::OK, &version_info()),
-        Route::Health(_) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response(),
+        Route::Health(_) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "ok",
+        )
+            .into_response(),
         Route::Metrics => {
             let store = state.registry.store();
             let size = store.size_bytes().await.unwrap_or(0);
             let revision = store.current_revision().await.unwrap_or(0);
             let text = state.metrics.render(size, revision);
-            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                text,
+            )
+                .into_response()
         }
         Route::OpenApiIndex => json_response(StatusCode::OK, &openapi::index()),
         Route::OpenApiDocument(path) => match openapi::document(&path) {
@@ -147,10 +182,17 @@ async fn serve_other(state: &AppState, parts: &Parts, route: Route) -> Response 
             match discovery::aggregated_version(accept) {
                 Some(version) => {
                     let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
-                    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], discovery::aggregated(core, version).to_string())
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, content_type)],
+                        discovery::aggregated(core, version).to_string(),
+                    )
                         .into_response()
                 }
-                None if core => json_response(StatusCode::OK, &discovery::api_versions(&state.server_address)),
+                None if core => json_response(
+                    StatusCode::OK,
+                    &discovery::api_versions(&state.server_address),
+                ),
                 None => json_response(StatusCode::OK, &discovery::api_group_list()),
             }
         }
@@ -158,13 +200,18 @@ async fn serve_other(state: &AppState, parts: &Parts, route: Route) -> Response 
             Some(group) => json_response(StatusCode::OK, &group),
             None => status_response(&Status::path_not_found()),
         },
-        Route::ResourceList { group, version } => match discovery::resource_list(&group, &version) {
-            Some(list) => json_response(StatusCode::OK, &list),
-            None => status_response(&Status::path_not_found()),
-        },
+        Route::ResourceList { group, version } => {
+            match discovery::resource_list(&group, &version) {
+                Some(list) => json_response(StatusCode::OK, &list),
+                None => status_response(&Status::path_not_found()),
+            }
+        }
         Route::OpenApiV2 if accept.is_some_and(|a| a.contains(OPENAPI_V2_PROTOBUF)) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, format!("{OPENAPI_V2_PROTOBUF}.v1.0+protobuf"))],
+            [(
+                header::CONTENT_TYPE,
+                format!("{OPENAPI_V2_PROTOBUF}.v1.0+protobuf"),
+            )],
             skiff_api::schema::openapi_v2_protobuf(),
         )
             .into_response(),
@@ -221,24 +268,38 @@ fn cannot_handle(resource: &ResourceInfo, detail: &str) -> ApiError {
 }
 
 /// Parses a body as JSON (checking duplicate keys) or YAML.
-fn parse_body(parts: &Parts, bytes: &[u8], resource: &ResourceInfo) -> Result<(Value, Vec<String>)> {
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or(JSON);
+fn parse_body(
+    parts: &Parts,
+    bytes: &[u8],
+    resource: &ResourceInfo,
+) -> Result<(Value, Vec<String>)> {
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(JSON);
     let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
         "application/yaml" | "application/apply-patch+yaml" => {
-            let value: Value = serde_yaml::from_slice(bytes).map_err(|e| cannot_handle(resource, &e.to_string()))?;
+            let value: Value = serde_yaml::from_slice(bytes)
+                .map_err(|e| cannot_handle(resource, &e.to_string()))?;
             Ok((value, Vec::new()))
         }
-        "application/json" | "application/json-patch+json" | "application/merge-patch+json"
-        | "application/strategic-merge-patch+json" | "" | "*/*" => {
-            strict::parse_json_checking_duplicates(bytes).map_err(|e| cannot_handle(resource, &e.to_string()))
-        }
-        "application/vnd.kubernetes.protobuf" => {
-            crate::protobuf::decode(bytes).map(|v| (v, Vec::new())).map_err(|e| match e {
-                crate::protobuf::ProtobufError::Unsupported(_) => Status::unsupported_media_type(media).into(),
+        "application/json"
+        | "application/json-patch+json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | ""
+        | "*/*" => strict::parse_json_checking_duplicates(bytes)
+            .map_err(|e| cannot_handle(resource, &e.to_string())),
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(bytes)
+            .map(|v| (v, Vec::new()))
+            .map_err(|e| match e {
+                crate::protobuf::ProtobufError::Unsupported(_) => {
+                    Status::unsupported_media_type(media).into()
+                }
                 other => cannot_handle(resource, &other.to_string()),
-            })
-        }
+            }),
         other => Err(Status::unsupported_media_type(other).into()),
     }
 }
@@ -279,7 +340,10 @@ fn check_object(
         }
         if !problems.is_empty() {
             if validation == FieldValidation::Strict {
-                return Err(cannot_handle(resource, &format!("strict decoding error: {}", problems.join(", "))));
+                return Err(cannot_handle(
+                    resource,
+                    &format!("strict decoding error: {}", problems.join(", ")),
+                ));
             }
             warnings.append(&mut problems);
         }
@@ -292,23 +356,43 @@ fn check_object(
 }
 
 fn list_params(query: &Query, resource: &'static ResourceInfo) -> Result<ListParams> {
-    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), storage_resource(resource))
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
-    let limit = query.number("limit").map_err(ApiError::bad_request)?.and_then(|l| usize::try_from(l).ok());
-    let continue_token = query.get("continue").filter(|c| !c.is_empty()).map(str::to_string);
-    Ok(ListParams { labels, fields, limit, continue_token })
+    let fields = FieldSelector::parse(
+        query.get("fieldSelector").unwrap_or(""),
+        storage_resource(resource),
+    )
+    .map_err(ApiError::bad_request)?;
+    let limit = query
+        .number("limit")
+        .map_err(ApiError::bad_request)?
+        .and_then(|l| usize::try_from(l).ok());
+    let continue_token = query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    Ok(ListParams {
+        labels,
+        fields,
+        limit,
+        continue_token,
+    })
 }
 
 fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions> {
     let mut options = DeleteOptions {
-        grace_period_seconds: query.number("gracePeriodSeconds").map_err(ApiError::bad_request)?,
+        grace_period_seconds: query
+            .number("gracePeriodSeconds")
+            .map_err(ApiError::bad_request)?,
         dry_run: query.get("dryRun") == Some("All"),
         ..Default::default()
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let parsed: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: {e}")))?;
+        let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: {e}"
+            ))
+        })?;
         apply_delete_body(&mut options, &parsed);
     }
     Ok(options)
@@ -324,7 +408,10 @@ fn apply_delete_body(options: &mut DeleteOptions, body: &Value) {
     if let Some(rv) = body["preconditions"]["resourceVersion"].as_str() {
         options.precondition_resource_version = Some(rv.to_string());
     }
-    if body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")) {
+    if body["dryRun"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|v| v == "All"))
+    {
         options.dry_run = true;
     }
 }
@@ -339,16 +426,31 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-fn encode_object(resource: &ResourceInfo, output: Output, object: Value, now: Timestamp) -> Result<(String, String)> {
+fn encode_object(
+    resource: &ResourceInfo,
+    output: Output,
+    object: Value,
+    now: Timestamp,
+) -> Result<(String, String)> {
     Ok(match output {
         Output::Table(include) => {
-            let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
-            (JSON_TABLE.to_string(), table::table(resource, &[object], &rv, None, now, include).to_string())
+            let rv = object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (
+                JSON_TABLE.to_string(),
+                table::table(resource, &[object], &rv, None, now, include).to_string(),
+            )
         }
-        Output::Metadata => (JSON.to_string(), table::partial_object_metadata(&object).to_string()),
+        Output::Metadata => (
+            JSON.to_string(),
+            table::partial_object_metadata(&object).to_string(),
+        ),
         Output::Yaml => (
             "application/yaml".to_string(),
-            serde_yaml::to_string(&present(resource, object)).map_err(|e| Status::internal(e.to_string()))?,
+            serde_yaml::to_string(&present(resource, object))
+                .map_err(|e| Status::internal(e.to_string()))?,
         ),
         Output::Json => (JSON.to_string(), present(resource, object).to_string()),
     })
@@ -356,7 +458,13 @@ fn encode_object(resource: &ResourceInfo, output: Output, object: Value, now: Ti
 
 const JSON_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
-fn respond_object(code: StatusCode, resource: &ResourceInfo, output: Output, object: Value, now: Timestamp) -> Result<Response> {
+fn respond_object(
+    code: StatusCode,
+    resource: &ResourceInfo,
+    output: Output,
+    object: Value,
+    now: Timestamp,
+) -> Result<Response> {
     let (content_type, body) = encode_object(resource, output, object, now)?;
     Ok((code, [(header::CONTENT_TYPE, content_type)], body).into_response())
 }
@@ -369,24 +477,40 @@ fn strip_type_meta(mut object: Value) -> Value {
     object
 }
 
-fn list_body(resource: &ResourceInfo, output: Output, items: Vec<Value>, revision: u64, continue_token: Option<&str>, now: Timestamp) -> Result<(String, String)> {
+fn list_body(
+    resource: &ResourceInfo,
+    output: Output,
+    items: Vec<Value>,
+    revision: u64,
+    continue_token: Option<&str>,
+    now: Timestamp,
+) -> Result<(String, String)> {
     let rv = revision.to_string();
     let mut metadata = json!({"resourceVersion": rv});
     if let Some(token) = continue_token {
         metadata["continue"] = json!(token);
     }
     Ok(match output {
-        Output::Table(include) => (JSON_TABLE.to_string(), table::table(resource, &items, &rv, continue_token, now, include).to_string()),
+        Output::Table(include) => (
+            JSON_TABLE.to_string(),
+            table::table(resource, &items, &rv, continue_token, now, include).to_string(),
+        ),
         Output::Metadata => {
             let items: Vec<Value> = items.iter().map(table::partial_object_metadata).collect();
             let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
             (JSON.to_string(), list.to_string())
         }
         Output::Json | Output::Yaml => {
-            let items: Vec<Value> = items.into_iter().map(|o| strip_type_meta(present(resource, o))).collect();
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|o| strip_type_meta(present(resource, o)))
+                .collect();
             let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items});
             if output == Output::Yaml {
-                ("application/yaml".to_string(), serde_yaml::to_string(&list).map_err(|e| Status::internal(e.to_string()))?)
+                (
+                    "application/yaml".to_string(),
+                    serde_yaml::to_string(&list).map_err(|e| Status::internal(e.to_string()))?,
+                )
             } else {
                 (JSON.to_string(), list.to_string())
             }
@@ -395,30 +519,62 @@ fn list_body(resource: &ResourceInfo, output: Output, items: Vec<Value>, revisio
 }
 
 async fn read_body(body: Body) -> Result<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::Status(Status::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")))
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::from(Status::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        ))
+    })
 }
 
-async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target: Target, query: &Query, verb: Verb) -> Result<Response> {
-    if target.resource.namespaced && target.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
-        return Err(ApiError::Status(Status::path_not_found()));
+async fn serve_resource(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    body: Body,
+    target: Target,
+    query: &Query,
+    verb: Verb,
+) -> Result<Response> {
+    if target.resource.namespaced
+        && target.namespace.is_none()
+        && !matches!(verb, Verb::List | Verb::Watch)
+    {
+        return Err(ApiError::from(Status::path_not_found()));
     }
     let resource = target.resource;
     let storage = storage_resource(resource);
     let registry = &state.registry;
     let ns = target.namespace.as_deref();
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let output = request::output(accept, query);
     let now = registry.now();
     let dry_run = query.get("dryRun") == Some("All");
     let name = target.name.as_deref().unwrap_or("");
     let sub = target.subresource.as_deref();
     let response = match verb {
-        Verb::Get => respond_object(StatusCode::OK, resource, output, registry.get(storage, ns, name).await?, now)?,
+        Verb::Get => respond_object(
+            StatusCode::OK,
+            resource,
+            output,
+            registry.get(storage, ns, name).await?,
+            now,
+        )?,
         Verb::List => {
-            let list = registry.list(storage, ns, &list_params(query, resource)?).await?;
-            let (content_type, text) = list_body(resource, output, list.items, list.revision, list.continue_token.as_deref(), now)?;
+            let list = registry
+                .list(storage, ns, &list_params(query, resource)?)
+                .await?;
+            let (content_type, text) = list_body(
+                resource,
+                output,
+                list.items,
+                list.revision,
+                list.continue_token.as_deref(),
+                now,
+            )?;
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
         }
         Verb::Watch => serve_watch(state, resource, ns, query, output).await?,
@@ -445,17 +601,37 @@ async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target
             let bytes = read_body(body).await?;
             let (value, problems) = parse_body(parts, &bytes, resource)?;
             let mut warnings = Vec::new();
-            let object = check_object(resource, value, problems, FieldValidation::parse(query)?, &mut warnings)?;
+            let object = check_object(
+                resource,
+                value,
+                problems,
+                FieldValidation::parse(query)?,
+                &mut warnings,
+            )?;
             let created = registry.create(storage, ns, object, dry_run).await?;
-            with_warnings(respond_object(StatusCode::CREATED, resource, output, created, now)?, &warnings)
+            with_warnings(
+                respond_object(StatusCode::CREATED, resource, output, created, now)?,
+                &warnings,
+            )
         }
         Verb::Update => {
             let bytes = read_body(body).await?;
             let (value, problems) = parse_body(parts, &bytes, resource)?;
             let mut warnings = Vec::new();
-            let object = check_object(resource, value, problems, FieldValidation::parse(query)?, &mut warnings)?;
-            let updated = registry.update(storage, ns, name, object, sub, dry_run).await?;
-            with_warnings(respond_object(StatusCode::OK, resource, output, updated, now)?, &warnings)
+            let object = check_object(
+                resource,
+                value,
+                problems,
+                FieldValidation::parse(query)?,
+                &mut warnings,
+            )?;
+            let updated = registry
+                .update(storage, ns, name, object, sub, dry_run)
+                .await?;
+            with_warnings(
+                respond_object(StatusCode::OK, resource, output, updated, now)?,
+                &warnings,
+            )
         }
         Verb::Patch => {
             let bytes = read_body(body).await?;
@@ -477,9 +653,12 @@ async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target
             for item in list.items {
                 let item_ns = item["metadata"]["namespace"].as_str().map(str::to_string);
                 let item_name = item["metadata"]["name"].as_str().unwrap_or("").to_string();
-                match registry.delete(storage, item_ns.as_deref(), &item_name, &options).await {
+                match registry
+                    .delete(storage, item_ns.as_deref(), &item_name, &options)
+                    .await
+                {
                     Ok(object) => deleted.push(object),
-                    Err(ApiError::Status(status)) if status.code == 404 => {}
+                    Err(error) if error.code() == 404 => {}
                     Err(other) => return Err(other),
                 }
             }
@@ -487,7 +666,16 @@ async fn serve_resource(state: &Arc<AppState>, parts: &Parts, body: Body, target
             let (content_type, text) = list_body(resource, output, deleted, revision, None, now)?;
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
         }
-        Verb::Connect => connect::serve(registry, ns.unwrap_or("default"), name, sub.unwrap_or(""), query).await?,
+        Verb::Connect => {
+            connect::serve(
+                registry,
+                ns.unwrap_or("default"),
+                name,
+                sub.unwrap_or(""),
+                query,
+            )
+            .await?
+        }
     };
     Ok(response)
 }
@@ -508,8 +696,17 @@ async fn serve_patch(
     let sub = target.subresource.as_deref();
     let dry_run = query.get("dryRun") == Some("All");
     let validation = FieldValidation::parse(query)?;
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim().to_string();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let (patch_body, duplicates) = parse_body(parts, bytes, resource)?;
     let object_schema = schema::for_kind(resource.group, resource.version, resource.kind);
     // Warnings are the same on every retry; keep the last attempt's.
@@ -518,7 +715,7 @@ async fn serve_patch(
         let old = present(resource, old.clone());
         let patched = match media.as_str() {
             "application/json-patch+json" => patch::json_patch(&old, &patch_body)
-                .map_err(|e| ApiError::Status(Status::new(422, "Invalid", e.to_string())))?,
+                .map_err(|e| ApiError::from(Status::new(422, "Invalid", e.to_string())))?,
             "application/merge-patch+json" => patch::merge_patch(&old, &patch_body),
             "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
                 patch::strategic_merge_patch(&old, &patch_body, object_schema)
@@ -527,32 +724,67 @@ async fn serve_patch(
             other => return Err(Status::unsupported_media_type(other).into()),
         };
         let mut local = Vec::new();
-        let checked = check_object(resource, patched, duplicates.clone(), validation, &mut local)?;
+        let checked = check_object(
+            resource,
+            patched,
+            duplicates.clone(),
+            validation,
+            &mut local,
+        )?;
         *collected.lock().unwrap_or_else(|p| p.into_inner()) = local;
         Ok(checked)
     };
-    let result = state.registry.patch(storage, ns, name, sub, dry_run, apply).await;
+    let result = state
+        .registry
+        .patch(storage, ns, name, sub, dry_run, apply)
+        .await;
     let mut warnings = collected.into_inner().unwrap_or_else(|p| p.into_inner());
     let (code, object) = match result {
         Ok(object) => (StatusCode::OK, object),
-        Err(ApiError::Status(status)) if status.code == 404 && media == "application/apply-patch+yaml" && sub.is_none() => {
+        Err(error)
+            if error.code() == 404 && media == "application/apply-patch+yaml" && sub.is_none() =>
+        {
             let mut object = patch_body.clone();
             object["metadata"]["name"] = json!(name);
-            let object = check_object(resource, object, duplicates.clone(), validation, &mut warnings)?;
-            (StatusCode::CREATED, state.registry.create(storage, ns, object, dry_run).await?)
+            let object = check_object(
+                resource,
+                object,
+                duplicates.clone(),
+                validation,
+                &mut warnings,
+            )?;
+            (
+                StatusCode::CREATED,
+                state.registry.create(storage, ns, object, dry_run).await?,
+            )
         }
         Err(other) => return Err(other),
     };
-    Ok(with_warnings(respond_object(code, resource, output, object, now)?, &warnings))
+    Ok(with_warnings(
+        respond_object(code, resource, output, object, now)?,
+        &warnings,
+    ))
 }
 
-async fn serve_watch(state: &Arc<AppState>, resource: &'static ResourceInfo, ns: Option<&str>, query: &Query, output: Output) -> Result<Response> {
+async fn serve_watch(
+    state: &Arc<AppState>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    query: &Query,
+    output: Output,
+) -> Result<Response> {
     let params = list_params(query, resource)?;
     let resource_version = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
         None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?),
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?,
+        ),
     };
-    let timeout = match query.number("timeoutSeconds").map_err(ApiError::bad_request)? {
+    let timeout = match query
+        .number("timeoutSeconds")
+        .map_err(ApiError::bad_request)?
+    {
         Some(seconds) if seconds > 0 => Duration::from_secs(seconds.unsigned_abs()),
         // Upstream picks a random timeout in [30m, 60m) so watches spread out.
         _ => Duration::from_secs(1800 + u64::from(rand::random::<u16>()) % 1800),
@@ -579,7 +811,12 @@ async fn serve_watch(state: &Arc<AppState>, resource: &'static ResourceInfo, ns:
         Output::Table(_) => JSON_TABLE,
         _ => JSON,
     };
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], Body::from_stream(lines)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// Decrements the open-watch gauge when the response stream is dropped.
@@ -591,12 +828,20 @@ impl Drop for WatchGuard {
     }
 }
 
-fn encode_watch_event(resource: &ResourceInfo, output: Output, event: WatchEvent, now: Timestamp) -> String {
+fn encode_watch_event(
+    resource: &ResourceInfo,
+    output: Output,
+    event: WatchEvent,
+    now: Timestamp,
+) -> String {
     let kind = event.type_name();
     let object = match event {
         WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => match output {
             Output::Table(include) => {
-                let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+                let rv = o["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 table::table(resource, &[o], &rv, None, now, include)
             }
             Output::Metadata => table::partial_object_metadata(&o),

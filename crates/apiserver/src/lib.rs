@@ -72,21 +72,28 @@ impl ApiServer {
             shutdown,
             server_address,
         };
-        Self { state: Arc::new(state) }
+        Self {
+            state: Arc::new(state),
+        }
     }
 
     /// Creates the built-in namespaces and starts the control-plane loops.
     pub async fn start_control_plane(&self) -> Result<(), ApiError> {
         controllers::ensure_builtin_namespaces(&self.state.registry).await?;
         let (registry, shutdown) = (self.state.registry.clone(), self.state.shutdown.clone());
-        tokio::spawn(controllers::run_namespace_controller(registry.clone(), shutdown.clone()));
+        tokio::spawn(controllers::run_namespace_controller(
+            registry.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(controllers::run_compactor(registry, shutdown));
         Ok(())
     }
 
     /// The HTTP application (no TLS): every route.
     pub fn router(&self) -> Router {
-        Router::new().fallback(handlers::handle).with_state(self.state.clone())
+        Router::new()
+            .fallback(handlers::handle)
+            .with_state(self.state.clone())
     }
 
     /// Serves HTTPS on `listener` until shutdown; in-flight requests finish.

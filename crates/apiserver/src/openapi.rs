@@ -11,7 +11,12 @@ fn hashes() -> &'static Vec<(String, String)> {
     HASHES.get_or_init(|| {
         skiff_api::schema::documents()
             .iter()
-            .map(|(path, text)| ((*path).to_string(), hex::encode_upper(Sha512::digest(text.as_bytes()))))
+            .map(|(path, text)| {
+                (
+                    (*path).to_string(),
+                    hex::encode_upper(Sha512::digest(text.as_bytes())),
+                )
+            })
             .collect()
     })
 }
@@ -20,12 +25,20 @@ fn hashes() -> &'static Vec<(String, String)> {
 pub fn index() -> Value {
     let paths: serde_json::Map<String, Value> = hashes()
         .iter()
-        .map(|(path, hash)| (path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")})))
+        .map(|(path, hash)| {
+            (
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+            )
+        })
         .collect();
     json!({"paths": paths})
 }
 
 /// One group-version document.
 pub fn document(path: &str) -> Option<&'static str> {
-    skiff_api::schema::documents().iter().find(|(p, _)| *p == path).map(|(_, text)| *text)
+    skiff_api::schema::documents()
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, text)| *text)
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::CertificateDer;
 
@@ -20,9 +20,15 @@ use rustls::pki_types::CertificateDer;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("failed to access {path}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to generate {what}")]
-    Generate { what: &'static str, source: rcgen::Error },
+    Generate {
+        what: &'static str,
+        source: rcgen::Error,
+    },
     #[error("{path} does not hold a usable PEM certificate or key")]
     Pem { path: PathBuf },
     #[error("failed to build the TLS configuration")]
@@ -46,7 +52,10 @@ pub struct Pki {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io { path: path.to_path_buf(), source }
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
@@ -66,12 +75,17 @@ fn read(path: &Path) -> Result<String> {
 }
 
 fn ca_params() -> Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|source| PkiError::Generate { what: "CA", source })?;
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|source| PkiError::Generate { what: "CA", source })?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, CA_NAME);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2034, 1, 1);
     Ok(params)
@@ -85,7 +99,8 @@ fn leaf(
     usage: ExtendedKeyUsagePurpose,
     issuer: &Issuer<'_, KeyPair>,
 ) -> Result<(String, String)> {
-    let mut params = CertificateParams::new(sans).map_err(|source| PkiError::Generate { what, source })?;
+    let mut params =
+        CertificateParams::new(sans).map_err(|source| PkiError::Generate { what, source })?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     if let Some(org) = organization {
@@ -93,11 +108,16 @@ fn leaf(
     }
     params.distinguished_name = dn;
     params.extended_key_usages = vec![usage];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2034, 1, 1);
     let key = KeyPair::generate().map_err(|source| PkiError::Generate { what, source })?;
-    let cert = params.signed_by(&key, issuer).map_err(|source| PkiError::Generate { what, source })?;
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(|source| PkiError::Generate { what, source })?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -109,15 +129,22 @@ impl Pki {
         let path = |name: &str| dir.join(name);
         let (ca_cert_path, ca_key_path) = (path("ca.crt"), path("ca.key"));
         if !ca_cert_path.exists() || !ca_key_path.exists() {
-            let key = KeyPair::generate().map_err(|source| PkiError::Generate { what: "CA key", source })?;
-            let cert = ca_params()?.self_signed(&key).map_err(|source| PkiError::Generate { what: "CA", source })?;
+            let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+                what: "CA key",
+                source,
+            })?;
+            let cert = ca_params()?
+                .self_signed(&key)
+                .map_err(|source| PkiError::Generate { what: "CA", source })?;
             write_private(&ca_key_path, &key.serialize_pem())?;
             fs::write(&ca_cert_path, cert.pem()).map_err(io_err(&ca_cert_path))?;
             for stale in ["server.crt", "admin.crt"] {
                 let _ = fs::remove_file(path(stale));
             }
         }
-        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem { path: ca_key_path.clone() })?;
+        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem {
+            path: ca_key_path.clone(),
+        })?;
         // The issuer is rebuilt from the same name and key, so new leaves chain to the stored CA.
         let issuer = Issuer::new(ca_params()?, ca_key);
 
@@ -125,17 +152,32 @@ impl Pki {
         sans.sort();
         sans.dedup();
         let sans_text = sans.join("\n");
-        let (server_cert_path, server_key_path, sans_path) = (path("server.crt"), path("server.key"), path("server.sans"));
+        let (server_cert_path, server_key_path, sans_path) =
+            (path("server.crt"), path("server.key"), path("server.sans"));
         let current_sans = fs::read_to_string(&sans_path).unwrap_or_default();
         if !server_cert_path.exists() || !server_key_path.exists() || current_sans != sans_text {
-            let (cert, key) = leaf("serving certificate", sans.clone(), "skiff-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth, &issuer)?;
+            let (cert, key) = leaf(
+                "serving certificate",
+                sans.clone(),
+                "skiff-apiserver",
+                None,
+                ExtendedKeyUsagePurpose::ServerAuth,
+                &issuer,
+            )?;
             write_private(&server_key_path, &key)?;
             fs::write(&server_cert_path, cert).map_err(io_err(&server_cert_path))?;
             fs::write(&sans_path, &sans_text).map_err(io_err(&sans_path))?;
         }
         let (admin_cert_path, admin_key_path) = (path("admin.crt"), path("admin.key"));
         if !admin_cert_path.exists() || !admin_key_path.exists() {
-            let (cert, key) = leaf("admin certificate", Vec::new(), "system:admin", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth, &issuer)?;
+            let (cert, key) = leaf(
+                "admin certificate",
+                Vec::new(),
+                "system:admin",
+                Some("system:masters"),
+                ExtendedKeyUsagePurpose::ClientAuth,
+                &issuer,
+            )?;
             write_private(&admin_key_path, &key)?;
             fs::write(&admin_cert_path, cert).map_err(io_err(&admin_cert_path))?;
         }
@@ -157,14 +199,19 @@ impl Pki {
         for cert in parse_certs(&self.ca_cert, &ca_path)? {
             roots.add(cert)?;
         }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()?;
         let chain = parse_certs(&self.server_cert, Path::new("server.crt"))?;
         let key = rustls_pemfile::private_key(&mut self.server_key.as_bytes())
             .ok()
             .flatten()
-            .ok_or_else(|| PkiError::Pem { path: PathBuf::from("server.key") })?;
+            .ok_or_else(|| PkiError::Pem {
+                path: PathBuf::from("server.key"),
+            })?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
@@ -188,9 +235,13 @@ impl Pki {
 fn parse_certs(pem: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_bytes())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| PkiError::Pem { path: path.to_path_buf() })?;
+        .map_err(|_| PkiError::Pem {
+            path: path.to_path_buf(),
+        })?;
     if certs.is_empty() {
-        return Err(PkiError::Pem { path: path.to_path_buf() });
+        return Err(PkiError::Pem {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
@@ -219,20 +270,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn certificates_are_created_once_and_reissued_on_new_sans() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn certificates_are_created_once_and_reissued_on_new_sans(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let first = Pki::load_or_create(dir.path(), &sans)?;
         let again = Pki::load_or_create(dir.path(), &sans)?;
-        assert_eq!(first.server_cert, again.server_cert, "restart reuses certificates");
+        assert_eq!(
+            first.server_cert, again.server_cert,
+            "restart reuses certificates"
+        );
         assert_eq!(first.admin_cert, again.admin_cert);
-        let more = Pki::load_or_create(dir.path(), &[sans.clone(), vec!["skiff.example".to_string()]].concat())?;
-        assert_ne!(first.server_cert, more.server_cert, "new SANs re-issue the serving certificate");
+        let more = Pki::load_or_create(
+            dir.path(),
+            &[sans.clone(), vec!["skiff.example".to_string()]].concat(),
+        )?;
+        assert_ne!(
+            first.server_cert, more.server_cert,
+            "new SANs re-issue the serving certificate"
+        );
         assert_eq!(first.ca_cert, more.ca_cert);
         more.server_config()?;
-        let mode = fs::metadata(dir.path().join("ca.key"))?.permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.path().join("ca.key"))?
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(first.kubeconfig("https://127.0.0.1:6443").contains("server: https://127.0.0.1:6443"));
+        assert!(first
+            .kubeconfig("https://127.0.0.1:6443")
+            .contains("server: https://127.0.0.1:6443"));
         Ok(())
     }
 }

@@ -53,8 +53,12 @@ fn fields(data: &[u8]) -> Result<Vec<Field<'_>>> {
         match key & 7 {
             0 => out.push(Field::Varint(number, varint(data, &mut pos)?)),
             2 => {
-                let len = usize::try_from(varint(data, &mut pos)?).map_err(|_| ProtobufError::Malformed)?;
-                let end = pos.checked_add(len).filter(|e| *e <= data.len()).ok_or(ProtobufError::Malformed)?;
+                let len = usize::try_from(varint(data, &mut pos)?)
+                    .map_err(|_| ProtobufError::Malformed)?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|e| *e <= data.len())
+                    .ok_or(ProtobufError::Malformed)?;
                 out.push(Field::Bytes(number, &data[pos..end]));
                 pos = end;
             }
@@ -146,7 +150,11 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value> {
             }
             ("ConfigMap", Field::Bytes(n @ (2 | 3), v)) => {
                 let (k, val) = map_entry(v)?;
-                let value = if n == 2 { json!(text(val)?) } else { json!(b64(val)) };
+                let value = if n == 2 {
+                    json!(text(val)?)
+                } else {
+                    json!(b64(val))
+                };
                 string_map.entry(n).or_default().insert(k, value);
             }
             ("ConfigMap", Field::Varint(4, v)) | ("Secret", Field::Varint(5, v)) => {
@@ -161,11 +169,22 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value> {
             }
             ("Secret", Field::Bytes(4, v)) => {
                 let (k, val) = map_entry(v)?;
-                string_map.entry(4).or_default().insert(k, json!(text(val)?));
+                string_map
+                    .entry(4)
+                    .or_default()
+                    .insert(k, json!(text(val)?));
             }
             ("Namespace", Field::Bytes(2, v)) => {
-                let finalizers: Vec<&[u8]> =
-                    fields(v)?.into_iter().filter_map(|f| if let Field::Bytes(1, b) = f { Some(b) } else { None }).collect();
+                let finalizers: Vec<&[u8]> = fields(v)?
+                    .into_iter()
+                    .filter_map(|f| {
+                        if let Field::Bytes(1, b) = f {
+                            Some(b)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 object.insert("spec".into(), json!({"finalizers": strings(&finalizers)?}));
             }
             ("ServiceAccount", Field::Bytes(3, v)) => repeated.entry(3).or_default().push(v),
@@ -181,13 +200,22 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value> {
         _ => "stringData",
     };
     for (n, map) in string_map {
-        object.insert(names(kind, n).into(), Value::Object(map.into_iter().collect()));
+        object.insert(
+            names(kind, n).into(),
+            Value::Object(map.into_iter().collect()),
+        );
     }
     if let Some(secrets) = repeated.get(&3) {
         let refs: Result<Vec<Value>> = secrets
             .iter()
             .map(|s| {
-                let name = fields(s)?.into_iter().find_map(|f| if let Field::Bytes(1, n) = f { Some(n) } else { None });
+                let name = fields(s)?.into_iter().find_map(|f| {
+                    if let Field::Bytes(1, n) = f {
+                        Some(n)
+                    } else {
+                        None
+                    }
+                });
                 Ok(json!({"name": text(name.unwrap_or_default())?}))
             })
             .collect();
@@ -215,7 +243,12 @@ pub fn decode(body: &[u8]) -> Result<Value> {
             _ => {}
         }
     }
-    if api_version != "v1" || !matches!(kind.as_str(), "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount") {
+    if api_version != "v1"
+        || !matches!(
+            kind.as_str(),
+            "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount"
+        )
+    {
         return Err(ProtobufError::Unsupported(format!("{api_version}/{kind}")));
     }
     let mut object = decode_kind(&kind, raw)?;
@@ -229,7 +262,10 @@ mod tests {
     use super::*;
 
     fn field(number: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![u8::try_from(number << 3 | 2).unwrap_or(0), u8::try_from(payload.len()).unwrap_or(0)];
+        let mut out = vec![
+            u8::try_from(number << 3 | 2).unwrap_or(0),
+            u8::try_from(payload.len()).unwrap_or(0),
+        ];
         out.extend_from_slice(payload);
         out
     }
@@ -242,7 +278,10 @@ mod tests {
         let namespace = [field(1, &meta), field(2, &[]), field(3, &[])].concat();
         let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &namespace)].concat();
         let decoded = decode(&body)?;
-        assert_eq!(decoded["metadata"], json!({"name": "blue", "labels": {"team": "a"}}));
+        assert_eq!(
+            decoded["metadata"],
+            json!({"name": "blue", "labels": {"team": "a"}})
+        );
         assert_eq!(decoded["kind"], "Namespace");
         Ok(())
     }
@@ -250,7 +289,12 @@ mod tests {
     #[test]
     fn decodes_configmap_data_and_refuses_other_kinds() -> Result<()> {
         let entry = [field(1, b"k"), field(2, b"v")].concat();
-        let cm = [field(1, &field(1, b"cm")), field(2, &entry), field(3, &[field(1, b"b"), field(2, b"\x00\x01")].concat())].concat();
+        let cm = [
+            field(1, &field(1, b"cm")),
+            field(2, &entry),
+            field(3, &[field(1, b"b"), field(2, b"\x00\x01")].concat()),
+        ]
+        .concat();
         let type_meta = [field(1, b"v1"), field(2, b"ConfigMap")].concat();
         let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &cm)].concat();
         let decoded = decode(&body)?;
@@ -258,7 +302,10 @@ mod tests {
         assert_eq!(decoded["binaryData"], json!({"b": "AAE="}));
         let pod_meta = [field(1, b"v1"), field(2, b"Pod")].concat();
         let pod = [MAGIC.to_vec(), field(1, &pod_meta)].concat();
-        assert_eq!(decode(&pod), Err(ProtobufError::Unsupported("v1/Pod".into())));
+        assert_eq!(
+            decode(&pod),
+            Err(ProtobufError::Unsupported("v1/Pod".into()))
+        );
         assert_eq!(decode(b"{}"), Err(ProtobufError::NoMagic));
         Ok(())
     }

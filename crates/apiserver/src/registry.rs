@@ -74,7 +74,12 @@ fn encode(object: &Value) -> Result<Bytes> {
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&object).map(Bytes::from).map_err(|source| ApiError::Encode { what: "object", source })
+    serde_json::to_vec(&object)
+        .map(Bytes::from)
+        .map_err(|source| ApiError::Encode {
+            what: "object",
+            source,
+        })
 }
 
 /// Decodes a stored value and stamps its resourceVersion.
@@ -94,11 +99,17 @@ fn name_of(object: &Value) -> &str {
 }
 
 fn parse_rv(value: &Value) -> Option<u64> {
-    value.as_str().filter(|s| !s.is_empty()).and_then(|s| s.parse().ok())
+    value
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
 }
 
 fn is_terminal(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -124,59 +135,116 @@ impl Registry {
         resource.storage_key(namespace, name)
     }
 
-    async fn current(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<KeyValue> {
+    async fn current(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue> {
         self.store
             .get(&Self::key(resource, namespace, name))
             .await?
-            .ok_or_else(|| ApiError::Status(Status::not_found(resource, name)))
+            .ok_or_else(|| ApiError::from(Status::not_found(resource, name)))
     }
 
-    pub async fn get(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value> {
+    pub async fn get(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
         decode(&self.current(resource, namespace, name).await?)
     }
 
-    pub async fn list(&self, resource: &ResourceInfo, namespace: Option<&str>, params: &ListParams) -> Result<ObjectList> {
+    pub async fn list(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<ObjectList> {
         let prefix = resource.storage_prefix(namespace);
         // A list pinned to one name (kubectl's delete/wait reflector) is one read.
-        if let (Some(name), Some(_)) = (params.fields.exact_name(), namespace.filter(|_| resource.namespaced)) {
+        if let (Some(name), Some(_)) = (
+            params.fields.exact_name(),
+            namespace.filter(|_| resource.namespaced),
+        ) {
             let revision = self.store.current_revision().await?;
             let items = match self.store.get(&format!("{prefix}{name}")).await? {
-                Some(kv) => vec![decode(&kv)?].into_iter().filter(|o| params.matches(o)).collect(),
+                Some(kv) => vec![decode(&kv)?]
+                    .into_iter()
+                    .filter(|o| params.matches(o))
+                    .collect(),
                 None => Vec::new(),
             };
-            return Ok(ObjectList { items, revision, continue_token: None });
+            return Ok(ObjectList {
+                items,
+                revision,
+                continue_token: None,
+            });
         }
         let start_after = match &params.continue_token {
             Some(token) => {
                 let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(token)
                     .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
-                let token: ContinueToken =
-                    serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("continue key is not valid"))?;
+                let token: ContinueToken = serde_json::from_slice(&bytes)
+                    .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
                 Some(token.start)
             }
             None => None,
         };
         let result = self
             .store
-            .list(&prefix, ListOptions { start_after, limit: params.limit, predicate: params.predicate() })
+            .list(
+                &prefix,
+                ListOptions {
+                    start_after,
+                    limit: params.limit,
+                    predicate: params.predicate(),
+                },
+            )
             .await?;
         let continue_token = match (result.more, result.items.last()) {
             (true, Some(last)) => {
-                let token = ContinueToken { rv: result.revision, start: last.key.clone() };
-                let bytes = serde_json::to_vec(&token).map_err(|source| ApiError::Encode { what: "continue token", source })?;
+                let token = ContinueToken {
+                    rv: result.revision,
+                    start: last.key.clone(),
+                };
+                let bytes = serde_json::to_vec(&token).map_err(|source| ApiError::Encode {
+                    what: "continue token",
+                    source,
+                })?;
                 Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
             }
             _ => None,
         };
-        let items = result.items.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(ObjectList { items, revision: result.revision, continue_token })
+        let items = result
+            .items
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ObjectList {
+            items,
+            revision: result.revision,
+            continue_token,
+        })
     }
 
     /// Refuses new objects in a missing or terminating namespace.
-    async fn check_namespace(&self, resource: &ResourceInfo, namespace: &str, name: &str) -> Result<()> {
-        let Some(namespaces) = resources::core("namespaces") else { return Ok(()) };
-        let ns = match self.store.get(&namespaces.storage_key(None, namespace)).await? {
+    async fn check_namespace(
+        &self,
+        resource: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<()> {
+        let Some(namespaces) = resources::core("namespaces") else {
+            return Ok(());
+        };
+        let ns = match self
+            .store
+            .get(&namespaces.storage_key(None, namespace))
+            .await?
+        {
             Some(kv) => decode(&kv)?,
             None => return Err(Status::namespace_not_found(namespace).into()),
         };
@@ -202,7 +270,9 @@ impl Registry {
         dry_run: bool,
     ) -> Result<Value> {
         if !object.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         if resource.namespaced {
             let namespace = namespace.unwrap_or("default");
@@ -217,26 +287,38 @@ impl Registry {
         } else if let Some(meta) = object["metadata"].as_object_mut() {
             meta.remove("namespace");
         }
-        let generate = object["metadata"]["generateName"].as_str().filter(|g| !g.is_empty()).map(str::to_string);
+        let generate = object["metadata"]["generateName"]
+            .as_str()
+            .filter(|g| !g.is_empty())
+            .map(str::to_string);
         let explicit_name = name_of(&object).to_string();
         for attempt in 0..3 {
             let mut candidate = object.clone();
             if let (true, Some(prefix)) = (explicit_name.is_empty(), &generate) {
-                candidate["metadata"]["name"] = json!(object::generate_name(prefix, rand::random::<u32>));
+                candidate["metadata"]["name"] =
+                    json!(object::generate_name(prefix, rand::random::<u32>));
             }
             let name = name_of(&candidate).to_string();
             if resource.namespaced {
-                self.check_namespace(resource, namespace.unwrap_or("default"), &name).await?;
+                self.check_namespace(resource, namespace.unwrap_or("default"), &name)
+                    .await?;
             }
             let meta = &mut candidate["metadata"];
             meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
             meta["creationTimestamp"] = json!(format_time(self.clock.now()));
             if let Some(meta) = meta.as_object_mut() {
-                for key in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+                for key in [
+                    "resourceVersion",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "selfLink",
+                    "managedFields",
+                ] {
                     meta.remove(key);
                 }
             }
-            strategy::prepare_for_create(resource, &mut candidate).map_err(ApiError::bad_request)?;
+            strategy::prepare_for_create(resource, &mut candidate)
+                .map_err(ApiError::bad_request)?;
             let errors = strategy::validate_create(resource, &candidate);
             if !errors.is_empty() {
                 return Err(Status::invalid(resource.kind, resource.group, &name, &errors).into());
@@ -247,8 +329,14 @@ impl Registry {
             let key = Self::key(resource, namespace, &name);
             match self.store.create(&key, encode(&candidate)?).await {
                 Ok(kv) => return decode(&kv),
-                Err(StoreError::AlreadyExists { .. }) if generate.is_some() && explicit_name.is_empty() && attempt < 2 => continue,
-                Err(StoreError::AlreadyExists { .. }) => return Err(Status::already_exists(resource, &name).into()),
+                Err(StoreError::AlreadyExists { .. })
+                    if generate.is_some() && explicit_name.is_empty() && attempt < 2 =>
+                {
+                    continue
+                }
+                Err(StoreError::AlreadyExists { .. }) => {
+                    return Err(Status::already_exists(resource, &name).into())
+                }
                 Err(other) => return Err(other.into()),
             }
         }
@@ -273,7 +361,19 @@ impl Registry {
                 return Err(Status::modified(resource, name).into());
             }
             let old = decode(&current)?;
-            if let Some(done) = self.write_update(resource, namespace, name, &current, &old, object.clone(), subresource, dry_run).await? {
+            if let Some(done) = self
+                .write_update(
+                    resource,
+                    namespace,
+                    name,
+                    &current,
+                    &old,
+                    object.clone(),
+                    subresource,
+                    dry_run,
+                )
+                .await?
+            {
                 return Ok(done);
             }
             if wanted.is_some() {
@@ -305,7 +405,19 @@ impl Registry {
             }
             patched["metadata"]["resourceVersion"] = json!(current.mod_revision.to_string());
             check_identity(resource, namespace, name, &patched)?;
-            if let Some(done) = self.write_update(resource, namespace, name, &current, &old, patched, subresource, dry_run).await? {
+            if let Some(done) = self
+                .write_update(
+                    resource,
+                    namespace,
+                    name,
+                    &current,
+                    &old,
+                    patched,
+                    subresource,
+                    dry_run,
+                )
+                .await?
+            {
                 return Ok(done);
             }
             if pinned.is_some() {
@@ -335,7 +447,8 @@ impl Registry {
         }
         new["kind"] = old["kind"].clone();
         new["apiVersion"] = old["apiVersion"].clone();
-        strategy::prepare_for_update(resource, subresource, old, &mut new).map_err(ApiError::bad_request)?;
+        strategy::prepare_for_update(resource, subresource, old, &mut new)
+            .map_err(ApiError::bad_request)?;
         let errors = strategy::validate_update(resource, old, &new);
         if !errors.is_empty() {
             return Err(Status::invalid(resource.kind, resource.group, name, &errors).into());
@@ -352,7 +465,11 @@ impl Registry {
                 Err(other) => Err(other.into()),
             };
         }
-        match self.store.update(&key, current.mod_revision, encode(&new)?).await {
+        match self
+            .store
+            .update(&key, current.mod_revision, encode(&new)?)
+            .await
+        {
             Ok(kv) => Ok(Some(decode(&kv)?)),
             Err(StoreError::Conflict { .. }) => Ok(None),
             Err(StoreError::NotFound { .. }) => Err(Status::not_found(resource, name).into()),
@@ -363,11 +480,15 @@ impl Registry {
     /// Whether an object marked for deletion has nothing left holding it.
     fn finalized(&self, resource: &ResourceInfo, object: &Value) -> bool {
         let meta = &object["metadata"];
-        if meta["deletionTimestamp"].is_null() || meta["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+        if meta["deletionTimestamp"].is_null()
+            || meta["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+        {
             return false;
         }
         match resource.kind {
-            "Namespace" => object["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty()),
+            "Namespace" => object["spec"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty()),
             "Pod" => meta["deletionGracePeriodSeconds"].as_i64() == Some(0),
             _ => true,
         }
@@ -382,7 +503,11 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Value> {
         if resource.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
-            let mut status = Status::new(403, "Forbidden", format!("namespaces {name:?} is forbidden: this namespace may not be deleted"));
+            let mut status = Status::new(
+                403,
+                "Forbidden",
+                format!("namespaces {name:?} is forbidden: this namespace may not be deleted"),
+            );
             status.details = Some(json!({"name": name, "kind": "namespaces"}));
             return Err(status.into());
         }
@@ -395,7 +520,11 @@ impl Registry {
                 return Err(Status::conflict(resource, name, &format!("Precondition failed: UID in precondition: {wanted}, UID in object meta: {uid}")).into());
             }
             let rv = current.mod_revision.to_string();
-            if let Some(wanted) = options.precondition_resource_version.as_deref().filter(|r| *r != rv) {
+            if let Some(wanted) = options
+                .precondition_resource_version
+                .as_deref()
+                .filter(|r| *r != rv)
+            {
                 return Err(Status::conflict(resource, name, &format!("Precondition failed: ResourceVersion in precondition: {wanted}, ResourceVersion in object meta: {rv}")).into());
             }
             let marked = match self.deletion_plan(resource, &object, options).await? {
@@ -403,10 +532,14 @@ impl Registry {
                 DeletionPlan::Unchanged => return Ok(object),
                 DeletionPlan::Mark { grace } => {
                     let now = self.clock.now();
-                    let deadline = now.checked_add(SignedDuration::from_secs(grace)).unwrap_or(now);
+                    let deadline = now
+                        .checked_add(SignedDuration::from_secs(grace))
+                        .unwrap_or(now);
                     let mut object = object.clone();
                     let meta = &mut object["metadata"];
-                    let existing = meta["deletionTimestamp"].as_str().and_then(|t| t.parse::<Timestamp>().ok());
+                    let existing = meta["deletionTimestamp"]
+                        .as_str()
+                        .and_then(|t| t.parse::<Timestamp>().ok());
                     if existing.is_none_or(|t| deadline < t) {
                         meta["deletionTimestamp"] = json!(format_time(deadline));
                         meta["deletionGracePeriodSeconds"] = json!(grace);
@@ -425,29 +558,50 @@ impl Registry {
                 return Ok(marked.unwrap_or(object));
             }
             let outcome = match marked {
-                Some(object) => self.store.update(&key, current.mod_revision, encode(&object)?).await.and_then(|kv| Ok(decode(&kv))),
-                None => self.store.delete(&key, Some(current.mod_revision)).await.map(|kv| decode(&kv)),
+                Some(object) => self
+                    .store
+                    .update(&key, current.mod_revision, encode(&object)?)
+                    .await
+                    .map(|kv| decode(&kv)),
+                None => self
+                    .store
+                    .delete(&key, Some(current.mod_revision))
+                    .await
+                    .map(|kv| decode(&kv)),
             };
             match outcome {
                 Ok(object) => return object,
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => return Err(Status::not_found(resource, name).into()),
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(Status::not_found(resource, name).into())
+                }
                 Err(other) => return Err(other.into()),
             }
         }
     }
 
-    async fn deletion_plan(&self, resource: &ResourceInfo, object: &Value, options: &DeleteOptions) -> Result<DeletionPlan> {
+    async fn deletion_plan(
+        &self,
+        resource: &ResourceInfo,
+        object: &Value,
+        options: &DeleteOptions,
+    ) -> Result<DeletionPlan> {
         let meta = &object["metadata"];
         let has_finalizers = meta["finalizers"].as_array().is_some_and(|f| !f.is_empty());
         if resource.kind == "Namespace" || has_finalizers {
             let already = !meta["deletionTimestamp"].is_null();
-            return Ok(if already { DeletionPlan::Unchanged } else { DeletionPlan::Mark { grace: 0 } });
+            return Ok(if already {
+                DeletionPlan::Unchanged
+            } else {
+                DeletionPlan::Mark { grace: 0 }
+            });
         }
         if resource.kind != "Pod" {
             return Ok(DeletionPlan::Now);
         }
-        let spec_grace = object["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+        let spec_grace = object["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30);
         let grace = options.grace_period_seconds.unwrap_or(spec_grace).max(0);
         let node = object["spec"]["nodeName"].as_str().unwrap_or("");
         if grace == 0 || node.is_empty() || is_terminal(object) || !self.node_exists(node).await? {
@@ -459,8 +613,14 @@ impl Registry {
     /// Pods bound to a node that does not exist have nobody to confirm their
     /// deletion (upstream's pod garbage collector removes them).
     async fn node_exists(&self, node: &str) -> Result<bool> {
-        let Some(nodes) = resources::core("nodes") else { return Ok(false) };
-        Ok(self.store.get(&nodes.storage_key(None, node)).await?.is_some())
+        let Some(nodes) = resources::core("nodes") else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .get(&nodes.storage_key(None, node))
+            .await?
+            .is_some())
     }
 }
 
@@ -468,7 +628,13 @@ impl Registry {
     /// Read-modify-write that bypasses the update strategies, for writes the
     /// system itself makes (binding a pod, finalizing a namespace). `change`
     /// returns `false` to leave the object alone.
-    pub async fn system_update<F>(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str, mut change: F) -> Result<Value>
+    pub async fn system_update<F>(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        mut change: F,
+    ) -> Result<Value>
     where
         F: FnMut(&mut Value) -> Result<bool>,
     {
@@ -480,17 +646,26 @@ impl Registry {
                 return Ok(object);
             }
             let outcome = if self.finalized(resource, &object) {
-                self.store.delete(&key, Some(current.mod_revision)).await.map(|kv| decode_at(&kv.value, kv.mod_revision))
+                self.store
+                    .delete(&key, Some(current.mod_revision))
+                    .await
+                    .map(|kv| decode_at(&kv.value, kv.mod_revision))
             } else {
                 match encode(&object) {
-                    Ok(bytes) => self.store.update(&key, current.mod_revision, bytes).await.map(|kv| decode(&kv)),
+                    Ok(bytes) => self
+                        .store
+                        .update(&key, current.mod_revision, bytes)
+                        .await
+                        .map(|kv| decode(&kv)),
                     Err(e) => return Err(e),
                 }
             };
             match outcome {
                 Ok(object) => return object,
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => return Err(Status::not_found(resource, name).into()),
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(Status::not_found(resource, name).into())
+                }
                 Err(other) => return Err(other.into()),
             }
         }
@@ -504,7 +679,12 @@ enum DeletionPlan {
 }
 
 /// The body's name and namespace must match the URL.
-fn check_identity(resource: &ResourceInfo, namespace: Option<&str>, name: &str, object: &Value) -> Result<()> {
+fn check_identity(
+    resource: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    object: &Value,
+) -> Result<()> {
     let body_name = name_of(object);
     if !body_name.is_empty() && body_name != name {
         return Err(ApiError::bad_request(format!(
@@ -512,7 +692,12 @@ fn check_identity(resource: &ResourceInfo, namespace: Option<&str>, name: &str, 
         )));
     }
     if resource.namespaced {
-        if let (Some(body_ns), Some(ns)) = (object["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()), namespace) {
+        if let (Some(body_ns), Some(ns)) = (
+            object["metadata"]["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty()),
+            namespace,
+        ) {
             if body_ns != ns {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",

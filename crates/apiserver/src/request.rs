@@ -22,7 +22,10 @@ pub enum Route {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     Resource(Target),
     NotFound,
 }
@@ -47,7 +50,11 @@ impl PartialEq for Target {
 
 /// Parses a URL path (without query).
 pub fn route(path: &str) -> Route {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segments.as_slice() {
         ["version"] => Route::Version,
         [probe @ ("healthz" | "livez" | "readyz"), ..] => Route::Health((*probe).to_string()),
@@ -58,8 +65,14 @@ pub fn route(path: &str) -> Route {
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group((*group).to_string()),
-        ["api", version] => Route::ResourceList { group: String::new(), version: (*version).to_string() },
-        ["apis", group, version] => Route::ResourceList { group: (*group).to_string(), version: (*version).to_string() },
+        ["api", version] => Route::ResourceList {
+            group: String::new(),
+            version: (*version).to_string(),
+        },
+        ["apis", group, version] => Route::ResourceList {
+            group: (*group).to_string(),
+            version: (*version).to_string(),
+        },
         ["api", version, rest @ ..] => target("", version, rest),
         ["apis", group, version, rest @ ..] => target(group, version, rest),
         _ => Route::NotFound,
@@ -68,7 +81,10 @@ pub fn route(path: &str) -> Route {
 
 fn target(group: &str, version: &str, rest: &[&str]) -> Route {
     let find = |plural: &str| resources::find(group, version, plural);
-    let make = |resource: &'static ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+    let make = |resource: &'static ResourceInfo,
+                namespace: Option<&str>,
+                name: Option<&str>,
+                sub: Option<&str>| {
         if sub.is_some_and(|s| resource.subresource(s).is_none()) {
             return Route::NotFound;
         }
@@ -82,7 +98,9 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Route {
     match rest {
         // /namespaces/<ns>/<resource>[/<name>[/<sub>]] for namespaced resources.
         ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
-            let Some(resource) = find(plural) else { return Route::NotFound };
+            let Some(resource) = find(plural) else {
+                return Route::NotFound;
+            };
             match tail {
                 [] => make(resource, Some(ns), None, None),
                 [name] => make(resource, Some(ns), Some(name), None),
@@ -91,7 +109,9 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Route {
             }
         }
         [plural, tail @ ..] => {
-            let Some(resource) = find(plural) else { return Route::NotFound };
+            let Some(resource) = find(plural) else {
+                return Route::NotFound;
+            };
             match (tail, resource.namespaced) {
                 ([], _) => make(resource, None, None, None),
                 ([name], false) => make(resource, None, Some(name), None),
@@ -136,14 +156,19 @@ impl Verb {
 
 /// Decides the verb; `None` if the method is not allowed on that path.
 pub fn verb(method: &Method, target: &Target, query: &Query) -> Option<Verb> {
-    let connect = matches!(target.subresource.as_deref(), Some("log" | "exec" | "attach" | "portforward"));
+    let connect = matches!(
+        target.subresource.as_deref(),
+        Some("log" | "exec" | "attach" | "portforward")
+    );
     match (method.as_str(), target.name.is_some()) {
         _ if connect && (method == Method::GET || method == Method::POST) => Some(Verb::Connect),
         ("GET", false) if query.flag("watch") => Some(Verb::Watch),
         ("GET", false) => Some(Verb::List),
         ("GET", true) => Some(Verb::Get),
         ("POST", false) => Some(Verb::Create),
-        ("POST", true) if matches!(target.subresource.as_deref(), Some("binding" | "eviction")) => Some(Verb::Create),
+        ("POST", true) if matches!(target.subresource.as_deref(), Some("binding" | "eviction")) => {
+            Some(Verb::Create)
+        }
         ("PUT", true) => Some(Verb::Update),
         ("PATCH", true) => Some(Verb::Patch),
         ("DELETE", true) if target.subresource.is_none() => Some(Verb::Delete),
@@ -158,23 +183,36 @@ pub struct Query(pub Vec<(String, String)>);
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
-        Self(form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect())
+        Self(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `true`/`1` (Go's strconv.ParseBool accepts more; these are what clients send).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1" | "True" | "TRUE" | "t" | "T"))
+        matches!(
+            self.get(key),
+            Some("true" | "1" | "True" | "TRUE" | "t" | "T")
+        )
     }
 
     /// A non-negative integer parameter; a malformed one is a 400.
     pub fn number(&self, key: &str) -> Result<Option<i64>, String> {
         match self.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| format!("invalid value for {key}: {v:?}")),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| format!("invalid value for {key}: {v:?}")),
         }
     }
 }
@@ -191,7 +229,9 @@ pub enum Output {
 
 /// Content negotiation over the Accept header: the first acceptable entry wins.
 pub fn output(accept: Option<&str>, query: &Query) -> Output {
-    let Some(accept) = accept else { return Output::Json };
+    let Some(accept) = accept else {
+        return Output::Json;
+    };
     for entry in accept.split(',') {
         let mut parts = entry.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
@@ -201,7 +241,11 @@ pub fn output(accept: Option<&str>, query: &Query) -> Output {
             ("application/json", Some("Table"), Some("meta.k8s.io")) => {
                 return Output::Table(IncludeObject::parse(query.get("includeObject")));
             }
-            ("application/json", Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+            (
+                "application/json",
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+            ) => {
                 return Output::Metadata;
             }
             ("application/json" | "*/*" | "application/*", None, _) => return Output::Json,
@@ -216,9 +260,16 @@ pub fn output(accept: Option<&str>, query: &Query) -> Output {
 mod tests {
     use super::*;
 
-    fn target_of(path: &str) -> Option<(String, Option<String>, Option<String>, Option<String>)> {
+    type Parts = (String, Option<String>, Option<String>, Option<String>);
+
+    fn target_of(path: &str) -> Option<Parts> {
         match route(path) {
-            Route::Resource(t) => Some((t.resource.plural.to_string(), t.namespace, t.name, t.subresource)),
+            Route::Resource(t) => Some((
+                t.resource.plural.to_string(),
+                t.namespace,
+                t.name,
+                t.subresource,
+            )),
             _ => None,
         }
     }
@@ -227,24 +278,57 @@ mod tests {
     fn paths_route_to_resources() {
         assert_eq!(
             target_of("/api/v1/namespaces/default/pods/web/status"),
-            Some(("pods".into(), Some("default".into()), Some("web".into()), Some("status".into())))
+            Some((
+                "pods".into(),
+                Some("default".into()),
+                Some("web".into()),
+                Some("status".into())
+            ))
         );
-        assert_eq!(target_of("/api/v1/pods"), Some(("pods".into(), None, None, None)));
-        assert_eq!(target_of("/api/v1/namespaces/blue"), Some(("namespaces".into(), None, Some("blue".into()), None)));
-        assert_eq!(target_of("/api/v1/namespaces"), Some(("namespaces".into(), None, None, None)));
+        assert_eq!(
+            target_of("/api/v1/pods"),
+            Some(("pods".into(), None, None, None))
+        );
+        assert_eq!(
+            target_of("/api/v1/namespaces/blue"),
+            Some(("namespaces".into(), None, Some("blue".into()), None))
+        );
+        assert_eq!(
+            target_of("/api/v1/namespaces"),
+            Some(("namespaces".into(), None, None, None))
+        );
         assert_eq!(
             target_of("/api/v1/namespaces/blue/finalize"),
-            Some(("namespaces".into(), None, Some("blue".into()), Some("finalize".into())))
+            Some((
+                "namespaces".into(),
+                None,
+                Some("blue".into()),
+                Some("finalize".into())
+            ))
         );
-        assert_eq!(target_of("/api/v1/nodes/n1"), Some(("nodes".into(), None, Some("n1".into()), None)));
+        assert_eq!(
+            target_of("/api/v1/nodes/n1"),
+            Some(("nodes".into(), None, Some("n1".into()), None))
+        );
         assert_eq!(
             target_of("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1"),
-            Some(("leases".into(), Some("kube-node-lease".into()), Some("n1".into()), None))
+            Some((
+                "leases".into(),
+                Some("kube-node-lease".into()),
+                Some("n1".into()),
+                None
+            ))
         );
-        assert_eq!(route("/api/v1/namespaces/default/pods/web/nope"), Route::NotFound);
+        assert_eq!(
+            route("/api/v1/namespaces/default/pods/web/nope"),
+            Route::NotFound
+        );
         assert_eq!(route("/api/v1/widgets"), Route::NotFound);
         assert_eq!(route("/api/v1/pods/web"), Route::NotFound);
-        assert_eq!(route("/openapi/v3/api/v1"), Route::OpenApiDocument("api/v1".into()));
+        assert_eq!(
+            route("/openapi/v3/api/v1"),
+            Route::OpenApiDocument("api/v1".into())
+        );
         assert_eq!(route("/apis"), Route::Groups);
     }
 
@@ -252,21 +336,43 @@ mod tests {
     fn accept_headers_pick_the_representation() {
         let q = Query::default();
         let kubectl_get = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(output(Some(kubectl_get), &q), Output::Table(IncludeObject::Metadata));
-        assert_eq!(output(Some("application/vnd.kubernetes.protobuf,application/json"), &q), Output::Json);
+        assert_eq!(
+            output(Some(kubectl_get), &q),
+            Output::Table(IncludeObject::Metadata)
+        );
+        assert_eq!(
+            output(
+                Some("application/vnd.kubernetes.protobuf,application/json"),
+                &q
+            ),
+            Output::Json
+        );
         assert_eq!(output(None, &q), Output::Json);
         assert_eq!(output(Some("application/yaml"), &q), Output::Yaml);
     }
 
     #[test]
     fn verbs_follow_method_and_path() {
-        let Route::Resource(collection) = route("/api/v1/namespaces/d/pods") else { return };
+        let Route::Resource(collection) = route("/api/v1/namespaces/d/pods") else {
+            return;
+        };
         let watch = Query::parse(Some("watch=true&resourceVersion=5"));
         assert_eq!(verb(&Method::GET, &collection, &watch), Some(Verb::Watch));
-        assert_eq!(verb(&Method::GET, &collection, &Query::default()), Some(Verb::List));
-        assert_eq!(verb(&Method::DELETE, &collection, &Query::default()), Some(Verb::DeleteCollection));
-        let Route::Resource(exec) = route("/api/v1/namespaces/d/pods/p/exec") else { return };
-        assert_eq!(verb(&Method::POST, &exec, &Query::default()), Some(Verb::Connect));
+        assert_eq!(
+            verb(&Method::GET, &collection, &Query::default()),
+            Some(Verb::List)
+        );
+        assert_eq!(
+            verb(&Method::DELETE, &collection, &Query::default()),
+            Some(Verb::DeleteCollection)
+        );
+        let Route::Resource(exec) = route("/api/v1/namespaces/d/pods/p/exec") else {
+            return;
+        };
+        assert_eq!(
+            verb(&Method::POST, &exec, &Query::default()),
+            Some(Verb::Connect)
+        );
         let q = Query::parse(Some("fieldSelector=metadata.name%3Dweb&limit=500"));
         assert_eq!(q.get("fieldSelector"), Some("metadata.name=web"));
         assert_eq!(q.number("limit"), Ok(Some(500)));

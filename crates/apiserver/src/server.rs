@@ -20,7 +20,12 @@ use crate::handlers::Peer;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` over TLS on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     loop {
@@ -40,19 +45,28 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(%remote, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%remote, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let peer = Peer {
+                client_cert: tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty()),
             };
-            let peer = Peer { client_cert: tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()) };
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(peer);
-                app.clone().oneshot(request.map(axum::body::Body::new))
-            });
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    app.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
             let builder = Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(error) = watcher.watch(connection.into_owned()).await {
@@ -61,7 +75,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within the drain timeout");
     }
 }

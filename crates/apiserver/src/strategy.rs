@@ -122,13 +122,18 @@ fn default_service(object: &mut Value) {
 /// `stringData` is write-only: merged into `data` (base64) on every write.
 fn merge_string_data(object: &mut Value) {
     use base64::Engine;
-    let Some(string_data) = object.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
-    let Some(entries) = string_data.as_object() else { return };
+    let Some(string_data) = object.as_object_mut().and_then(|m| m.remove("stringData")) else {
+        return;
+    };
+    let Some(entries) = string_data.as_object() else {
+        return;
+    };
     if !object["data"].is_object() {
         object["data"] = json!({});
     }
     for (key, value) in entries {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_str().unwrap_or_default());
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(value.as_str().unwrap_or_default());
         object["data"][key] = json!(encoded);
     }
 }
@@ -155,19 +160,34 @@ fn validate_event(event: &Value) -> Vec<FieldError> {
     let namespace = event["metadata"]["namespace"].as_str().unwrap_or("");
     match event["involvedObject"]["namespace"].as_str() {
         Some(ns) if !ns.is_empty() && ns != namespace => {
-            vec![FieldError::invalid("involvedObject.namespace", ns, "does not match event.namespace")]
+            vec![FieldError::invalid(
+                "involvedObject.namespace",
+                ns,
+                "does not match event.namespace",
+            )]
         }
         _ => Vec::new(),
     }
 }
 
 /// Metadata fields a client cannot change after create.
-const SYSTEM_METADATA: &[&str] =
-    &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"];
+const SYSTEM_METADATA: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
+];
 
 /// Builds the object to store from `old` and the client's `new`, for a write
 /// to the main resource (`subresource` None) or to `status`/`finalize`.
-pub fn prepare_for_update(resource: &ResourceInfo, subresource: Option<&str>, old: &Value, new: &mut Value) -> Result<(), String> {
+pub fn prepare_for_update(
+    resource: &ResourceInfo,
+    subresource: Option<&str>,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), String> {
     for key in SYSTEM_METADATA {
         match old["metadata"].get(*key) {
             Some(v) => new["metadata"][*key] = v.clone(),
@@ -235,14 +255,19 @@ pub fn validate_update(resource: &ResourceInfo, old: &Value, new: &Value) -> Vec
     let mut errors = object::validate_metadata(resource, new);
     if resource.kind == "Pod" {
         match (pod_spec(old), pod_spec(new)) {
-            (Ok(old_spec), Ok(new_spec)) => errors.extend(pod::validate_spec_update(&old_spec, &new_spec)),
+            (Ok(old_spec), Ok(new_spec)) => {
+                errors.extend(pod::validate_spec_update(&old_spec, &new_spec))
+            }
             (_, Err(e)) | (Err(e), _) => errors.push(FieldError::invalid("spec", "", e)),
         }
     }
     if resource.kind == "Node" {
         let (old_cidr, new_cidr) = (&old["spec"]["podCIDR"], &new["spec"]["podCIDR"]);
         if !old_cidr.is_null() && old_cidr != new_cidr {
-            errors.push(FieldError::forbidden("spec.podCIDR", "node updates may not change podCIDR except from \"\" to valid"));
+            errors.push(FieldError::forbidden(
+                "spec.podCIDR",
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
         }
     }
     errors
@@ -256,8 +281,11 @@ mod tests {
     #[test]
     fn pod_status_is_reset_on_create_and_kept_on_spec_updates() -> Result<(), String> {
         let pods = resources::core("pods").ok_or("pods")?;
-        let mut created = normalize(pods, json!({"metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "c", "image": "i:1"}]}, "status": {"phase": "Running"}}))?;
+        let mut created = normalize(
+            pods,
+            json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i:1"}]}, "status": {"phase": "Running"}}),
+        )?;
         prepare_for_create(pods, &mut created)?;
         assert_eq!(created["status"]["phase"], "Pending");
         assert_eq!(created["metadata"]["generation"], 1);
@@ -268,26 +296,44 @@ mod tests {
         client["spec"]["containers"][0]["image"] = json!("i:2");
         client["status"]["phase"] = json!("Failed");
         prepare_for_update(pods, None, &running, &mut client)?;
-        assert_eq!(client["status"]["phase"], "Running", "main resource writes keep status");
-        assert_eq!(client["metadata"]["generation"], 2, "spec change bumps generation");
+        assert_eq!(
+            client["status"]["phase"], "Running",
+            "main resource writes keep status"
+        );
+        assert_eq!(
+            client["metadata"]["generation"], 2,
+            "spec change bumps generation"
+        );
 
         let mut status_write = running.clone();
         status_write["status"]["phase"] = json!("Succeeded");
         status_write["spec"]["containers"][0]["image"] = json!("ignored");
         prepare_for_update(pods, Some("status"), &running, &mut status_write)?;
         assert_eq!(status_write["status"]["phase"], "Succeeded");
-        assert_eq!(status_write["spec"]["containers"][0]["image"], "i:1", "status writes keep spec");
+        assert_eq!(
+            status_write["spec"]["containers"][0]["image"], "i:1",
+            "status writes keep spec"
+        );
         Ok(())
     }
 
     #[test]
     fn unknown_fields_are_dropped_and_wrong_types_refused() -> Result<(), String> {
         let pods = resources::core("pods").ok_or("pods")?;
-        let out = normalize(pods, json!({"metadata": {"name": "p"}, "spec": {"bogus": 1, "containers": []}}))?;
+        let out = normalize(
+            pods,
+            json!({"metadata": {"name": "p"}, "spec": {"bogus": 1, "containers": []}}),
+        )?;
         assert!(out["spec"].get("bogus").is_none());
-        let bad = normalize(pods, json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": "x"}]}]}}));
+        let bad = normalize(
+            pods,
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": "x"}]}]}}),
+        );
         assert!(bad.is_err());
-        let bad_quantity = normalize(pods, json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1x"}}}]}}));
+        let bad_quantity = normalize(
+            pods,
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1x"}}}]}}),
+        );
         assert!(bad_quantity.is_err_and(|e| e.starts_with("quantities must match")));
         Ok(())
     }
@@ -295,7 +341,10 @@ mod tests {
     #[test]
     fn secrets_merge_string_data() -> Result<(), String> {
         let secrets = resources::core("secrets").ok_or("secrets")?;
-        let mut secret = normalize(secrets, json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}}))?;
+        let mut secret = normalize(
+            secrets,
+            json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}}),
+        )?;
         prepare_for_create(secrets, &mut secret)?;
         assert_eq!(secret["data"]["k"], "dg==");
         assert_eq!(secret["type"], "Opaque");

@@ -61,11 +61,18 @@ pub struct WatchRequest {
 }
 
 /// Decides which event, if any, a store change is for a filtered watcher.
-pub fn classify(kind: EventKind, old: Option<&Value>, new: &Value, params: &ListParams) -> Option<WatchEvent> {
+pub fn classify(
+    kind: EventKind,
+    old: Option<&Value>,
+    new: &Value,
+    params: &ListParams,
+) -> Option<WatchEvent> {
     let old_matches = old.is_some_and(|o| params.matches(o));
     match kind {
         EventKind::Create => params.matches(new).then(|| WatchEvent::Added(new.clone())),
-        EventKind::Delete => params.matches(new).then(|| WatchEvent::Deleted(new.clone())),
+        EventKind::Delete => params
+            .matches(new)
+            .then(|| WatchEvent::Deleted(new.clone())),
         EventKind::Update => match (old_matches, params.matches(new)) {
             (true, true) => Some(WatchEvent::Modified(new.clone())),
             (false, true) => Some(WatchEvent::Added(new.clone())),
@@ -83,7 +90,10 @@ pub async fn start(
 ) -> Result<ReceiverStream<WatchEvent>> {
     let namespace = request.namespace.as_deref();
     let mut initial = Vec::new();
-    let start_revision = match request.resource_version.filter(|rv| *rv != 0 && !request.send_initial_events) {
+    let start_revision = match request
+        .resource_version
+        .filter(|rv| *rv != 0 && !request.send_initial_events)
+    {
         Some(rv) => rv,
         None => {
             let mut params = request.params.clone();
@@ -101,8 +111,15 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let changes = match registry.store().watch(&prefix, start_revision).await {
         Ok(changes) => changes,
-        Err(StoreError::Compacted { requested, compacted }) => {
-            let status = ApiError::Store(StoreError::Compacted { requested, compacted }).status();
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            let status = ApiError::Store(StoreError::Compacted {
+                requested,
+                compacted,
+            })
+            .status();
             let _ = tx.send(WatchEvent::Error(status)).await;
             return Ok(ReceiverStream::new(rx));
         }
@@ -127,7 +144,10 @@ async fn run(
     }
     let deadline = tokio::time::sleep(request.timeout);
     tokio::pin!(deadline);
-    let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+    let mut bookmarks = tokio::time::interval_at(
+        tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+        BOOKMARK_INTERVAL,
+    );
     loop {
         let event = tokio::select! {
             _ = &mut deadline => return,
@@ -174,14 +194,32 @@ mod tests {
 
     #[test]
     fn selector_transitions_become_added_and_deleted() -> std::result::Result<(), String> {
-        let params = ListParams { labels: LabelSelector::parse("app=web")?, ..Default::default() };
+        let params = ListParams {
+            labels: LabelSelector::parse("app=web")?,
+            ..Default::default()
+        };
         let web = json!({"metadata": {"labels": {"app": "web"}}});
         let other = json!({"metadata": {"labels": {"app": "db"}}});
-        assert_eq!(classify(EventKind::Update, Some(&web), &other, &params), Some(WatchEvent::Deleted(other.clone())));
-        assert_eq!(classify(EventKind::Update, Some(&other), &web, &params), Some(WatchEvent::Added(web.clone())));
-        assert_eq!(classify(EventKind::Update, Some(&other), &other, &params), None);
-        assert_eq!(classify(EventKind::Update, Some(&web), &web, &params), Some(WatchEvent::Modified(web.clone())));
-        assert_eq!(classify(EventKind::Delete, None, &web, &params), Some(WatchEvent::Deleted(web)));
+        assert_eq!(
+            classify(EventKind::Update, Some(&web), &other, &params),
+            Some(WatchEvent::Deleted(other.clone()))
+        );
+        assert_eq!(
+            classify(EventKind::Update, Some(&other), &web, &params),
+            Some(WatchEvent::Added(web.clone()))
+        );
+        assert_eq!(
+            classify(EventKind::Update, Some(&other), &other, &params),
+            None
+        );
+        assert_eq!(
+            classify(EventKind::Update, Some(&web), &web, &params),
+            Some(WatchEvent::Modified(web.clone()))
+        );
+        assert_eq!(
+            classify(EventKind::Delete, None, &web, &params),
+            Some(WatchEvent::Deleted(web))
+        );
         Ok(())
     }
 }

@@ -58,7 +58,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
     }
@@ -66,7 +69,12 @@ fn main() -> Result<()> {
 
 /// Names and addresses the serving certificate must cover.
 fn certificate_sans(args: &ServerArgs) -> Vec<String> {
-    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "kubernetes".to_string()];
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "kubernetes".to_string(),
+    ];
     if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         sans.push(hostname.trim().to_string());
     }
@@ -74,7 +82,12 @@ fn certificate_sans(args: &ServerArgs) -> Vec<String> {
         sans.push(args.bind_address.to_string());
     }
     if let Ok(interfaces) = if_addrs::get_if_addrs() {
-        sans.extend(interfaces.iter().filter(|i| !i.is_loopback()).map(|i| i.ip().to_string()));
+        sans.extend(
+            interfaces
+                .iter()
+                .filter(|i| !i.is_loopback())
+                .map(|i| i.ip().to_string()),
+        );
     }
     sans.extend(args.tls_sans.iter().cloned());
     sans.retain(|s| !s.is_empty());
@@ -96,32 +109,50 @@ fn client_url(args: &ServerArgs, port: u16) -> String {
 /// Writes via a temporary file and a rename, so readers never see half a file.
 fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
     }
     let partial = path.with_extension("partial");
-    pki::write_secret_file(&partial, contents).with_context(|| format!("failed to write {}", partial.display()))?;
+    pki::write_secret_file(&partial, contents)
+        .with_context(|| format!("failed to write {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("failed to write {}", path.display()))
 }
 
 async fn server(args: ServerArgs) -> Result<()> {
     let data_dir = &args.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("failed to create {}", data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&data_dir.join("state.db")).with_context(|| format!("failed to open the store in {}", data_dir.display()))?,
+        SqliteStore::open(&data_dir.join("state.db"))
+            .with_context(|| format!("failed to open the store in {}", data_dir.display()))?,
     );
-    let pki = Pki::load_or_create(&data_dir.join("tls"), &certificate_sans(&args)).context("failed to set up certificates")?;
-    let token = pki::load_or_create_token(&data_dir.join("token")).context("failed to set up the node token")?;
+    let pki = Pki::load_or_create(&data_dir.join("tls"), &certificate_sans(&args))
+        .context("failed to set up certificates")?;
+    let token = pki::load_or_create_token(&data_dir.join("token"))
+        .context("failed to set up the node token")?;
     let address = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen on {address}"))?;
     // With port 0 the kernel picks one; the kubeconfig names the real port.
-    let address = listener.local_addr().context("failed to read the listening address")?;
+    let address = listener
+        .local_addr()
+        .context("failed to read the listening address")?;
     let url = client_url(&args, address.port());
     let tls = pki.server_config().context("failed to configure TLS")?;
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
-    let api = ApiServer::new(store, Arc::new(SystemClock), vec![token], url.clone(), shutdown.clone());
-    api.start_control_plane().await.context("failed to start the control plane")?;
+    let api = ApiServer::new(
+        store,
+        Arc::new(SystemClock),
+        vec![token],
+        url.clone(),
+        shutdown.clone(),
+    );
+    api.start_control_plane()
+        .await
+        .context("failed to start the control plane")?;
     let kubeconfig = pki.kubeconfig(&url);
     write_kubeconfig(&data_dir.join("kubeconfig.yaml"), &kubeconfig)?;
     if let Some(extra) = &args.write_kubeconfig {

@@ -17,7 +17,10 @@ fn pod(name: &str) -> Value {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
@@ -31,7 +34,10 @@ fn authentication_is_required_except_for_health_and_version() -> Result<()> {
             assert_eq!(anonymous.get(open).await?.status, 200, "{open} is public");
         }
         let version = anonymous.get("/version").await?.json()?;
-        assert_eq!((version["major"].as_str(), version["minor"].as_str()), (Some("1"), Some("32")));
+        assert_eq!(
+            (version["major"].as_str(), version["minor"].as_str()),
+            (Some("1"), Some("32"))
+        );
         let denied = anonymous.get(PODS).await?;
         assert_eq!(denied.status, 401);
         assert_eq!(denied.json()?["reason"], "Unauthorized");
@@ -40,8 +46,16 @@ fn authentication_is_required_except_for_health_and_version() -> Result<()> {
         assert_eq!(wrong.get(PODS).await?.status, 401);
         let mut token = skiff.anonymous_api()?;
         token.bearer = Some(skiff.token()?);
-        assert_eq!(token.get(PODS).await?.status, 200, "the node token authenticates");
-        assert_eq!(skiff.api()?.get(PODS).await?.status, 200, "the admin certificate authenticates");
+        assert_eq!(
+            token.get(PODS).await?.status,
+            200,
+            "the node token authenticates"
+        );
+        assert_eq!(
+            skiff.api()?.get(PODS).await?.status,
+            200,
+            "the admin certificate authenticates"
+        );
         Ok(())
     })
 }
@@ -59,11 +73,23 @@ fn restart_keeps_objects_and_resource_versions() -> Result<()> {
     })?;
     skiff.restart()?;
     let after = rt.block_on(async { skiff.api()?.get(PODS).await?.json() })?;
-    assert_eq!(before["items"], after["items"], "same objects with the same resourceVersions");
-    assert_eq!(before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"]);
+    assert_eq!(
+        before["items"], after["items"],
+        "same objects with the same resourceVersions"
+    );
+    assert_eq!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
     let next = rt.block_on(async { skiff.api()?.post_json(PODS, &pod("d")).await?.json() })?;
-    let rv: u64 = next["metadata"]["resourceVersion"].as_str().context("rv")?.parse()?;
-    let old: u64 = before["metadata"]["resourceVersion"].as_str().context("rv")?.parse()?;
+    let rv: u64 = next["metadata"]["resourceVersion"]
+        .as_str()
+        .context("rv")?
+        .parse()?;
+    let old: u64 = before["metadata"]["resourceVersion"]
+        .as_str()
+        .context("rv")?
+        .parse()?;
     assert!(rv > old, "revisions keep increasing after a restart");
     Ok(())
 }
@@ -81,7 +107,8 @@ fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_pod() -> Result<()> {
             runtime()?.block_on(async move {
                 let mut tasks = Vec::new();
                 for worker in 0..8 {
-                    let (api, acknowledged, started) = (api.clone(), acknowledged.clone(), started_tx.clone());
+                    let (api, acknowledged, started) =
+                        (api.clone(), acknowledged.clone(), started_tx.clone());
                     tasks.push(tokio::spawn(async move {
                         for i in 0..25 {
                             let name = format!("burst-{worker}-{i}");
@@ -104,21 +131,32 @@ fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_pod() -> Result<()> {
     };
     // Kill the server in the middle of the burst.
     for _ in 0..60 {
-        started_rx.recv_timeout(Duration::from_secs(20)).context("creates are being acknowledged")?;
+        started_rx
+            .recv_timeout(Duration::from_secs(20))
+            .context("creates are being acknowledged")?;
     }
     skiff.kill9()?;
     let _ = burst.join();
     let acknowledged = acknowledged.lock().map(|a| a.clone()).unwrap_or_default();
-    ensure!(acknowledged.len() >= 60 && acknowledged.len() < 200, "killed mid-burst ({} acknowledged)", acknowledged.len());
+    ensure!(
+        acknowledged.len() >= 60 && acknowledged.len() < 200,
+        "killed mid-burst ({} acknowledged)",
+        acknowledged.len()
+    );
     skiff.restart()?;
-    let stored: BTreeSet<String> = rt.block_on(async { skiff.api()?.get(PODS).await?.json() })?["items"]
+    let stored: BTreeSet<String> = rt.block_on(async { skiff.api()?.get(PODS).await?.json() })?
+        ["items"]
         .as_array()
         .context("items")?
         .iter()
         .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
         .collect();
     let lost: Vec<&String> = acknowledged.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged creates were lost: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates were lost: {lost:?}",
+        lost.len()
+    );
     Ok(())
 }
 
@@ -198,7 +236,11 @@ fn lists_page_with_limit_and_continue() -> Result<()> {
             let page = api.get(&path).await?.json()?;
             let items = page["items"].as_array().context("items")?;
             assert!(items.len() <= 3);
-            names.extend(items.iter().filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string)));
+            names.extend(
+                items
+                    .iter()
+                    .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string)),
+            );
             match page["metadata"]["continue"].as_str() {
                 Some(token) => path = format!("{PODS}?limit=3&continue={token}"),
                 None => break,
@@ -291,7 +333,11 @@ fn python_kubernetes_client_lists_creates_patches_and_watches() -> Result<()> {
         .output()
         .context("python3")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(output.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    ensure!(
+        output.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("watched ADDED py-pod"), "{stdout}");
     assert!(stdout.contains("watched MODIFIED py-pod"), "{stdout}");
     assert!(stdout.contains("watched DELETED py-pod"), "{stdout}");

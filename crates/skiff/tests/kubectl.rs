@@ -38,33 +38,58 @@ fn create_get_describe_and_delete_a_pod() -> Result<()> {
 
     let get = skiff.kubectl(&["get", "pods"])?.ok()?;
     let lines: Vec<&str> = get.stdout.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
-    assert_eq!(lines[1].split_whitespace().take(4).collect::<Vec<_>>(), ["web", "0/1", "Pending", "0"]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().take(4).collect::<Vec<_>>(),
+        ["web", "0/1", "Pending", "0"]
+    );
 
     let wide = skiff.kubectl(&["get", "pods", "-o", "wide"])?.ok()?;
-    assert!(wide.stdout.lines().next().is_some_and(|h| h.contains("IP") && h.contains("NOMINATED NODE") && h.contains("READINESS GATES")));
+    assert!(wide.stdout.lines().next().is_some_and(|h| h.contains("IP")
+        && h.contains("NOMINATED NODE")
+        && h.contains("READINESS GATES")));
     assert!(wide.stdout.contains("<none>"));
 
     let pod = skiff.get_json(&["get", "pod", "web"])?;
     assert_eq!(pod["spec"]["restartPolicy"], "Always");
-    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
-    assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"]["cpu"], "100m");
+    assert_eq!(
+        pod["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "100m"
+    );
     assert_eq!(pod["status"]["qosClass"], "Burstable");
     assert_eq!(pod["status"]["phase"], "Pending");
-    assert!(pod["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(pod["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
 
     let yaml = skiff.kubectl(&["get", "pod", "web", "-o", "yaml"])?.ok()?;
-    assert!(yaml.stdout.contains("terminationMessagePath: /dev/termination-log"));
+    assert!(yaml
+        .stdout
+        .contains("terminationMessagePath: /dev/termination-log"));
 
     let describe = skiff.kubectl(&["describe", "pod", "web"])?.ok()?;
-    assert!(describe.stdout.contains("Name:             web"), "{}", describe.stdout);
+    assert!(
+        describe.stdout.contains("Name:             web"),
+        "{}",
+        describe.stdout
+    );
     assert!(describe.stdout.contains("QoS Class:        Burstable"));
     assert!(describe.stdout.contains("Events:           <none>"));
 
     let deleted = skiff.kubectl(&["delete", "pod", "web"])?.ok()?;
     assert_eq!(deleted.stdout.trim(), "pod \"web\" deleted");
     let gone = skiff.kubectl(&["get", "pod", "web"])?.failed()?;
-    assert_eq!(gone.stderr.trim(), "Error from server (NotFound): pods \"web\" not found");
+    assert_eq!(
+        gone.stderr.trim(),
+        "Error from server (NotFound): pods \"web\" not found"
+    );
     Ok(())
 }
 
@@ -72,19 +97,47 @@ fn create_get_describe_and_delete_a_pod() -> Result<()> {
 fn apply_twice_unchanged_and_changed() -> Result<()> {
     let skiff = Skiff::start()?;
     // Canonical quantities: kubectl compares text, and the server stores `0.1` as `100m`.
-    let pod = POD.replace("nginx:1.27", "busybox:1.36").replace("cpu: 0.1", "cpu: 100m");
-    assert_eq!(skiff.kubectl_stdin(&["apply", "-f", "-"], &pod)?.ok()?.stdout.trim(), "pod/web created");
-    assert_eq!(skiff.kubectl_stdin(&["apply", "-f", "-"], &pod)?.ok()?.stdout.trim(), "pod/web unchanged");
+    let pod = POD
+        .replace("nginx:1.27", "busybox:1.36")
+        .replace("cpu: 0.1", "cpu: 100m");
+    assert_eq!(
+        skiff
+            .kubectl_stdin(&["apply", "-f", "-"], &pod)?
+            .ok()?
+            .stdout
+            .trim(),
+        "pod/web created"
+    );
+    assert_eq!(
+        skiff
+            .kubectl_stdin(&["apply", "-f", "-"], &pod)?
+            .ok()?
+            .stdout
+            .trim(),
+        "pod/web unchanged"
+    );
     let changed = pod.replace("busybox:1.36", "busybox:1.37");
-    assert_eq!(skiff.kubectl_stdin(&["apply", "-f", "-"], &changed)?.ok()?.stdout.trim(), "pod/web configured");
+    assert_eq!(
+        skiff
+            .kubectl_stdin(&["apply", "-f", "-"], &changed)?
+            .ok()?
+            .stdout
+            .trim(),
+        "pod/web configured"
+    );
     let live = skiff.get_json(&["get", "pod", "web"])?;
     assert_eq!(live["spec"]["containers"][0]["image"], "busybox:1.37");
     assert_eq!(live["metadata"]["generation"], 2);
-    assert!(live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
+    assert!(
+        live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
 
     // A forbidden change is refused with upstream's message.
     let ports = changed.replace("containerPort: 80", "containerPort: 81");
-    let refused = skiff.kubectl_stdin(&["apply", "-f", "-"], &ports)?.failed()?;
+    let refused = skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &ports)?
+        .failed()?;
     assert!(
         refused.stderr.contains("The Pod \"web\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
         "{}",
@@ -96,30 +149,103 @@ fn apply_twice_unchanged_and_changed() -> Result<()> {
 #[test]
 fn annotate_label_patch_and_selectors() -> Result<()> {
     let skiff = Skiff::start()?;
-    skiff.kubectl(&["run", "one", "--image=busybox", "--labels=app=a"])?.ok()?;
-    skiff.kubectl(&["run", "two", "--image=busybox", "--labels=app=b"])?.ok()?;
-    assert_eq!(skiff.kubectl(&["annotate", "pod", "one", "note=hi"])?.ok()?.stdout.trim(), "pod/one annotated");
-    let refused = skiff.kubectl(&["annotate", "pod", "one", "note=again"])?.failed()?;
-    assert!(refused.stderr.contains("--overwrite is false"), "{}", refused.stderr);
-    assert_eq!(skiff.kubectl(&["label", "pod", "one", "tier=front"])?.ok()?.stdout.trim(), "pod/one labeled");
+    skiff
+        .kubectl(&["run", "one", "--image=busybox", "--labels=app=a"])?
+        .ok()?;
+    skiff
+        .kubectl(&["run", "two", "--image=busybox", "--labels=app=b"])?
+        .ok()?;
+    assert_eq!(
+        skiff
+            .kubectl(&["annotate", "pod", "one", "note=hi"])?
+            .ok()?
+            .stdout
+            .trim(),
+        "pod/one annotated"
+    );
+    let refused = skiff
+        .kubectl(&["annotate", "pod", "one", "note=again"])?
+        .failed()?;
+    assert!(
+        refused.stderr.contains("--overwrite is false"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        skiff
+            .kubectl(&["label", "pod", "one", "tier=front"])?
+            .ok()?
+            .stdout
+            .trim(),
+        "pod/one labeled"
+    );
 
-    let selected = skiff.kubectl(&["get", "pods", "-l", "tier=front", "-o", "name"])?.ok()?;
+    let selected = skiff
+        .kubectl(&["get", "pods", "-l", "tier=front", "-o", "name"])?
+        .ok()?;
     assert_eq!(selected.stdout.trim(), "pod/one");
-    let by_field = skiff.kubectl(&["get", "pods", "--field-selector", "metadata.name=two", "-o", "name"])?.ok()?;
+    let by_field = skiff
+        .kubectl(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "metadata.name=two",
+            "-o",
+            "name",
+        ])?
+        .ok()?;
     assert_eq!(by_field.stdout.trim(), "pod/two");
-    let bad_field = skiff.kubectl(&["get", "pods", "--field-selector", "spec.bogus=x"])?.failed()?;
-    assert!(bad_field.stderr.contains("field label not supported: spec.bogus"), "{}", bad_field.stderr);
+    let bad_field = skiff
+        .kubectl(&["get", "pods", "--field-selector", "spec.bogus=x"])?
+        .failed()?;
+    assert!(
+        bad_field
+            .stderr
+            .contains("field label not supported: spec.bogus"),
+        "{}",
+        bad_field.stderr
+    );
 
-    skiff.kubectl(&["patch", "pod", "two", "-p", r#"{"spec":{"containers":[{"name":"two","image":"busybox:1.37"}]}}"#])?.ok()?;
-    skiff.kubectl(&["patch", "pod", "two", "--type=merge", "-p", r#"{"metadata":{"labels":{"merged":"yes"}}}"#])?.ok()?;
-    skiff.kubectl(&["patch", "pod", "two", "--type=json", "-p", r#"[{"op":"add","path":"/metadata/annotations","value":{"j":"p"}}]"#])?.ok()?;
+    skiff
+        .kubectl(&[
+            "patch",
+            "pod",
+            "two",
+            "-p",
+            r#"{"spec":{"containers":[{"name":"two","image":"busybox:1.37"}]}}"#,
+        ])?
+        .ok()?;
+    skiff
+        .kubectl(&[
+            "patch",
+            "pod",
+            "two",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"merged":"yes"}}}"#,
+        ])?
+        .ok()?;
+    skiff
+        .kubectl(&[
+            "patch",
+            "pod",
+            "two",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/metadata/annotations","value":{"j":"p"}}]"#,
+        ])?
+        .ok()?;
     let two = skiff.get_json(&["get", "pod", "two"])?;
     assert_eq!(two["spec"]["containers"][0]["image"], "busybox:1.37");
     assert_eq!(two["metadata"]["labels"]["merged"], "yes");
     assert_eq!(two["metadata"]["labels"]["app"], "b");
     assert_eq!(two["metadata"]["annotations"]["j"], "p");
     let labels = skiff.kubectl(&["get", "pods", "--show-labels"])?.ok()?;
-    assert!(labels.stdout.contains("app=a,tier=front"), "{}", labels.stdout);
+    assert!(
+        labels.stdout.contains("app=a,tier=front"),
+        "{}",
+        labels.stdout
+    );
     Ok(())
 }
 
@@ -133,25 +259,55 @@ fn error_messages_read_like_upstream() -> Result<()> {
         "Error from server (BadRequest): error when creating \"STDIN\": Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.initContainters\""
     );
 
-    let no_image = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n";
-    let invalid = skiff.kubectl_stdin(&["create", "-f", "-"], no_image)?.failed()?;
-    assert_eq!(invalid.stderr.trim(), "The Pod \"bad\" is invalid: spec.containers[0].image: Required value");
+    let no_image =
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n";
+    let invalid = skiff
+        .kubectl_stdin(&["create", "-f", "-"], no_image)?
+        .failed()?;
+    assert_eq!(
+        invalid.stderr.trim(),
+        "The Pod \"bad\" is invalid: spec.containers[0].image: Required value"
+    );
 
     let many = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: i\n  - name: c\n    image: i\n";
-    let listed = skiff.kubectl_stdin(&["create", "-f", "-"], many)?.failed()?;
+    let listed = skiff
+        .kubectl_stdin(&["create", "-f", "-"], many)?
+        .failed()?;
     assert!(listed.stderr.contains("The Pod \"Bad_Name\" is invalid: \n* metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{}", listed.stderr);
-    assert!(listed.stderr.contains("* spec.containers[1].name: Duplicate value: \"c\""), "{}", listed.stderr);
+    assert!(
+        listed
+            .stderr
+            .contains("* spec.containers[1].name: Duplicate value: \"c\""),
+        "{}",
+        listed.stderr
+    );
     assert!(listed.stderr.contains("* spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""));
 
-    let missing_ns = skiff.kubectl(&["-n", "blue", "run", "x", "--image=busybox"])?.failed()?;
-    assert_eq!(missing_ns.stderr.trim(), "Error from server (NotFound): namespaces \"blue\" not found");
+    let missing_ns = skiff
+        .kubectl(&["-n", "blue", "run", "x", "--image=busybox"])?
+        .failed()?;
+    assert_eq!(
+        missing_ns.stderr.trim(),
+        "Error from server (NotFound): namespaces \"blue\" not found"
+    );
 
     let not_found = skiff.kubectl(&["delete", "pod", "nope"])?.failed()?;
-    assert_eq!(not_found.stderr.trim(), "Error from server (NotFound): pods \"nope\" not found");
+    assert_eq!(
+        not_found.stderr.trim(),
+        "Error from server (NotFound): pods \"nope\" not found"
+    );
 
     let bad_quantity = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: q\nspec:\n  containers:\n  - name: c\n    image: i\n    resources:\n      limits: {memory: 1Gx}\n";
-    let quantity = skiff.kubectl_stdin(&["create", "-f", "-"], bad_quantity)?.failed()?;
-    assert!(quantity.stderr.contains("quantities must match the regular expression"), "{}", quantity.stderr);
+    let quantity = skiff
+        .kubectl_stdin(&["create", "-f", "-"], bad_quantity)?
+        .failed()?;
+    assert!(
+        quantity
+            .stderr
+            .contains("quantities must match the regular expression"),
+        "{}",
+        quantity.stderr
+    );
     Ok(())
 }
 
@@ -162,7 +318,9 @@ fn conflict_on_stale_resource_version() -> Result<()> {
     let mut pod = skiff.get_json(&["get", "pod", "p"])?;
     skiff.kubectl(&["label", "pod", "p", "bump=1"])?.ok()?;
     pod["metadata"]["labels"]["stale"] = "yes".into();
-    let stale = skiff.kubectl_stdin(&["replace", "-f", "-"], &pod.to_string())?.failed()?;
+    let stale = skiff
+        .kubectl_stdin(&["replace", "-f", "-"], &pod.to_string())?
+        .failed()?;
     assert!(
         stale.stderr.contains("Operation cannot be fulfilled on pods \"p\": the object has been modified; please apply your changes to the latest version and try again"),
         "{}",
@@ -174,15 +332,34 @@ fn conflict_on_stale_resource_version() -> Result<()> {
 #[test]
 fn run_namespaces_all_namespaces_and_delete_forms() -> Result<()> {
     let skiff = Skiff::start()?;
-    assert_eq!(skiff.kubectl(&["create", "namespace", "blue"])?.ok()?.stdout.trim(), "namespace/blue created");
-    assert_eq!(skiff.kubectl(&["-n", "blue", "run", "b1", "--image=nginx", "--port=80"])?.ok()?.stdout.trim(), "pod/b1 created");
+    assert_eq!(
+        skiff
+            .kubectl(&["create", "namespace", "blue"])?
+            .ok()?
+            .stdout
+            .trim(),
+        "namespace/blue created"
+    );
+    assert_eq!(
+        skiff
+            .kubectl(&["-n", "blue", "run", "b1", "--image=nginx", "--port=80"])?
+            .ok()?
+            .stdout
+            .trim(),
+        "pod/b1 created"
+    );
     skiff.kubectl(&["run", "d1", "--image=nginx"])?.ok()?;
     skiff.kubectl(&["run", "d2", "--image=nginx"])?.ok()?;
 
     let all = skiff.kubectl(&["get", "pods", "-A"])?.ok()?;
     assert!(all.stdout.starts_with("NAMESPACE"), "{}", all.stdout);
-    assert!(all.stdout.lines().any(|l| l.starts_with("blue") && l.contains("b1")));
-    let blue = skiff.kubectl(&["get", "pods", "-n", "blue", "-o", "name"])?.ok()?;
+    assert!(all
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("blue") && l.contains("b1")));
+    let blue = skiff
+        .kubectl(&["get", "pods", "-n", "blue", "-o", "name"])?
+        .ok()?;
     assert_eq!(blue.stdout.trim(), "pod/b1");
     let run = skiff.get_json(&["get", "pod", "b1", "-n", "blue"])?;
     assert_eq!(run["metadata"]["labels"]["run"], "b1");
@@ -192,21 +369,45 @@ fn run_namespaces_all_namespaces_and_delete_forms() -> Result<()> {
     std::fs::write(file.path(), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: f1\nspec:\n  containers:\n  - name: c\n    image: busybox\n")?;
     let path = file.path().to_str().context("path")?;
     skiff.kubectl(&["create", "-f", path])?.ok()?;
-    assert_eq!(skiff.kubectl(&["delete", "-f", path])?.ok()?.stdout.trim(), "pod \"f1\" deleted");
+    assert_eq!(
+        skiff.kubectl(&["delete", "-f", path])?.ok()?.stdout.trim(),
+        "pod \"f1\" deleted"
+    );
 
     let deleted = skiff.kubectl(&["delete", "pod", "--all"])?.ok()?;
-    assert!(deleted.stdout.contains("pod \"d1\" deleted") && deleted.stdout.contains("pod \"d2\" deleted"), "{}", deleted.stdout);
+    assert!(
+        deleted.stdout.contains("pod \"d1\" deleted")
+            && deleted.stdout.contains("pod \"d2\" deleted"),
+        "{}",
+        deleted.stdout
+    );
     let none = skiff.kubectl(&["get", "pods"])?.ok()?;
-    assert_eq!(none.stderr.trim(), "No resources found in default namespace.");
+    assert_eq!(
+        none.stderr.trim(),
+        "No resources found in default namespace."
+    );
 
-    assert_eq!(skiff.kubectl(&["delete", "namespace", "blue"])?.ok()?.stdout.trim(), "namespace \"blue\" deleted");
+    assert_eq!(
+        skiff
+            .kubectl(&["delete", "namespace", "blue"])?
+            .ok()?
+            .stdout
+            .trim(),
+        "namespace \"blue\" deleted"
+    );
     let gone = skiff.kubectl(&["get", "namespace", "blue"])?.failed()?;
     assert!(gone.stderr.contains("namespaces \"blue\" not found"));
     let builtin = skiff.kubectl(&["get", "namespaces", "-o", "name"])?.ok()?;
     for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
-        assert!(builtin.stdout.contains(&format!("namespace/{ns}")), "{}", builtin.stdout);
+        assert!(
+            builtin.stdout.contains(&format!("namespace/{ns}")),
+            "{}",
+            builtin.stdout
+        );
     }
-    let immortal = skiff.kubectl(&["delete", "namespace", "default"])?.failed()?;
+    let immortal = skiff
+        .kubectl(&["delete", "namespace", "default"])?
+        .failed()?;
     assert!(immortal.stderr.contains("forbidden"), "{}", immortal.stderr);
     Ok(())
 }
@@ -216,7 +417,10 @@ fn watch_prints_rows_as_pods_change() -> Result<()> {
     let skiff = Skiff::start()?;
     skiff.kubectl(&["run", "first", "--image=busybox"])?.ok()?;
     let mut watch = skiff
-        .kubectl_cmd(&common::kubectl_binary(), &["get", "pods", "--watch", "-o", "wide"])
+        .kubectl_cmd(
+            &common::kubectl_binary(),
+            &["get", "pods", "--watch", "-o", "wide"],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -229,12 +433,18 @@ fn watch_prints_rows_as_pods_change() -> Result<()> {
             }
         }
     });
-    let next = || rx.recv_timeout(Duration::from_secs(15)).context("watch output");
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(15))
+            .context("watch output")
+    };
     assert!(next()?.starts_with("NAME"));
     assert!(next()?.starts_with("first"));
     skiff.kubectl(&["run", "second", "--image=busybox"])?.ok()?;
     let added = next()?;
-    assert!(added.starts_with("second") && added.contains("Pending"), "{added}");
+    assert!(
+        added.starts_with("second") && added.contains("Pending"),
+        "{added}"
+    );
     skiff.kubectl(&["delete", "pod", "first"])?.ok()?;
     assert!(next()?.starts_with("first"));
     let _ = watch.kill();
@@ -245,33 +455,76 @@ fn watch_prints_rows_as_pods_change() -> Result<()> {
 #[test]
 fn graceful_delete_of_a_bound_pod_waits_for_its_node() -> Result<()> {
     let skiff = Skiff::start()?;
-    skiff.kubectl_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n")?.ok()?;
+    skiff
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n",
+        )?
+        .ok()?;
     let bound = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bound\nspec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: busybox\n";
     skiff.kubectl_stdin(&["create", "-f", "-"], bound)?.ok()?;
-    skiff.kubectl(&["delete", "pod", "bound", "--wait=false"])?.ok()?;
+    skiff
+        .kubectl(&["delete", "pod", "bound", "--wait=false"])?
+        .ok()?;
     let pod = skiff.get_json(&["get", "pod", "bound"])?;
-    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "a bound pod is marked, not removed");
+    assert!(
+        pod["metadata"]["deletionTimestamp"].is_string(),
+        "a bound pod is marked, not removed"
+    );
     assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
-    let row = skiff.kubectl(&["get", "pod", "bound", "--no-headers"])?.ok()?;
+    let row = skiff
+        .kubectl(&["get", "pod", "bound", "--no-headers"])?
+        .ok()?;
     assert!(row.stdout.contains("Terminating"), "{}", row.stdout);
 
     // A namespace with such a pod stays Terminating until the pod is gone.
     skiff.kubectl(&["create", "namespace", "doomed"])?.ok()?;
-    skiff.kubectl_stdin(&["create", "-n", "doomed", "-f", "-"], bound)?.ok()?;
-    skiff.kubectl(&["delete", "namespace", "doomed", "--wait=false"])?.ok()?;
-    let ns = skiff.kubectl(&["get", "namespace", "doomed", "--no-headers"])?.ok()?;
+    skiff
+        .kubectl_stdin(&["create", "-n", "doomed", "-f", "-"], bound)?
+        .ok()?;
+    skiff
+        .kubectl(&["delete", "namespace", "doomed", "--wait=false"])?
+        .ok()?;
+    let ns = skiff
+        .kubectl(&["get", "namespace", "doomed", "--no-headers"])?
+        .ok()?;
     assert!(ns.stdout.contains("Terminating"), "{}", ns.stdout);
-    let refused = skiff.kubectl(&["-n", "doomed", "run", "late", "--image=busybox"])?.failed()?;
-    assert!(refused.stderr.contains("because it is being terminated"), "{}", refused.stderr);
+    let refused = skiff
+        .kubectl(&["-n", "doomed", "run", "late", "--image=busybox"])?
+        .failed()?;
+    assert!(
+        refused.stderr.contains("because it is being terminated"),
+        "{}",
+        refused.stderr
+    );
 
     // What the node does once the containers are gone: delete with grace 0.
-    let forced = skiff.kubectl(&["delete", "pod", "bound", "--grace-period=0", "--force"])?.ok()?;
+    let forced = skiff
+        .kubectl(&["delete", "pod", "bound", "--grace-period=0", "--force"])?
+        .ok()?;
     assert!(forced.stdout.contains("force deleted"), "{}", forced.stdout);
     skiff.kubectl(&["get", "pod", "bound"])?.failed()?;
-    skiff.kubectl(&["-n", "doomed", "delete", "pod", "bound", "--grace-period=0", "--force"])?.ok()?;
-    skiff.wait_for(Duration::from_secs(20), "namespace doomed to go away", || {
-        Ok(!skiff.kubectl(&["get", "namespace", "doomed"])?.status.success())
-    })?;
+    skiff
+        .kubectl(&[
+            "-n",
+            "doomed",
+            "delete",
+            "pod",
+            "bound",
+            "--grace-period=0",
+            "--force",
+        ])?
+        .ok()?;
+    skiff.wait_for(
+        Duration::from_secs(20),
+        "namespace doomed to go away",
+        || {
+            Ok(!skiff
+                .kubectl(&["get", "namespace", "doomed"])?
+                .status
+                .success())
+        },
+    )?;
     Ok(())
 }
 
@@ -279,30 +532,70 @@ fn graceful_delete_of_a_bound_pod_waits_for_its_node() -> Result<()> {
 fn discovery_explain_cluster_info_and_nodes() -> Result<()> {
     let skiff = Skiff::start()?;
     let resources = skiff.kubectl(&["api-resources"])?.ok()?;
-    let pods = resources.stdout.lines().find(|l| l.starts_with("pods ")).context("pods listed")?;
-    assert_eq!(pods.split_whitespace().collect::<Vec<_>>(), ["pods", "po", "v1", "true", "Pod"]);
-    assert!(resources.stdout.contains("leases") && resources.stdout.contains("coordination.k8s.io/v1"));
+    let pods = resources
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("pods "))
+        .context("pods listed")?;
+    assert_eq!(
+        pods.split_whitespace().collect::<Vec<_>>(),
+        ["pods", "po", "v1", "true", "Pod"]
+    );
+    assert!(
+        resources.stdout.contains("leases") && resources.stdout.contains("coordination.k8s.io/v1")
+    );
 
     let explain = skiff.kubectl(&["explain", "pods"])?.ok()?;
-    assert!(explain.stdout.contains("Pod is a collection of containers that can run on a host."), "{}", explain.stdout);
+    assert!(
+        explain
+            .stdout
+            .contains("Pod is a collection of containers that can run on a host."),
+        "{}",
+        explain.stdout
+    );
     let containers = skiff.kubectl(&["explain", "pod.spec.containers"])?.ok()?;
-    assert!(containers.stdout.contains("FIELD: containers <[]Container>"), "{}", containers.stdout);
+    assert!(
+        containers
+            .stdout
+            .contains("FIELD: containers <[]Container>"),
+        "{}",
+        containers.stdout
+    );
     assert!(containers.stdout.contains("imagePullPolicy"));
 
     let info = skiff.kubectl(&["cluster-info"])?.ok()?;
-    assert!(info.stdout.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{}", info.stdout);
+    assert!(
+        info.stdout
+            .contains("Kubernetes control plane is running at https://127.0.0.1:"),
+        "{}",
+        info.stdout
+    );
 
     let version = skiff.kubectl(&["version"])?.ok()?;
-    assert!(version.stdout.contains("Server Version: v1.32.0"), "{}", version.stdout);
+    assert!(
+        version.stdout.contains("Server Version: v1.32.0"),
+        "{}",
+        version.stdout
+    );
 
     let none = skiff.kubectl(&["get", "nodes"])?.ok()?;
     assert_eq!(none.stderr.trim(), "No resources found");
     let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    node-role.kubernetes.io/control-plane: \"true\"\n";
     skiff.kubectl_stdin(&["create", "-f", "-"], node)?.ok()?;
     let nodes = skiff.kubectl(&["get", "nodes", "-o", "wide"])?.ok()?;
-    let header: Vec<&str> = nodes.stdout.lines().next().context("header")?.split_whitespace().collect();
+    let header: Vec<&str> = nodes
+        .stdout
+        .lines()
+        .next()
+        .context("header")?
+        .split_whitespace()
+        .collect();
     assert_eq!(&header[..5], ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
-    assert!(nodes.stdout.contains("n1") && nodes.stdout.contains("Unknown") && nodes.stdout.contains("control-plane"));
+    assert!(
+        nodes.stdout.contains("n1")
+            && nodes.stdout.contains("Unknown")
+            && nodes.stdout.contains("control-plane")
+    );
     Ok(())
 }
 
@@ -311,19 +604,47 @@ fn older_and_newer_kubectl_work_too() -> Result<()> {
     let skiff = Skiff::start()?;
     for version in ["1.27", "1.33"] {
         let kubectl = versioned_kubectl(version);
-        ensure!(std::path::Path::new(&kubectl).exists(), "{kubectl} is not installed");
+        ensure!(
+            std::path::Path::new(&kubectl).exists(),
+            "{kubectl} is not installed"
+        );
         let name = format!("v{}", version.replace('.', "-"));
         let pod = POD.replace("name: web", &format!("name: {name}"));
-        let mut child = skiff.kubectl_cmd(&kubectl, &["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let mut child = skiff
+            .kubectl_cmd(&kubectl, &["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
         std::io::Write::write_all(&mut child.stdin.take().context("stdin")?, pod.as_bytes())?;
         let applied = child.wait_with_output()?;
-        ensure!(applied.status.success(), "{version} apply: {}", String::from_utf8_lossy(&applied.stderr));
-        let get = skiff.kubectl_with(&kubectl, &["get", "pods", "-o", "wide"])?.ok()?;
-        assert!(get.stdout.lines().any(|l| l.starts_with(&name) && l.contains("Pending")), "{version}: {}", get.stdout);
-        skiff.kubectl_with(&kubectl, &["describe", "pod", &name])?.ok()?;
-        skiff.kubectl_with(&kubectl, &["label", "pod", &name, "v=1"])?.ok()?;
-        skiff.kubectl_with(&kubectl, &["explain", "pod.spec"])?.ok()?;
-        let deleted = skiff.kubectl_with(&kubectl, &["delete", "pod", &name])?.ok()?;
+        ensure!(
+            applied.status.success(),
+            "{version} apply: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+        let get = skiff
+            .kubectl_with(&kubectl, &["get", "pods", "-o", "wide"])?
+            .ok()?;
+        assert!(
+            get.stdout
+                .lines()
+                .any(|l| l.starts_with(&name) && l.contains("Pending")),
+            "{version}: {}",
+            get.stdout
+        );
+        skiff
+            .kubectl_with(&kubectl, &["describe", "pod", &name])?
+            .ok()?;
+        skiff
+            .kubectl_with(&kubectl, &["label", "pod", &name, "v=1"])?
+            .ok()?;
+        skiff
+            .kubectl_with(&kubectl, &["explain", "pod.spec"])?
+            .ok()?;
+        let deleted = skiff
+            .kubectl_with(&kubectl, &["delete", "pod", &name])?
+            .ok()?;
         assert_eq!(deleted.stdout.trim(), format!("pod \"{name}\" deleted"));
     }
     Ok(())
@@ -339,14 +660,37 @@ fn describe_lists_events_for_the_pod() -> Result<()> {
         "apiVersion: v1\nkind: Event\nmetadata:\n  name: ev.1\ninvolvedObject:\n  kind: Pod\n  name: ev\n  namespace: default\n  uid: {uid}\nreason: Scheduled\nmessage: Successfully assigned default/ev to n1\ntype: Normal\nsource:\n  component: default-scheduler\ncount: 1\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n"
     );
     skiff.kubectl_stdin(&["create", "-f", "-"], &event)?.ok()?;
-    let other = event.replace("name: ev.1", "name: other.1").replace("name: ev\n", "name: other\n").replace("Scheduled", "Pulled");
+    let other = event
+        .replace("name: ev.1", "name: other.1")
+        .replace("name: ev\n", "name: other\n")
+        .replace("Scheduled", "Pulled");
     skiff.kubectl_stdin(&["create", "-f", "-"], &other)?.ok()?;
     let describe = skiff.kubectl(&["describe", "pod", "ev"])?.ok()?;
-    let events = describe.stdout.split("Events:").nth(1).context("events section")?;
-    assert!(events.contains("Normal  Scheduled") && events.contains("default-scheduler  Successfully assigned default/ev to n1"), "{events}");
-    assert!(!events.contains("Pulled"), "only this pod's events: {events}");
+    let events = describe
+        .stdout
+        .split("Events:")
+        .nth(1)
+        .context("events section")?;
+    assert!(
+        events.contains("Normal  Scheduled")
+            && events.contains("default-scheduler  Successfully assigned default/ev to n1"),
+        "{events}"
+    );
+    assert!(
+        !events.contains("Pulled"),
+        "only this pod's events: {events}"
+    );
     let table = skiff.kubectl(&["get", "events"])?.ok()?;
-    assert!(table.stdout.lines().next().is_some_and(|h| h.split_whitespace().collect::<Vec<_>>() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]), "{}", table.stdout);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .next()
+            .is_some_and(|h| h.split_whitespace().collect::<Vec<_>>()
+                == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]),
+        "{}",
+        table.stdout
+    );
     assert!(table.stdout.contains("pod/ev"));
     Ok(())
 }

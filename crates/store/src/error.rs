@@ -8,11 +8,21 @@ pub enum StoreError {
     #[error("key {key} already exists")]
     AlreadyExists { key: String },
     #[error("key {key} is at revision {actual}, not {expected}")]
-    Conflict { key: String, expected: Revision, actual: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("revision {requested} has been compacted (oldest available is after {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("sqlite error on {path}")]
-    Sqlite { path: String, source: rusqlite::Error },
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("storage task failed")]
     Join(#[from] tokio::task::JoinError),
 }

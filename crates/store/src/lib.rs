@@ -136,17 +136,20 @@ pub trait Store: Send + Sync + 'static {
 /// Read-modify-write with retries on conflict, like the apiserver's
 /// `GuaranteedUpdate`. `update` receives the current value and returns the new
 /// one, or `Ok(None)` to leave the key unchanged.
-pub async fn guaranteed_update<S, F, E>(store: &S, key: &str, mut update: F) -> std::result::Result<KeyValue, E>
+pub async fn guaranteed_update<S, F, E>(
+    store: &S,
+    key: &str,
+    mut update: F,
+) -> std::result::Result<KeyValue, E>
 where
     S: Store + ?Sized,
     F: FnMut(&KeyValue) -> std::result::Result<Option<Bytes>, E>,
     E: From<StoreError>,
 {
     loop {
-        let current = store
-            .get(key)
-            .await?
-            .ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+        let current = store.get(key).await?.ok_or_else(|| StoreError::NotFound {
+            key: key.to_string(),
+        })?;
         let Some(value) = update(&current)? else {
             return Ok(current);
         };

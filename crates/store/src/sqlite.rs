@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::broadcast;
 
 use crate::{
-    prefix_end, Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError, WatchStream,
+    prefix_end, Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision, Store,
+    StoreError, WatchStream,
 };
 
 const SCHEMA: &str = "
@@ -63,26 +64,39 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let path_text = path.display().to_string();
-        let sql_err = |source| StoreError::Sqlite { path: path_text.clone(), source };
+        let sql_err = |source| StoreError::Sqlite {
+            path: path_text.clone(),
+            source,
+        };
         let writer = Connection::open(path).map_err(sql_err)?;
         writer
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
+            )
             .map_err(sql_err)?;
         writer.execute_batch(SCHEMA).map_err(sql_err)?;
         let revision: i64 = writer
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'log'", [], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'log'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql_err)?
             .unwrap_or(0);
         let compacted: i64 = writer
-            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(sql_err)?
             .unwrap_or(0);
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(sql_err)?;
-            reader.execute_batch("PRAGMA busy_timeout=10000;").map_err(sql_err)?;
+            reader
+                .execute_batch("PRAGMA busy_timeout=10000;")
+                .map_err(sql_err)?;
             readers.push(Mutex::new(reader));
         }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -120,12 +134,17 @@ fn to_sql(rev: Revision) -> i64 {
 fn lock(mutex: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the lock cannot leave SQLite inconsistent (the
     // transaction rolls back), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Inner {
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite { path: self.path.clone(), source }
+        move |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -156,7 +175,9 @@ impl Inner {
     {
         let mut conn = lock(&self.writer);
         let err = self.err();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
         let existing = Self::current(&tx, key).map_err(&err)?;
         let (kind, new_value) = decide(existing.clone())?;
         let prev = existing.as_ref().map(|kv| kv.value.clone());
@@ -179,8 +200,11 @@ impl Inner {
         let revision = to_rev(tx.last_insert_rowid());
         let create_revision = create_revision.unwrap_or(revision);
         if kind == EventKind::Create {
-            tx.execute("UPDATE log SET create_revision = ?1 WHERE revision = ?1", params![to_sql(revision)])
-                .map_err(&err)?;
+            tx.execute(
+                "UPDATE log SET create_revision = ?1 WHERE revision = ?1",
+                params![to_sql(revision)],
+            )
+            .map_err(&err)?;
         }
         match &new_value {
             Some(value) => tx.execute(
@@ -195,7 +219,12 @@ impl Inner {
         self.revision.store(revision, Ordering::SeqCst);
         let event = Event {
             kind,
-            kv: KeyValue { key: key.to_string(), value: logged_value, create_revision, mod_revision: revision },
+            kv: KeyValue {
+                key: key.to_string(),
+                value: logged_value,
+                create_revision,
+                mod_revision: revision,
+            },
             prev_value: prev,
         };
         // Sent under the writer lock, so watchers see events in revision order.
@@ -207,7 +236,10 @@ impl Inner {
     fn replay(&self, prefix: &str, after: Revision) -> Result<Vec<Event>> {
         let compacted = self.compacted.load(Ordering::SeqCst);
         if after < compacted {
-            return Err(StoreError::Compacted { requested: after, compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
         }
         let conn = self.reader();
         let err = self.err();
@@ -218,23 +250,26 @@ impl Inner {
             )
             .map_err(&err)?;
         let rows = stmt
-            .query_map(params![to_sql(after), prefix, prefix_end(prefix), REPLAY_BATCH], |row| {
-                let kind = match row.get::<_, i64>(2)? {
-                    0 => EventKind::Create,
-                    1 => EventKind::Update,
-                    _ => EventKind::Delete,
-                };
-                Ok(Event {
-                    kind,
-                    kv: KeyValue {
-                        key: row.get(1)?,
-                        mod_revision: to_rev(row.get(0)?),
-                        create_revision: to_rev(row.get(3)?),
-                        value: Bytes::from(row.get::<_, Vec<u8>>(4)?),
-                    },
-                    prev_value: row.get::<_, Option<Vec<u8>>>(5)?.map(Bytes::from),
-                })
-            })
+            .query_map(
+                params![to_sql(after), prefix, prefix_end(prefix), REPLAY_BATCH],
+                |row| {
+                    let kind = match row.get::<_, i64>(2)? {
+                        0 => EventKind::Create,
+                        1 => EventKind::Update,
+                        _ => EventKind::Delete,
+                    };
+                    Ok(Event {
+                        kind,
+                        kv: KeyValue {
+                            key: row.get(1)?,
+                            mod_revision: to_rev(row.get(0)?),
+                            create_revision: to_rev(row.get(3)?),
+                            value: Bytes::from(row.get::<_, Vec<u8>>(4)?),
+                        },
+                        prev_value: row.get::<_, Option<Vec<u8>>>(5)?.map(Bytes::from),
+                    })
+                },
+            )
             .map_err(&err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
     }
@@ -244,7 +279,8 @@ impl Inner {
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_string();
-        self.blocking(move |inner| Inner::current(&inner.reader(), &key).map_err(inner.err())).await
+        self.blocking(move |inner| Inner::current(&inner.reader(), &key).map_err(inner.err()))
+            .await
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult> {
@@ -255,7 +291,11 @@ impl Store for SqliteStore {
             // One read transaction: the revision and the rows come from one snapshot.
             let tx = conn.transaction().map_err(&err)?;
             let revision: i64 = tx
-                .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'log'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'log'",
+                    [],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(&err)?
                 .unwrap_or(0);
@@ -273,7 +313,9 @@ impl Store for SqliteStore {
                          WHERE key >= ?1 AND key < ?2 AND key > ?3 ORDER BY key",
                     )
                     .map_err(&err)?;
-                let mut rows = stmt.query(params![prefix, prefix_end(&prefix), start]).map_err(&err)?;
+                let mut rows = stmt
+                    .query(params![prefix, prefix_end(&prefix), start])
+                    .map_err(&err)?;
                 while let Some(row) = rows.next().map_err(&err)? {
                     let kv = KeyValue {
                         key: row.get(0).map_err(&err)?,
@@ -281,7 +323,11 @@ impl Store for SqliteStore {
                         mod_revision: to_rev(row.get(2).map_err(&err)?),
                         value: Bytes::from(row.get::<_, Vec<u8>>(3).map_err(&err)?),
                     };
-                    if options.predicate.as_ref().is_some_and(|matches| !matches(&kv)) {
+                    if options
+                        .predicate
+                        .as_ref()
+                        .is_some_and(|matches| !matches(&kv))
+                    {
                         continue;
                     }
                     if limit.is_some_and(|l| items.len() >= l) {
@@ -292,7 +338,11 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(&err)?;
-            Ok(ListResult { items, revision: to_rev(revision), more })
+            Ok(ListResult {
+                items,
+                revision: to_rev(revision),
+                more,
+            })
         })
         .await
     }
@@ -316,9 +366,11 @@ impl Store for SqliteStore {
             inner
                 .write(&key, |existing| match existing {
                     None => Err(StoreError::NotFound { key: key.clone() }),
-                    Some(kv) if kv.mod_revision != expected => {
-                        Err(StoreError::Conflict { key: key.clone(), expected, actual: kv.mod_revision })
-                    }
+                    Some(kv) if kv.mod_revision != expected => Err(StoreError::Conflict {
+                        key: key.clone(),
+                        expected,
+                        actual: kv.mod_revision,
+                    }),
                     Some(_) => Ok((EventKind::Update, Some(value))),
                 })
                 .map(|event| event.kv)
@@ -333,7 +385,11 @@ impl Store for SqliteStore {
                 .write(&key, |existing| match (existing, expected) {
                     (None, _) => Err(StoreError::NotFound { key: key.clone() }),
                     (Some(kv), Some(expected)) if kv.mod_revision != expected => {
-                        Err(StoreError::Conflict { key: key.clone(), expected, actual: kv.mod_revision })
+                        Err(StoreError::Conflict {
+                            key: key.clone(),
+                            expected,
+                            actual: kv.mod_revision,
+                        })
                     }
                     (Some(_), _) => Ok((EventKind::Delete, None)),
                 })
@@ -345,7 +401,10 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let compacted = self.inner.compacted.load(Ordering::SeqCst);
         if after < compacted {
-            return Err(StoreError::Compacted { requested: after, compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
         }
         // Subscribe before reading the log, so no write falls between the two.
         let state = WatchState {
@@ -376,8 +435,14 @@ impl Store for SqliteStore {
             }
             let mut conn = lock(&inner.writer);
             let err = inner.err();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-            tx.execute("DELETE FROM log WHERE revision <= ?1", params![to_sql(revision)]).map_err(&err)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            tx.execute(
+                "DELETE FROM log WHERE revision <= ?1",
+                params![to_sql(revision)],
+            )
+            .map_err(&err)?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('compacted', ?1)
                  ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -399,9 +464,15 @@ impl Store for SqliteStore {
     async fn size_bytes(&self) -> Result<u64> {
         self.blocking(|inner| {
             let conn = inner.reader();
-            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(inner.err())?;
-            let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(inner.err())?;
-            let wal = std::fs::metadata(format!("{}-wal", inner.path)).map(|m| m.len()).unwrap_or(0);
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(inner.err())?;
+            let size: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(inner.err())?;
+            let wal = std::fs::metadata(format!("{}-wal", inner.path))
+                .map(|m| m.len())
+                .unwrap_or(0);
             Ok(u64::try_from(pages * size).unwrap_or(0) + wal)
         })
         .await
@@ -432,7 +503,11 @@ impl WatchState {
             }
             if self.catching_up {
                 let (prefix, after) = (self.prefix.clone(), self.last);
-                match self.store.blocking(move |inner| inner.replay(&prefix, after)).await {
+                match self
+                    .store
+                    .blocking(move |inner| inner.replay(&prefix, after))
+                    .await
+                {
                     Ok(batch) => {
                         self.catching_up = batch.len() >= REPLAY_BATCH as usize;
                         self.pending.extend(batch);
@@ -445,7 +520,10 @@ impl WatchState {
                 }
             }
             match self.live.recv().await {
-                Ok(event) if event.kv.mod_revision > self.last && event.kv.key.starts_with(&self.prefix) => {
+                Ok(event)
+                    if event.kv.mod_revision > self.last
+                        && event.kv.key.starts_with(&self.prefix) =>
+                {
                     self.last = event.kv.mod_revision;
                     return Some(Ok((*event).clone()));
                 }
@@ -483,7 +561,9 @@ mod tests {
         let (created, updated) = {
             let store = SqliteStore::open(&path)?;
             let created = store.create("/a", Bytes::from_static(b"1")).await?;
-            let updated = store.update("/a", created.mod_revision, Bytes::from_static(b"2")).await?;
+            let updated = store
+                .update("/a", created.mod_revision, Bytes::from_static(b"2"))
+                .await?;
             (created, updated)
         };
         let store = SqliteStore::open(&path)?;

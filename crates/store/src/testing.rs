@@ -44,41 +44,85 @@ async fn next_event(stream: &mut WatchStream) -> crate::Event {
 }
 
 async fn create_get_and_already_exists(store: &dyn Store) {
-    assert!(store.get("/registry/pods/default/a").await.unwrap().is_none());
-    let created = store.create("/registry/pods/default/a", b("one")).await.unwrap();
+    assert!(store
+        .get("/registry/pods/default/a")
+        .await
+        .unwrap()
+        .is_none());
+    let created = store
+        .create("/registry/pods/default/a", b("one"))
+        .await
+        .unwrap();
     assert_eq!(created.create_revision, created.mod_revision);
-    assert_eq!(store.current_revision().await.unwrap(), created.mod_revision);
-    let got = store.get("/registry/pods/default/a").await.unwrap().unwrap();
+    assert_eq!(
+        store.current_revision().await.unwrap(),
+        created.mod_revision
+    );
+    let got = store
+        .get("/registry/pods/default/a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, created);
     assert_eq!(got.value, b("one"));
     let again = store.create("/registry/pods/default/a", b("two")).await;
-    assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
-    let second = store.create("/registry/pods/default/b", b("x")).await.unwrap();
-    assert!(second.mod_revision > created.mod_revision, "revisions increase");
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    let second = store
+        .create("/registry/pods/default/b", b("x"))
+        .await
+        .unwrap();
+    assert!(
+        second.mod_revision > created.mod_revision,
+        "revisions increase"
+    );
 }
 
 async fn update_is_compare_and_swap(store: &dyn Store) {
     let created = store.create("/k", b("1")).await.unwrap();
-    let updated = store.update("/k", created.mod_revision, b("2")).await.unwrap();
+    let updated = store
+        .update("/k", created.mod_revision, b("2"))
+        .await
+        .unwrap();
     assert!(updated.mod_revision > created.mod_revision);
     assert_eq!(updated.create_revision, created.mod_revision);
     let stale = store.update("/k", created.mod_revision, b("3")).await;
-    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
     assert_eq!(store.get("/k").await.unwrap().unwrap().value, b("2"));
     let missing = store.update("/missing", 1, b("x")).await;
-    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
 }
 
 async fn delete_honours_preconditions(store: &dyn Store) {
     let created = store.create("/d", b("v")).await.unwrap();
     let stale = store.delete("/d", Some(created.mod_revision + 100)).await;
-    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
-    let deleted = store.delete("/d", Some(created.mod_revision)).await.unwrap();
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    let deleted = store
+        .delete("/d", Some(created.mod_revision))
+        .await
+        .unwrap();
     assert_eq!(deleted.value, b("v"), "delete returns the last value");
-    assert!(deleted.mod_revision > created.mod_revision, "delete gets its own revision");
+    assert!(
+        deleted.mod_revision > created.mod_revision,
+        "delete gets its own revision"
+    );
     assert!(store.get("/d").await.unwrap().is_none());
     let again = store.delete("/d", None).await;
-    assert!(matches!(again, Err(StoreError::NotFound { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::NotFound { .. })),
+        "{again:?}"
+    );
     // The name can be reused, with a new create revision.
     let recreated = store.create("/d", b("w")).await.unwrap();
     assert!(recreated.create_revision > deleted.mod_revision);
@@ -86,24 +130,53 @@ async fn delete_honours_preconditions(store: &dyn Store) {
 
 async fn list_filters_pages_and_isolates_prefixes(store: &dyn Store) {
     for name in ["c", "a", "b", "e", "d"] {
-        store.create(&format!("/registry/pods/ns/{name}"), b(name)).await.unwrap();
+        store
+            .create(&format!("/registry/pods/ns/{name}"), b(name))
+            .await
+            .unwrap();
     }
-    store.create("/registry/pods/ns2/z", b("other namespace")).await.unwrap();
-    store.create("/registry/podsx/ns/a", b("other resource")).await.unwrap();
+    store
+        .create("/registry/pods/ns2/z", b("other namespace"))
+        .await
+        .unwrap();
+    store
+        .create("/registry/podsx/ns/a", b("other resource"))
+        .await
+        .unwrap();
 
-    let all = store.list("/registry/pods/ns/", ListOptions::default()).await.unwrap();
-    let keys: Vec<_> = all.items.iter().map(|kv| kv.key.rsplit('/').next().unwrap().to_string()).collect();
+    let all = store
+        .list("/registry/pods/ns/", ListOptions::default())
+        .await
+        .unwrap();
+    let keys: Vec<_> = all
+        .items
+        .iter()
+        .map(|kv| kv.key.rsplit('/').next().unwrap().to_string())
+        .collect();
     assert_eq!(keys, ["a", "b", "c", "d", "e"]);
     assert!(!all.more);
     assert_eq!(all.revision, store.current_revision().await.unwrap());
 
-    let page = store.list("/registry/pods/ns/", ListOptions { limit: Some(2), ..Default::default() }).await.unwrap();
+    let page = store
+        .list(
+            "/registry/pods/ns/",
+            ListOptions {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 2);
     assert!(page.more);
     let rest = store
         .list(
             "/registry/pods/ns/",
-            ListOptions { start_after: Some(page.items[1].key.clone()), limit: Some(10), ..Default::default() },
+            ListOptions {
+                start_after: Some(page.items[1].key.clone()),
+                limit: Some(10),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -112,14 +185,24 @@ async fn list_filters_pages_and_isolates_prefixes(store: &dyn Store) {
 
     let vowels: crate::Predicate = Arc::new(|kv| kv.value == b("a") || kv.value == b("e"));
     let filtered = store
-        .list("/registry/pods/ns/", ListOptions { predicate: Some(vowels), limit: Some(1), ..Default::default() })
+        .list(
+            "/registry/pods/ns/",
+            ListOptions {
+                predicate: Some(vowels),
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(filtered.items.len(), 1, "limit counts matching items only");
     assert_eq!(filtered.items[0].value, b("a"));
     assert!(filtered.more);
 
-    let everything = store.list("/registry/pods/", ListOptions::default()).await.unwrap();
+    let everything = store
+        .list("/registry/pods/", ListOptions::default())
+        .await
+        .unwrap();
     assert_eq!(everything.items.len(), 6);
 }
 
@@ -131,7 +214,10 @@ async fn watch_replays_then_streams_in_order(store: &dyn Store) {
 
     let mut stream = store.watch("/w/", start).await.unwrap();
     let first = next_event(&mut stream).await;
-    assert_eq!((first.kind, first.kv.mod_revision, first.prev_value.clone()), (EventKind::Create, a.mod_revision, None));
+    assert_eq!(
+        (first.kind, first.kv.mod_revision, first.prev_value.clone()),
+        (EventKind::Create, a.mod_revision, None)
+    );
     let second = next_event(&mut stream).await;
     assert_eq!(second.kind, EventKind::Update);
     assert_eq!(second.kv.mod_revision, a2.mod_revision);
@@ -139,8 +225,15 @@ async fn watch_replays_then_streams_in_order(store: &dyn Store) {
 
     let deleted = store.delete("/w/a", None).await.unwrap();
     let third = next_event(&mut stream).await;
-    assert_eq!((third.kind, third.kv.mod_revision), (EventKind::Delete, deleted.mod_revision));
-    assert_eq!(third.kv.value, b("2"), "a delete event carries the last value");
+    assert_eq!(
+        (third.kind, third.kv.mod_revision),
+        (EventKind::Delete, deleted.mod_revision)
+    );
+    assert_eq!(
+        third.kv.value,
+        b("2"),
+        "a delete event carries the last value"
+    );
 
     // A watch from the middle sees only what came after.
     let mut late = store.watch("/w/", a.mod_revision).await.unwrap();
@@ -149,15 +242,31 @@ async fn watch_replays_then_streams_in_order(store: &dyn Store) {
 
 async fn watch_after_compaction_is_refused(store: &dyn Store) {
     let first = store.create("/c/a", b("1")).await.unwrap();
-    let second = store.update("/c/a", first.mod_revision, b("2")).await.unwrap();
-    store.update("/c/a", second.mod_revision, b("3")).await.unwrap();
+    let second = store
+        .update("/c/a", first.mod_revision, b("2"))
+        .await
+        .unwrap();
+    store
+        .update("/c/a", second.mod_revision, b("3"))
+        .await
+        .unwrap();
     store.compact(second.mod_revision).await.unwrap();
-    assert_eq!(store.compacted_revision().await.unwrap(), second.mod_revision);
+    assert_eq!(
+        store.compacted_revision().await.unwrap(),
+        second.mod_revision
+    );
     let old = store.watch("/c/", first.mod_revision).await;
-    assert!(matches!(old, Err(StoreError::Compacted { .. })), "watch before compaction is refused");
+    assert!(
+        matches!(old, Err(StoreError::Compacted { .. })),
+        "watch before compaction is refused"
+    );
     let mut ok = store.watch("/c/", second.mod_revision).await.unwrap();
     assert_eq!(next_event(&mut ok).await.kv.value, b("3"));
-    assert_eq!(store.get("/c/a").await.unwrap().unwrap().value, b("3"), "compaction keeps current values");
+    assert_eq!(
+        store.get("/c/a").await.unwrap().unwrap().value,
+        b("3"),
+        "compaction keeps current values"
+    );
 }
 
 async fn concurrent_updates_conflict_and_none_is_lost<S: Store>(store: Arc<S>) {
@@ -183,14 +292,23 @@ async fn concurrent_updates_conflict_and_none_is_lost<S: Store>(store: Arc<S>) {
         task.await.unwrap();
     }
     let total = WRITERS * INCREMENTS;
-    assert_eq!(store.get("/counter").await.unwrap().unwrap().value, Bytes::from(total.to_string()));
+    assert_eq!(
+        store.get("/counter").await.unwrap().unwrap().value,
+        Bytes::from(total.to_string())
+    );
     let mut seen = HashSet::new();
     let mut last = start;
     for _ in 0..total {
         let event = next_event(&mut watch).await;
-        assert!(event.kv.mod_revision > last, "watch events arrive in revision order");
+        assert!(
+            event.kv.mod_revision > last,
+            "watch events arrive in revision order"
+        );
         last = event.kv.mod_revision;
-        assert!(seen.insert(event.kv.value.clone()), "every increment is a distinct event");
+        assert!(
+            seen.insert(event.kv.value.clone()),
+            "every increment is a distinct event"
+        );
     }
 }
 

@@ -51,7 +51,12 @@ impl Run {
     /// Fails the test with both streams if the command failed.
     pub fn ok(self) -> Result<Self> {
         if !self.status.success() {
-            bail!("command failed ({}):\nstdout: {}\nstderr: {}", self.status, self.stdout, self.stderr);
+            bail!(
+                "command failed ({}):\nstdout: {}\nstderr: {}",
+                self.status,
+                self.stdout,
+                self.stderr
+            );
         }
         Ok(self)
     }
@@ -59,7 +64,11 @@ impl Run {
     /// Fails the test unless the command failed.
     pub fn failed(self) -> Result<Self> {
         if self.status.success() {
-            bail!("command unexpectedly succeeded:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+            bail!(
+                "command unexpectedly succeeded:\nstdout: {}\nstderr: {}",
+                self.stdout,
+                self.stderr
+            );
         }
         Ok(self)
     }
@@ -87,7 +96,10 @@ impl Skiff {
 
     fn spawn(&mut self) -> Result<()> {
         let _ = std::fs::remove_file(self.kubeconfig());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.path().join("server.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("server.log"))?;
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("server")
             .arg("--data-dir")
@@ -102,11 +114,18 @@ impl Skiff {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.kubeconfig().exists() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("skiff exited early with {status}:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("skiff did not write its kubeconfig within 30s:\n{}", self.log());
+                bail!(
+                    "skiff did not write its kubeconfig within 30s:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -162,19 +181,27 @@ impl Skiff {
     }
 
     pub fn kubectl_with(&self, binary: &str, args: &[&str]) -> Result<Run> {
-        let output = self.kubectl_cmd(binary, args).output().with_context(|| format!("failed to run {binary}"))?;
+        let output = self
+            .kubectl_cmd(binary, args)
+            .output()
+            .with_context(|| format!("failed to run {binary}"))?;
         Ok(Run::from(output))
     }
 
     /// Runs kubectl with `input` on stdin (`-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<Run> {
         use std::io::Write;
-        let mut child = self.kubectl_cmd(&kubectl_binary(), args)
+        let mut child = self
+            .kubectl_cmd(&kubectl_binary(), args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(input.as_bytes())?;
         Ok(Run::from(child.wait_with_output()?))
     }
 
@@ -187,7 +214,12 @@ impl Skiff {
     }
 
     /// Polls `check` until it returns true or `timeout` passes.
-    pub fn wait_for(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if check()? {
@@ -213,11 +245,16 @@ impl Skiff {
     pub fn server_url(&self) -> Result<String> {
         let text = std::fs::read_to_string(self.kubeconfig())?;
         let config: serde_yaml::Value = serde_yaml::from_str(&text)?;
-        config["clusters"][0]["cluster"]["server"].as_str().map(str::to_string).context("no server in kubeconfig")
+        config["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .map(str::to_string)
+            .context("no server in kubeconfig")
     }
 
     pub fn token(&self) -> Result<String> {
-        Ok(std::fs::read_to_string(self.data_dir.path().join("token"))?.trim().to_string())
+        Ok(std::fs::read_to_string(self.data_dir.path().join("token"))?
+            .trim()
+            .to_string())
     }
 }
 
@@ -273,7 +310,8 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -295,8 +333,10 @@ impl Api {
         let mut config = if with_cert {
             let cert_pem = std::fs::read(tls.join("admin.crt"))?;
             let key_pem = std::fs::read(tls.join("admin.key"))?;
-            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice()).collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?.context("no admin key")?;
+            let certs =
+                rustls_pemfile::certs(&mut cert_pem.as_slice()).collect::<Result<Vec<_>, _>>()?;
+            let key =
+                rustls_pemfile::private_key(&mut key_pem.as_slice())?.context("no admin key")?;
             builder.with_client_auth_cert(certs, key)?
         } else {
             builder.with_no_client_auth()
@@ -312,16 +352,27 @@ impl Api {
         })
     }
 
-    async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<hyper::Response<hyper::body::Incoming>> {
+    async fn send(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
         let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
         let tls = self.connector.connect(name, tcp).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(connection);
         Ok(sender.send_request(request).await?)
     }
 
-    fn build(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>, accept: &str) -> Result<hyper::Request<Full<Bytes>>> {
+    fn build(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        accept: &str,
+    ) -> Result<hyper::Request<Full<Bytes>>> {
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -335,24 +386,46 @@ impl Api {
     }
 
     /// One request, whole response.
-    pub async fn request(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Result<Response> {
-        self.request_accept(method, path, content_type, body, "application/json").await
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Response> {
+        self.request_accept(method, path, content_type, body, "application/json")
+            .await
     }
 
-    pub async fn request_accept(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>, accept: &str) -> Result<Response> {
-        let response = self.send(self.build(method, path, content_type, body, accept)?).await?;
+    pub async fn request_accept(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        accept: &str,
+    ) -> Result<Response> {
+        let response = self
+            .send(self.build(method, path, content_type, body, accept)?)
+            .await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Response> {
-        self.request("GET", path, "application/json", Vec::new()).await
+        self.request("GET", path, "application/json", Vec::new())
+            .await
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Response> {
-        self.request("POST", path, "application/json", serde_json::to_vec(body)?).await
+        self.request("POST", path, "application/json", serde_json::to_vec(body)?)
+            .await
     }
 
     /// Opens a watch and returns its line stream.
@@ -361,11 +434,16 @@ impl Api {
     }
 
     pub async fn watch_accept(&self, path: &str, accept: &str) -> Result<WatchLines> {
-        let response = self.send(self.build("GET", path, "application/json", Vec::new(), accept)?).await?;
+        let response = self
+            .send(self.build("GET", path, "application/json", Vec::new(), accept)?)
+            .await?;
         if response.status().as_u16() != 200 {
             bail!("watch answered {}", response.status());
         }
-        Ok(WatchLines { body: response.into_body(), buffer: Vec::new() })
+        Ok(WatchLines {
+            body: response.into_body(),
+            buffer: Vec::new(),
+        })
     }
 }
 

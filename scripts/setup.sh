@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing Skiff needs on a fresh Debian machine
+# (root, package registries reachable). Idempotent: skips what is present.
+set -euo pipefail
+
+need_apt=()
+command -v kubectl >/dev/null 2>&1 || echo "warning: kubectl is not installed; the acceptance tests drive the real kubectl" >&2
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The second real client used by the tests: the official Kubernetes Python client.
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages kubernetes
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
+fi

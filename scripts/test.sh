@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs every test: unit tests, the store
+# conformance suite, and the integration tests that drive the real `skiff`
+# binary with the real kubectl and the official Python client.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --workspace --all-targets --locked
+cargo nextest run --workspace --profile ci --locked
