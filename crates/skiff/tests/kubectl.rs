@@ -259,6 +259,14 @@ fn error_messages_read_like_upstream() -> Result<()> {
         "Error from server (BadRequest): error when creating \"STDIN\": Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.initContainters\""
     );
 
+    let warned = skiff.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], typo)?.ok()?;
+    assert_eq!(warned.stdout.trim(), "pod/typo created");
+    assert!(
+        warned.stderr.contains("Warning: unknown field \"spec.initContainters\""),
+        "{}",
+        warned.stderr
+    );
+
     let no_image =
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n";
     let invalid = skiff
