@@ -47,6 +47,9 @@ struct ServerArgs {
     /// Write the kubeconfig here as well as to <data-dir>/kubeconfig.yaml.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 fn main() -> Result<()> {
@@ -159,7 +162,20 @@ async fn server(args: ServerArgs) -> Result<()> {
         write_kubeconfig(extra, &kubeconfig)?;
     }
     tracing::info!(%address, kubeconfig = %data_dir.join("kubeconfig.yaml").display(), "skiff API server ready");
-    api.serve(listener, tls).await;
+    let serving = tokio::spawn(api.serve(listener, tls));
+    // The scheduler is an API client like any other, over HTTPS.
+    if !args.disable_scheduler {
+        let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"))
+            .await
+            .context("failed to build the scheduler's client")?;
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = skiff_scheduler::run(client, shutdown).await {
+                tracing::error!(%error, "scheduler stopped");
+            }
+        });
+    }
+    serving.await.context("the API server task failed")?;
     tracing::info!("skiff server stopped");
     Ok(())
 }

@@ -24,10 +24,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
+/// These tests observe the API alone; the scheduler would add its own writes and watches.
+const API_ONLY: &[&str] = &["--disable-scheduler"];
 
 #[test]
 fn authentication_is_required_except_for_health_and_version() -> Result<()> {
-    let skiff = Skiff::start()?;
+    let skiff = Skiff::start_with(API_ONLY)?;
     runtime()?.block_on(async {
         let anonymous = skiff.anonymous_api()?;
         for open in ["/version", "/healthz", "/livez", "/readyz"] {
@@ -62,7 +64,7 @@ fn authentication_is_required_except_for_health_and_version() -> Result<()> {
 
 #[test]
 fn restart_keeps_objects_and_resource_versions() -> Result<()> {
-    let mut skiff = Skiff::start()?;
+    let mut skiff = Skiff::start_with(API_ONLY)?;
     let rt = runtime()?;
     let before = rt.block_on(async {
         let api = skiff.api()?;
@@ -96,7 +98,7 @@ fn restart_keeps_objects_and_resource_versions() -> Result<()> {
 
 #[test]
 fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_pod() -> Result<()> {
-    let mut skiff = Skiff::start()?;
+    let mut skiff = Skiff::start_with(API_ONLY)?;
     let rt = runtime()?;
     let api = skiff.api()?;
     let acknowledged = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
@@ -162,7 +164,7 @@ fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_pod() -> Result<()> {
 
 #[test]
 fn sigterm_stops_cleanly() -> Result<()> {
-    let mut skiff = Skiff::start()?;
+    let mut skiff = Skiff::start_with(API_ONLY)?;
     let status = skiff.stop()?;
     assert!(status.success(), "exit status {status}");
     assert!(skiff.log().contains("SIGTERM received"));
@@ -171,7 +173,7 @@ fn sigterm_stops_cleanly() -> Result<()> {
 
 #[test]
 fn watch_streams_changes_with_selectors_and_resource_versions() -> Result<()> {
-    let skiff = Skiff::start()?;
+    let skiff = Skiff::start_with(API_ONLY)?;
     runtime()?.block_on(async {
         let api = skiff.api()?;
         let created = api.post_json(PODS, &pod("w1")).await?.json()?;
@@ -224,7 +226,7 @@ fn watch_streams_changes_with_selectors_and_resource_versions() -> Result<()> {
 
 #[test]
 fn lists_page_with_limit_and_continue() -> Result<()> {
-    let skiff = Skiff::start()?;
+    let skiff = Skiff::start_with(API_ONLY)?;
     runtime()?.block_on(async {
         let api = skiff.api()?;
         for i in 0..7 {
@@ -255,7 +257,8 @@ fn lists_page_with_limit_and_continue() -> Result<()> {
 
 #[test]
 fn status_binding_and_deletecollection_subresources() -> Result<()> {
-    let skiff = Skiff::start()?;
+    // Binding by hand: no scheduler racing us.
+    let skiff = Skiff::start_with(&["--disable-scheduler"])?;
     runtime()?.block_on(async {
         let api = skiff.api()?;
         ensure!(api.post_json(PODS, &pod("s1")).await?.status == 201);
@@ -306,7 +309,7 @@ fn status_binding_and_deletecollection_subresources() -> Result<()> {
 
 #[test]
 fn metrics_count_requests_and_watches() -> Result<()> {
-    let skiff = Skiff::start()?;
+    let skiff = Skiff::start_with(API_ONLY)?;
     runtime()?.block_on(async {
         let api = skiff.api()?;
         api.get(PODS).await?;
@@ -325,7 +328,7 @@ fn metrics_count_requests_and_watches() -> Result<()> {
 
 #[test]
 fn python_kubernetes_client_lists_creates_patches_and_watches() -> Result<()> {
-    let skiff = Skiff::start()?;
+    let skiff = Skiff::start_with(API_ONLY)?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
     let output = std::process::Command::new("python3")
         .arg(script)

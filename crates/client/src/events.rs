@@ -1,0 +1,149 @@
+//! An Event recorder like client-go's legacy one: core/v1 Events named
+//! `<object>.<unique suffix>`, and repeats of the same event on the same
+//! object counted on the existing Event instead of creating new ones.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// `Normal` or `Warning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Warning => "Warning",
+        }
+    }
+}
+
+/// How many distinct (object, reason, message) series are remembered for counting.
+const REMEMBERED: usize = 4096;
+
+/// Records Events for one component (e.g. `default-scheduler`, `kubelet`).
+pub struct EventRecorder {
+    client: kube::Client,
+    component: String,
+    host: Option<String>,
+    /// (uid, type, reason, message) → (event namespace, name, count)
+    seen: Mutex<HashMap<(String, EventType, String, String), (String, String, i32)>>,
+}
+
+impl EventRecorder {
+    pub fn new(client: kube::Client, component: &str, host: Option<&str>) -> Self {
+        Self {
+            client,
+            component: component.to_string(),
+            host: host.map(str::to_string),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records an event about `object`; failures are logged, never fatal.
+    pub async fn record(
+        &self,
+        object: &ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        if let Err(error) = self.try_record(object, kind, reason, message).await {
+            tracing::warn!(%error, reason, object = ?object.name, "failed to record event");
+        }
+    }
+
+    async fn try_record(
+        &self,
+        object: &ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), kube::Error> {
+        let namespace = object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let key = (
+            object.uid.clone().unwrap_or_default(),
+            kind,
+            reason.to_string(),
+            message.to_string(),
+        );
+        let now = Time(Timestamp::now());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let previous = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(&key).cloned());
+        if let Some((ns, name, count)) = previous {
+            let patch = json!({"count": count + 1, "lastTimestamp": now});
+            let patched = Api::<Event>::namespaced(self.client.clone(), &ns)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+            if patched.is_ok() {
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.insert(key, (ns, name, count + 1));
+                }
+                return Ok(());
+            }
+        }
+        let suffix = format!("{:x}", now.0.as_nanosecond());
+        let name = format!("{}.{suffix}", object.name.clone().unwrap_or_default());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: object.clone(),
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            type_: Some(kind.as_str().to_string()),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: self.host.clone(),
+            }),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.host.clone().unwrap_or_else(|| self.component.clone())),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &event).await?;
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= REMEMBERED {
+                seen.clear();
+            }
+            seen.insert(key, (namespace, name, 1));
+        }
+        Ok(())
+    }
+}
+
+/// A reference to a pod for events, as kubelet and the scheduler make them.
+pub fn pod_reference(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    field_path: Option<&str>,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Pod".to_string()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path: field_path.map(str::to_string),
+    }
+}

@@ -1,0 +1,39 @@
+//! What Skiff's control-plane clients share: building a `kube::Client` from
+//! a kubeconfig, and recording Events the way kubelet and kube-scheduler do.
+//!
+//! Must not know: the store or the API server's internals. Everything goes
+//! over HTTPS like any other client.
+
+mod events;
+
+use std::path::Path;
+
+pub use events::{pod_reference, EventRecorder, EventType};
+
+/// Failures building a client or recording an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("failed to read kubeconfig {path}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("failed to build an API client")]
+    Build(#[from] kube::Error),
+}
+
+/// A client authenticated as the kubeconfig at `path` says.
+pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+    let err = |source| ClientError::Kubeconfig {
+        path: path.display().to_string(),
+        source,
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(err)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(err)?;
+    Ok(kube::Client::try_from(config)?)
+}
