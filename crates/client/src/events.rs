@@ -30,13 +30,18 @@ impl EventType {
 /// How many distinct (object, reason, message) series are remembered for counting.
 const REMEMBERED: usize = 4096;
 
+/// (involved uid, type, reason, message): what makes two events the same series.
+type SeriesKey = (String, EventType, String, String);
+/// (event namespace, event name, count so far)
+type SeriesEntry = (String, String, i32);
+
 /// Records Events for one component (e.g. `default-scheduler`, `kubelet`).
 pub struct EventRecorder {
     client: kube::Client,
     component: String,
     host: Option<String>,
     /// (uid, type, reason, message) → (event namespace, name, count)
-    seen: Mutex<HashMap<(String, EventType, String, String), (String, String, i32)>>,
+    seen: Mutex<HashMap<SeriesKey, SeriesEntry>>,
 }
 
 impl EventRecorder {

@@ -299,9 +299,9 @@ mod tests {
         if let (Some(target), Some(more)) = (value.as_object_mut(), extra.as_object()) {
             for (k, v) in more {
                 if k == "labels" {
-                    target["metadata"]["labels"]
-                        .as_object_mut()
-                        .map(|l| l.extend(v.as_object().cloned().unwrap_or_default()));
+                    if let Some(l) = target["metadata"]["labels"].as_object_mut() {
+                        l.extend(v.as_object().cloned().unwrap_or_default());
+                    }
                 } else {
                     target.insert(k.clone(), v.clone());
                 }
