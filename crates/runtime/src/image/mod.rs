@@ -1,0 +1,3 @@
+//! OCI images on the node.
+
+pub mod unpack;
