@@ -1,3 +1,18 @@
-//! OCI images on the node.
+//! OCI images on the node: the content-addressed store with registry pulls
+//! and archive imports, safe layer unpacking, and building small images from
+//! host files.
 
+pub mod build;
+pub mod store;
 pub mod unpack;
+
+pub use store::{Image, ImageError, ImageStore};
+
+/// Registry clients use rustls with the ring provider (the only one we
+/// build), installed process-wide once.
+pub(crate) fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

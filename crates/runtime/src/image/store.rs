@@ -1,0 +1,406 @@
+//! The node's image store, content-addressed under one directory:
+//!
+//! ```text
+//! blobs/sha256/<hex>      layer blobs, configs (verified against their digest)
+//! layers/sha256/<hex>/    each layer unpacked once, shared by every image using it
+//! images.json             image name -> manifest digest, config, layers
+//! tmp/                    downloads and imports in progress
+//! ```
+//!
+//! Images arrive by pulling from a registry (Docker Hub-style token auth,
+//! manifest lists resolved to this platform, gzip/zstd/plain layers) or by
+//! importing an OCI archive or a `docker save` tarball.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::unpack::{unpack_layer, Compression, UnpackError};
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// An image known to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// Fully qualified name, e.g. `docker.io/library/busybox:1.36`.
+    pub name: String,
+    /// The manifest (or manifest list) digest it was pulled by; empty for
+    /// images imported from a `docker save` tarball.
+    pub repo_digest: String,
+    /// The config blob's digest: the image ID.
+    pub config: String,
+    pub layers: Vec<Layer>,
+}
+
+impl Image {
+    /// Bytes of all layer blobs, as kubelet reports image size.
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.size).sum()
+    }
+}
+
+/// What can go wrong with images.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("invalid image name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("image {0:?} is not present")]
+    NotPresent(String),
+    #[error("failed to pull image {image:?}: {source}")]
+    Pull { image: String, source: oci_client::errors::OciDistributionError },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    Digest { what: String, expected: String, actual: String },
+    #[error("layer {digest} of image {image:?} was refused: {source}")]
+    Layer { image: String, digest: String, source: UnpackError },
+    #[error("archive {path} is neither an OCI archive nor a docker save tarball")]
+    UnknownArchive { path: String },
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: String, reason: String },
+    #[error("i/o error on {path}")]
+    Io { path: String, source: io::Error },
+}
+
+type Result<T> = std::result::Result<T, ImageError>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io { path: path.display().to_string(), source }
+}
+
+fn hex_of(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(hex),
+        _ => Err(ImageError::Malformed { what: "digest".into(), reason: format!("{digest:?} is not a sha256 digest") }),
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer).map_err(io_err(path))?;
+        if n == 0 {
+            return Ok(format!("sha256:{}", hex::encode(hasher.finalize())));
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// Parses and normalizes an image name the way Docker and kubelet do.
+pub fn parse_reference(name: &str) -> Result<Reference> {
+    name.parse::<Reference>()
+        .map_err(|e| ImageError::InvalidName { name: name.to_string(), reason: e.to_string() })
+}
+
+/// Registries reached over plain HTTP without configuration, as Docker does.
+pub fn is_local_registry(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The image store rooted at a directory.
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+impl ImageStore {
+    pub fn open(root: &Path) -> Result<Self> {
+        for dir in ["blobs/sha256", "layers/sha256", "tmp"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).map_err(io_err(&path))?;
+        }
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))
+    }
+
+    /// The unpacked directory of a layer (by its blob digest).
+    pub fn layer_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.root.join("layers/sha256").join(hex_of(digest)?))
+    }
+
+    fn scratch(&self, name: &str) -> PathBuf {
+        self.root.join("tmp").join(format!("{name}-{}-{}", std::process::id(), jiff::Timestamp::now().as_nanosecond()))
+    }
+
+    /// Runs `change` on the index under an exclusive file lock, so the
+    /// server and `skiff image` commands can share a store.
+    fn with_index<T>(&self, change: impl FnOnce(&mut BTreeMap<String, Image>) -> T) -> Result<T> {
+        let lock_path = self.root.join("images.lock");
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        let path = self.root.join("images.json");
+        let mut index: BTreeMap<String, Image> = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ImageError::Malformed { what: path.display().to_string(), reason: e.to_string() })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let before = index.clone();
+        let result = change(&mut index);
+        if index != before {
+            let partial = path.with_extension("json.partial");
+            let bytes = serde_json::to_vec_pretty(&index)
+                .map_err(|e| ImageError::Malformed { what: "image index".into(), reason: e.to_string() })?;
+            fs::write(&partial, bytes).map_err(io_err(&partial))?;
+            fs::rename(&partial, &path).map_err(io_err(&path))?;
+        }
+        Ok(result)
+    }
+
+    /// Every image, by name.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        self.with_index(|index| index.values().cloned().collect())
+    }
+
+    /// The image stored under `name` (normalized), if present.
+    pub fn get(&self, name: &str) -> Result<Option<Image>> {
+        let whole = parse_reference(name)?.whole();
+        self.with_index(|index| index.get(&whole).cloned())
+    }
+
+    /// The image's config (Entrypoint, Cmd, Env, User, WorkingDir, ...).
+    pub fn config(&self, image: &Image) -> Result<serde_json::Value> {
+        let path = self.blob_path(&image.config)?;
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed { what: format!("config of {}", image.name), reason: e.to_string() })
+    }
+
+    /// Unpacked layer directories, bottom first.
+    pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>> {
+        image.layers.iter().map(|l| self.layer_path(&l.digest)).collect()
+    }
+
+    /// Moves a verified file into the blob store under `digest`.
+    fn commit_blob(&self, file: &Path, digest: &str, what: &str) -> Result<()> {
+        let actual = sha256_file(file)?;
+        if actual != digest {
+            let _ = fs::remove_file(file);
+            return Err(ImageError::Digest { what: what.to_string(), expected: digest.to_string(), actual });
+        }
+        let dest = self.blob_path(digest)?;
+        fs::rename(file, &dest).map_err(io_err(&dest))
+    }
+
+    fn unpack(&self, image: &str, layer: &Layer) -> Result<()> {
+        let dest = self.layer_path(&layer.digest)?;
+        if dest.exists() {
+            return Ok(());
+        }
+        let blob = self.blob_path(&layer.digest)?;
+        let mut file = fs::File::open(&blob).map_err(io_err(&blob))?;
+        let mut head = [0u8; 4];
+        let n = file.read(&mut head).map_err(io_err(&blob))?;
+        let file = fs::File::open(&blob).map_err(io_err(&blob))?;
+        let compression = match Compression::from_media_type(&layer.media_type) {
+            Compression::None => Compression::sniff(&head[..n]),
+            known => known,
+        };
+        tracing::debug!(image, layer = %layer.digest, ?compression, "unpacking layer");
+        unpack_layer(io::BufReader::new(file), compression, &dest)
+            .map_err(|source| ImageError::Layer { image: image.to_string(), digest: layer.digest.clone(), source })
+    }
+
+    fn record(&self, image: Image) -> Result<Image> {
+        self.with_index(|index| index.insert(image.name.clone(), image.clone()))?;
+        Ok(image)
+    }
+
+    /// Pulls `name` from its registry; layers already present are not fetched again.
+    pub async fn pull(&self, name: &str, auth: &RegistryAuth, insecure: &[String]) -> Result<Image> {
+        let reference = parse_reference(name)?;
+        let registry = reference.resolve_registry().to_string();
+        let plain_http = is_local_registry(&registry) || insecure.iter().any(|r| r == &registry);
+        let config = ClientConfig {
+            protocol: if plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+            platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
+            ..Default::default()
+        };
+        super::ensure_crypto_provider();
+        let client = Client::new(config);
+        let pull_err = |source| ImageError::Pull { image: name.to_string(), source };
+        let (manifest, digest, config_json, list_digest) =
+            client.pull_manifest_and_config_and_list_digest(&reference, auth).await.map_err(pull_err)?;
+        let config_path = self.scratch("config");
+        fs::write(&config_path, config_json.as_bytes()).map_err(io_err(&config_path))?;
+        self.commit_blob(&config_path, &manifest.config.digest, "image config")?;
+        let mut layers = Vec::new();
+        for descriptor in &manifest.layers {
+            let layer = Layer { digest: descriptor.digest.clone(), media_type: descriptor.media_type.clone(), size: u64::try_from(descriptor.size).unwrap_or(0) };
+            if !self.blob_path(&layer.digest)?.exists() {
+                let partial = self.scratch("layer");
+                let file = tokio::fs::File::create(&partial).await.map_err(io_err(&partial))?;
+                let mut writer = tokio::io::BufWriter::new(file);
+                let fetched = client.pull_blob(&reference, descriptor, &mut writer).await;
+                let flushed = tokio::io::AsyncWriteExt::flush(&mut writer).await;
+                if let Err(error) = fetched {
+                    let _ = fs::remove_file(&partial);
+                    return Err(pull_err(error));
+                }
+                flushed.map_err(io_err(&partial))?;
+                self.commit_blob(&partial, &layer.digest, "layer")?;
+            }
+            self.unpack(name, &layer)?;
+            layers.push(layer);
+        }
+        let repo_digest = list_digest.unwrap_or(digest);
+        self.record(Image { name: reference.whole(), repo_digest, config: manifest.config.digest.clone(), layers })
+    }
+
+    /// Imports every image in an OCI archive or a `docker save` tarball.
+    pub fn import(&self, archive: &Path) -> Result<Vec<Image>> {
+        let work = self.scratch("import");
+        fs::create_dir_all(&work).map_err(io_err(&work))?;
+        let outcome = self.import_into(archive, &work);
+        let _ = fs::remove_dir_all(&work);
+        outcome
+    }
+
+    fn import_into(&self, archive: &Path, work: &Path) -> Result<Vec<Image>> {
+        let file = fs::File::open(archive).map_err(io_err(archive))?;
+        // tar's unpack_in refuses entries that would land outside `work`.
+        let mut tar = tar::Archive::new(io::BufReader::new(file));
+        tar.unpack(work).map_err(io_err(archive))?;
+        let images = if work.join("manifest.json").exists() {
+            self.import_docker(work)?
+        } else if work.join("index.json").exists() {
+            self.import_oci(work)?
+        } else {
+            return Err(ImageError::UnknownArchive { path: archive.display().to_string() });
+        };
+        images.into_iter().map(|image| self.record(image)).collect()
+    }
+
+    /// Copies a file of the archive into the blob store; returns its digest.
+    fn adopt(&self, path: &Path) -> Result<(String, u64)> {
+        let digest = sha256_file(path)?;
+        let size = fs::metadata(path).map_err(io_err(path))?.len();
+        let dest = self.blob_path(&digest)?;
+        if !dest.exists() {
+            fs::rename(path, &dest).or_else(|_| fs::copy(path, &dest).map(|_| ())).map_err(io_err(&dest))?;
+        }
+        Ok((digest, size))
+    }
+
+    fn import_docker(&self, work: &Path) -> Result<Vec<Image>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            config: String,
+            repo_tags: Option<Vec<String>>,
+            layers: Vec<String>,
+        }
+        let path = work.join("manifest.json");
+        let entries: Vec<Entry> = serde_json::from_slice(&fs::read(&path).map_err(io_err(&path))?)
+            .map_err(|e| ImageError::Malformed { what: "docker save manifest.json".into(), reason: e.to_string() })?;
+        let mut images = Vec::new();
+        for entry in entries {
+            let inside = |rel: &str| -> Result<PathBuf> {
+                let rel = Path::new(rel);
+                if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                    return Err(ImageError::Malformed { what: "docker save manifest.json".into(), reason: format!("path {rel:?} leaves the archive") });
+                }
+                Ok(work.join(rel))
+            };
+            let (config, _) = self.adopt(&inside(&entry.config)?)?;
+            let mut layers = Vec::new();
+            for rel in &entry.layers {
+                let (digest, size) = self.adopt(&inside(rel)?)?;
+                let layer = Layer { digest, media_type: "application/vnd.docker.image.rootfs.diff.tar".into(), size };
+                layers.push(layer);
+            }
+            for tag in entry.repo_tags.unwrap_or_default() {
+                let name = parse_reference(&tag)?.whole();
+                for layer in &layers {
+                    self.unpack(&name, layer)?;
+                }
+                images.push(Image { name, repo_digest: String::new(), config: config.clone(), layers: layers.clone() });
+            }
+        }
+        Ok(images)
+    }
+
+    fn import_oci(&self, work: &Path) -> Result<Vec<Image>> {
+        let read_json = |digest: &str| -> Result<serde_json::Value> {
+            let path = work.join("blobs/sha256").join(hex_of(digest)?);
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+            if actual != digest {
+                return Err(ImageError::Digest { what: "archive blob".into(), expected: digest.into(), actual });
+            }
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed { what: format!("blob {digest}"), reason: e.to_string() })
+        };
+        let index_path = work.join("index.json");
+        let index: serde_json::Value = serde_json::from_slice(&fs::read(&index_path).map_err(io_err(&index_path))?)
+            .map_err(|e| ImageError::Malformed { what: "index.json".into(), reason: e.to_string() })?;
+        let mut images = Vec::new();
+        for entry in index["manifests"].as_array().into_iter().flatten() {
+            let annotations = &entry["annotations"];
+            let Some(name) = annotations["io.containerd.image.name"].as_str().or(annotations["org.opencontainers.image.ref.name"].as_str()) else {
+                continue;
+            };
+            let name = parse_reference(name)?.whole();
+            let mut digest = entry["digest"].as_str().unwrap_or("").to_string();
+            let repo_digest = digest.clone();
+            let mut manifest = read_json(&digest)?;
+            if manifest["manifests"].is_array() {
+                let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+                let chosen = manifest["manifests"].as_array().into_iter().flatten().find(|m| {
+                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch
+                });
+                digest = chosen.and_then(|m| m["digest"].as_str()).unwrap_or("").to_string();
+                manifest = read_json(&digest)?;
+            }
+            let manifest: OciImageManifest = serde_json::from_value(manifest)
+                .map_err(|e| ImageError::Malformed { what: format!("manifest {digest}"), reason: e.to_string() })?;
+            let adopt = |d: &OciDescriptor| -> Result<Layer> {
+                let path = work.join("blobs/sha256").join(hex_of(&d.digest)?);
+                let (actual, size) = self.adopt(&path)?;
+                if actual != d.digest {
+                    return Err(ImageError::Digest { what: "archive layer".into(), expected: d.digest.clone(), actual });
+                }
+                Ok(Layer { digest: actual, media_type: d.media_type.clone(), size })
+            };
+            let config = adopt(&manifest.config)?.digest;
+            let layers = manifest.layers.iter().map(adopt).collect::<Result<Vec<_>>>()?;
+            for layer in &layers {
+                self.unpack(&name, layer)?;
+            }
+            images.push(Image { name, repo_digest, config, layers });
+        }
+        Ok(images)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalize_like_docker() -> Result<()> {
+        assert_eq!(parse_reference("busybox")?.whole(), "docker.io/library/busybox:latest");
+        assert_eq!(parse_reference("127.0.0.1:5000/app:v1")?.whole(), "127.0.0.1:5000/app:v1");
+        assert!(matches!(parse_reference("Bad Name"), Err(ImageError::InvalidName { .. })));
+        assert!(is_local_registry("127.0.0.1:5000") && is_local_registry("localhost:5000") && is_local_registry("[::1]:5000"));
+        assert!(!is_local_registry("docker.io") && !is_local_registry("10.0.0.1:5000"));
+        Ok(())
+    }
+}
