@@ -7,6 +7,9 @@ need_apt=()
 command -v kubectl >/dev/null 2>&1 || echo "warning: kubectl is not installed; the acceptance tests drive the real kubectl" >&2
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Images for tests are built from busybox-static and served by a local registry.
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need_apt+=(busybox-static)
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -29,8 +29,17 @@ impl Registry {
             &config,
             format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n", dir.path().join("data").display()),
         )?;
-        let child = Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-        let registry = Self { child, address, _dir: dir };
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let registry = Self {
+            child,
+            address,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&registry.address).is_err() {
             if Instant::now() > deadline {
@@ -71,10 +80,16 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
     let layers = store.layer_dirs(&image)?;
     assert_eq!(layers.len(), 1);
     assert!(layers[0].join("bin/busybox").is_file());
-    assert_eq!(std::fs::read_link(layers[0].join("bin/sh"))?, Path::new("busybox"));
+    assert_eq!(
+        std::fs::read_link(layers[0].join("bin/sh"))?,
+        Path::new("busybox")
+    );
     let config = store.config(&image)?;
     assert_eq!(config["config"]["Cmd"], serde_json::json!(["sh"]));
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
     assert_eq!(config["config"]["StopSignal"], "SIGQUIT");
 
     // A second pull (and a second name for the same image) reuses the blobs and the unpacked layer.
@@ -82,14 +97,30 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
     let before = std::fs::metadata(&blob)?.modified()?;
     let again = store.pull(&name, &RegistryAuth::Anonymous, &[]).await?;
     assert_eq!(again, image);
-    assert_eq!(std::fs::metadata(&blob)?.modified()?, before, "no second download");
+    assert_eq!(
+        std::fs::metadata(&blob)?.modified()?,
+        before,
+        "no second download"
+    );
     assert_eq!(store.get(&name)?, Some(image.clone()));
     assert_eq!(store.list()?.len(), 1);
 
-    let missing = store.pull(&format!("{}/test/nope:1", registry.address), &RegistryAuth::Anonymous, &[]).await;
+    let missing = store
+        .pull(
+            &format!("{}/test/nope:1", registry.address),
+            &RegistryAuth::Anonymous,
+            &[],
+        )
+        .await;
     let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("failed to pull image") && message.to_lowercase().contains("unknown"), "{message}");
-    assert!(matches!(store.pull("Bad Name", &RegistryAuth::Anonymous, &[]).await, Err(ImageError::InvalidName { .. })));
+    assert!(
+        message.contains("failed to pull image") && message.to_lowercase().contains("unknown"),
+        "{message}"
+    );
+    assert!(matches!(
+        store.pull("Bad Name", &RegistryAuth::Anonymous, &[]).await,
+        Err(ImageError::InvalidName { .. })
+    ));
     Ok(())
 }
 
@@ -102,17 +133,27 @@ fn import_oci_archives_and_docker_save_tarballs() -> TestResult {
     let imported = store.import(&archive)?;
     assert_eq!(imported.len(), 1);
     assert_eq!(imported[0].name, "skiff.local/busybox:offline");
-    assert!(store.layer_dirs(&imported[0])?[0].join("bin/httpd").exists());
+    assert!(store.layer_dirs(&imported[0])?[0]
+        .join("bin/httpd")
+        .exists());
 
     // A `docker save` tarball: manifest.json, a config and uncompressed layer.tar files.
     let spec = busybox()?;
     let mut layer = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(spec.layer()?.as_slice()), &mut layer)?;
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(spec.layer()?.as_slice()),
+        &mut layer,
+    )?;
     let config = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
     let saved = dir.path().join("saved.tar");
     let mut tar = tar::Builder::new(std::fs::File::create(&saved)?);
-    let manifest = br#"[{"Config":"config.json","RepoTags":["busybox:saved"],"Layers":["abc/layer.tar"]}]"#;
-    for (path, bytes) in [("manifest.json", &manifest[..]), ("config.json", &config[..]), ("abc/layer.tar", layer.as_slice())] {
+    let manifest =
+        br#"[{"Config":"config.json","RepoTags":["busybox:saved"],"Layers":["abc/layer.tar"]}]"#;
+    for (path, bytes) in [
+        ("manifest.json", &manifest[..]),
+        ("config.json", &config[..]),
+        ("abc/layer.tar", layer.as_slice()),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_mode(0o644);
         header.set_size(bytes.len() as u64);
@@ -122,8 +163,13 @@ fn import_oci_archives_and_docker_save_tarballs() -> TestResult {
     drop(tar);
     let saved_images = store.import(&saved)?;
     assert_eq!(saved_images[0].name, "docker.io/library/busybox:saved");
-    assert!(saved_images[0].repo_digest.is_empty(), "docker save tarballs carry no repo digest");
-    assert!(store.layer_dirs(&saved_images[0])?[0].join("bin/busybox").is_file());
+    assert!(
+        saved_images[0].repo_digest.is_empty(),
+        "docker save tarballs carry no repo digest"
+    );
+    assert!(store.layer_dirs(&saved_images[0])?[0]
+        .join("bin/busybox")
+        .is_file());
     assert_eq!(store.list()?.len(), 2);
     Ok(())
 }
@@ -146,7 +192,11 @@ fn an_archive_with_a_malicious_layer_is_refused() -> TestResult {
     let manifest = br#"[{"Config":"config.json","RepoTags":["evil:1"],"Layers":["l/layer.tar"]}]"#;
     let archive = dir.path().join("evil.tar");
     let mut tar = tar::Builder::new(std::fs::File::create(&archive)?);
-    for (path, bytes) in [("manifest.json", &manifest[..]), ("config.json", &b"{}"[..]), ("l/layer.tar", layer.as_slice())] {
+    for (path, bytes) in [
+        ("manifest.json", &manifest[..]),
+        ("config.json", &b"{}"[..]),
+        ("l/layer.tar", layer.as_slice()),
+    ] {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(bytes.len() as u64);

@@ -28,6 +28,30 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server) on this machine.
     Server(ServerArgs),
+    /// Manage the node's images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Load images from an OCI archive or a `docker save` tarball (air-gapped machines).
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// List the images on this node.
+    Ls {
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Pull an image from its registry.
+    Pull {
+        image: String,
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -67,7 +91,103 @@ fn main() -> Result<()> {
         .context("failed to start the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Image(command) => runtime.block_on(image(command)),
     }
+}
+
+/// Decimal sizes as crictl prints them (`2.16MB`).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let text = format!("{value:.3}");
+    let trimmed = text
+        .split('.')
+        .next()
+        .filter(|whole| whole.len() >= 3)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let mut t = format!("{value:.4}");
+            t.truncate(4);
+            t.trim_end_matches('.').to_string()
+        });
+    format!("{trimmed}{}", units[unit])
+}
+
+async fn image(command: ImageCommand) -> Result<()> {
+    let open = |data_dir: &Path| {
+        skiff_runtime::image::ImageStore::open(&data_dir.join("images"))
+            .with_context(|| format!("failed to open the image store in {}", data_dir.display()))
+    };
+    match command {
+        ImageCommand::Import { file, data_dir } => {
+            let store = open(&data_dir)?;
+            for image in store
+                .import(&file)
+                .with_context(|| format!("failed to import {}", file.display()))?
+            {
+                println!("imported {} ({})", image.name, image.config);
+            }
+        }
+        ImageCommand::Pull { image, data_dir } => {
+            let store = open(&data_dir)?;
+            let started = std::time::Instant::now();
+            let pulled = store
+                .pull(&image, &oci_client::secrets::RegistryAuth::Anonymous, &[])
+                .await?;
+            println!(
+                "pulled {} ({}) in {:.1}s, {} bytes",
+                pulled.name,
+                pulled.config,
+                started.elapsed().as_secs_f64(),
+                pulled.size()
+            );
+        }
+        ImageCommand::Ls { data_dir } => {
+            let store = open(&data_dir)?;
+            let mut rows = vec![[
+                "IMAGE".to_string(),
+                "TAG".to_string(),
+                "IMAGE ID".to_string(),
+                "SIZE".to_string(),
+            ]];
+            for image in store.list()? {
+                let (repository, tag) = image
+                    .name
+                    .rsplit_once(':')
+                    .filter(|(_, t)| !t.contains('/'))
+                    .unwrap_or((&image.name, "<none>"));
+                let id = image
+                    .config
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(13)
+                    .collect::<String>();
+                rows.push([
+                    repository.to_string(),
+                    tag.to_string(),
+                    id,
+                    human_size(image.size()),
+                ]);
+            }
+            let widths: Vec<usize> = (0..4)
+                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
+            for row in rows {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .map(|(cell, w)| format!("{cell:<w$}"))
+                    .collect();
+                println!("{}", line.join("   ").trim_end());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Names and addresses the serving certificate must cover.

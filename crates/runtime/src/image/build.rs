@@ -8,7 +8,9 @@ use std::io;
 use std::path::Path;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE};
+use oci_client::manifest::{
+    OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use serde_json::json;
@@ -19,7 +21,11 @@ use super::store::{is_local_registry, parse_reference, ImageError};
 /// One file of the image.
 pub enum Entry {
     /// A regular file with these contents and mode.
-    File { path: String, contents: Vec<u8>, mode: u32 },
+    File {
+        path: String,
+        contents: Vec<u8>,
+        mode: u32,
+    },
     /// A symbolic link.
     Symlink { path: String, target: String },
     /// A directory.
@@ -41,19 +47,54 @@ impl ImageSpec {
     /// (`sh`, `httpd`, `wget`, `nc`, `sleep`, ...); CMD `sh`.
     pub fn busybox(host_busybox: &Path) -> io::Result<Self> {
         let contents = std::fs::read(host_busybox)?;
-        let output = std::process::Command::new(host_busybox).arg("--list").output()?;
+        let output = std::process::Command::new(host_busybox)
+            .arg("--list")
+            .output()?;
         let applets = String::from_utf8_lossy(&output.stdout).into_owned();
         let mut entries = vec![
-            Entry::Dir { path: "bin".into(), mode: 0o755 },
-            Entry::Dir { path: "etc".into(), mode: 0o755 },
-            Entry::Dir { path: "tmp".into(), mode: 0o1777 },
-            Entry::Dir { path: "var/www".into(), mode: 0o755 },
-            Entry::File { path: "bin/busybox".into(), contents, mode: 0o755 },
-            Entry::File { path: "etc/passwd".into(), contents: b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(), mode: 0o644 },
-            Entry::File { path: "etc/group".into(), contents: b"root:x:0:\nnobody:x:65534:\n".to_vec(), mode: 0o644 },
+            Entry::Dir {
+                path: "bin".into(),
+                mode: 0o755,
+            },
+            Entry::Dir {
+                path: "etc".into(),
+                mode: 0o755,
+            },
+            Entry::Dir {
+                path: "tmp".into(),
+                mode: 0o1777,
+            },
+            Entry::Dir {
+                path: "var/www".into(),
+                mode: 0o755,
+            },
+            Entry::File {
+                path: "bin/busybox".into(),
+                contents,
+                mode: 0o755,
+            },
+            Entry::File {
+                path: "etc/passwd".into(),
+                contents:
+                    b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+                        .to_vec(),
+                mode: 0o644,
+            },
+            Entry::File {
+                path: "etc/group".into(),
+                contents: b"root:x:0:\nnobody:x:65534:\n".to_vec(),
+                mode: 0o644,
+            },
         ];
-        for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
-            entries.push(Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+        for applet in applets
+            .lines()
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != "busybox")
+        {
+            entries.push(Entry::Symlink {
+                path: format!("bin/{applet}"),
+                target: "busybox".into(),
+            });
         }
         Ok(Self {
             entries,
@@ -81,7 +122,11 @@ impl ImageSpec {
                     header.set_size(0);
                     tar.append_data(&mut header, format!("{path}/"), io::empty())?;
                 }
-                Entry::File { path, contents, mode } => {
+                Entry::File {
+                    path,
+                    contents,
+                    mode,
+                } => {
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(*mode);
                     header.set_size(contents.len() as u64);
@@ -126,7 +171,10 @@ impl ImageSpec {
 
     /// Writes the image as an OCI archive (an `oci-layout` tarball) named `name`.
     pub fn write_oci_archive(&self, name: &str, path: &Path) -> Result<(), ImageError> {
-        let io_err = |source| ImageError::Io { path: path.display().to_string(), source };
+        let io_err = |source| ImageError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let (layer, config) = self.parts().map_err(io_err)?;
         let digest = |bytes: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let manifest = json!({
@@ -160,17 +208,40 @@ impl ImageSpec {
     /// Pushes the image to its registry (plain HTTP for local registries).
     pub async fn push(&self, name: &str) -> Result<(), ImageError> {
         let reference = parse_reference(name)?;
-        let (layer, config) = self.parts().map_err(|source| ImageError::Io { path: name.to_string(), source })?;
-        let protocol = if is_local_registry(reference.resolve_registry()) { ClientProtocol::Http } else { ClientProtocol::Https };
+        let (layer, config) = self.parts().map_err(|source| ImageError::Io {
+            path: name.to_string(),
+            source,
+        })?;
+        let protocol = if is_local_registry(reference.resolve_registry()) {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
         super::ensure_crypto_provider();
-        let client = Client::new(ClientConfig { protocol, ..Default::default() });
-        let layers = vec![ImageLayer::new(layer, IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None)];
+        let client = Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        });
+        let layers = vec![ImageLayer::new(
+            layer,
+            IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(),
+            None,
+        )];
         let config = Config::new(config, IMAGE_CONFIG_MEDIA_TYPE.to_string(), None);
         let manifest = OciImageManifest::build(&layers, &config, None);
         client
-            .push(&reference, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+            .push(
+                &reference,
+                &layers,
+                config,
+                &RegistryAuth::Anonymous,
+                Some(manifest),
+            )
             .await
-            .map_err(|source| ImageError::Pull { image: name.to_string(), source })?;
+            .map_err(|source| ImageError::Pull {
+                image: name.to_string(),
+                source,
+            })?;
         Ok(())
     }
 }

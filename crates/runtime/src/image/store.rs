@@ -62,11 +62,22 @@ pub enum ImageError {
     #[error("image {0:?} is not present")]
     NotPresent(String),
     #[error("failed to pull image {image:?}: {source}")]
-    Pull { image: String, source: oci_client::errors::OciDistributionError },
+    Pull {
+        image: String,
+        source: oci_client::errors::OciDistributionError,
+    },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    Digest { what: String, expected: String, actual: String },
+    Digest {
+        what: String,
+        expected: String,
+        actual: String,
+    },
     #[error("layer {digest} of image {image:?} was refused: {source}")]
-    Layer { image: String, digest: String, source: UnpackError },
+    Layer {
+        image: String,
+        digest: String,
+        source: UnpackError,
+    },
     #[error("archive {path} is neither an OCI archive nor a docker save tarball")]
     UnknownArchive { path: String },
     #[error("malformed {what}: {reason}")]
@@ -78,13 +89,19 @@ pub enum ImageError {
 type Result<T> = std::result::Result<T, ImageError>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
-    move |source| ImageError::Io { path: path.display().to_string(), source }
+    move |source| ImageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn hex_of(digest: &str) -> Result<&str> {
     match digest.strip_prefix("sha256:") {
         Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(hex),
-        _ => Err(ImageError::Malformed { what: "digest".into(), reason: format!("{digest:?} is not a sha256 digest") }),
+        _ => Err(ImageError::Malformed {
+            what: "digest".into(),
+            reason: format!("{digest:?} is not a sha256 digest"),
+        }),
     }
 }
 
@@ -104,12 +121,18 @@ fn sha256_file(path: &Path) -> Result<String> {
 /// Parses and normalizes an image name the way Docker and kubelet do.
 pub fn parse_reference(name: &str) -> Result<Reference> {
     name.parse::<Reference>()
-        .map_err(|e| ImageError::InvalidName { name: name.to_string(), reason: e.to_string() })
+        .map_err(|e| ImageError::InvalidName {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Registries reached over plain HTTP without configuration, as Docker does.
 pub fn is_local_registry(registry: &str) -> bool {
-    let host = registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry);
+    let host = registry
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(registry);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -125,7 +148,9 @@ impl ImageStore {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_err(&path))?;
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
@@ -138,19 +163,30 @@ impl ImageStore {
     }
 
     fn scratch(&self, name: &str) -> PathBuf {
-        self.root.join("tmp").join(format!("{name}-{}-{}", std::process::id(), jiff::Timestamp::now().as_nanosecond()))
+        self.root.join("tmp").join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_nanosecond()
+        ))
     }
 
     /// Runs `change` on the index under an exclusive file lock, so the
     /// server and `skiff image` commands can share a store.
     fn with_index<T>(&self, change: impl FnOnce(&mut BTreeMap<String, Image>) -> T) -> Result<T> {
         let lock_path = self.root.join("images.lock");
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
         let path = self.root.join("images.json");
         let mut index: BTreeMap<String, Image> = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ImageError::Malformed { what: path.display().to_string(), reason: e.to_string() })?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io_err(&path)(e)),
         };
@@ -158,8 +194,10 @@ impl ImageStore {
         let result = change(&mut index);
         if index != before {
             let partial = path.with_extension("json.partial");
-            let bytes = serde_json::to_vec_pretty(&index)
-                .map_err(|e| ImageError::Malformed { what: "image index".into(), reason: e.to_string() })?;
+            let bytes = serde_json::to_vec_pretty(&index).map_err(|e| ImageError::Malformed {
+                what: "image index".into(),
+                reason: e.to_string(),
+            })?;
             fs::write(&partial, bytes).map_err(io_err(&partial))?;
             fs::rename(&partial, &path).map_err(io_err(&path))?;
         }
@@ -181,12 +219,19 @@ impl ImageStore {
     pub fn config(&self, image: &Image) -> Result<serde_json::Value> {
         let path = self.blob_path(&image.config)?;
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed { what: format!("config of {}", image.name), reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed {
+            what: format!("config of {}", image.name),
+            reason: e.to_string(),
+        })
     }
 
     /// Unpacked layer directories, bottom first.
     pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>> {
-        image.layers.iter().map(|l| self.layer_path(&l.digest)).collect()
+        image
+            .layers
+            .iter()
+            .map(|l| self.layer_path(&l.digest))
+            .collect()
     }
 
     /// Moves a verified file into the blob store under `digest`.
@@ -194,7 +239,11 @@ impl ImageStore {
         let actual = sha256_file(file)?;
         if actual != digest {
             let _ = fs::remove_file(file);
-            return Err(ImageError::Digest { what: what.to_string(), expected: digest.to_string(), actual });
+            return Err(ImageError::Digest {
+                what: what.to_string(),
+                expected: digest.to_string(),
+                actual,
+            });
         }
         let dest = self.blob_path(digest)?;
         fs::rename(file, &dest).map_err(io_err(&dest))
@@ -215,8 +264,13 @@ impl ImageStore {
             known => known,
         };
         tracing::debug!(image, layer = %layer.digest, ?compression, "unpacking layer");
-        unpack_layer(io::BufReader::new(file), compression, &dest)
-            .map_err(|source| ImageError::Layer { image: image.to_string(), digest: layer.digest.clone(), source })
+        unpack_layer(io::BufReader::new(file), compression, &dest).map_err(|source| {
+            ImageError::Layer {
+                image: image.to_string(),
+                digest: layer.digest.clone(),
+                source,
+            }
+        })
     }
 
     fn record(&self, image: Image) -> Result<Image> {
@@ -225,29 +279,49 @@ impl ImageStore {
     }
 
     /// Pulls `name` from its registry; layers already present are not fetched again.
-    pub async fn pull(&self, name: &str, auth: &RegistryAuth, insecure: &[String]) -> Result<Image> {
+    pub async fn pull(
+        &self,
+        name: &str,
+        auth: &RegistryAuth,
+        insecure: &[String],
+    ) -> Result<Image> {
         let reference = parse_reference(name)?;
         let registry = reference.resolve_registry().to_string();
         let plain_http = is_local_registry(&registry) || insecure.iter().any(|r| r == &registry);
         let config = ClientConfig {
-            protocol: if plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+            protocol: if plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
             ..Default::default()
         };
         super::ensure_crypto_provider();
         let client = Client::new(config);
-        let pull_err = |source| ImageError::Pull { image: name.to_string(), source };
-        let (manifest, digest, config_json, list_digest) =
-            client.pull_manifest_and_config_and_list_digest(&reference, auth).await.map_err(pull_err)?;
+        let pull_err = |source| ImageError::Pull {
+            image: name.to_string(),
+            source,
+        };
+        let (manifest, digest, config_json, list_digest) = client
+            .pull_manifest_and_config_and_list_digest(&reference, auth)
+            .await
+            .map_err(pull_err)?;
         let config_path = self.scratch("config");
         fs::write(&config_path, config_json.as_bytes()).map_err(io_err(&config_path))?;
         self.commit_blob(&config_path, &manifest.config.digest, "image config")?;
         let mut layers = Vec::new();
         for descriptor in &manifest.layers {
-            let layer = Layer { digest: descriptor.digest.clone(), media_type: descriptor.media_type.clone(), size: u64::try_from(descriptor.size).unwrap_or(0) };
+            let layer = Layer {
+                digest: descriptor.digest.clone(),
+                media_type: descriptor.media_type.clone(),
+                size: u64::try_from(descriptor.size).unwrap_or(0),
+            };
             if !self.blob_path(&layer.digest)?.exists() {
                 let partial = self.scratch("layer");
-                let file = tokio::fs::File::create(&partial).await.map_err(io_err(&partial))?;
+                let file = tokio::fs::File::create(&partial)
+                    .await
+                    .map_err(io_err(&partial))?;
                 let mut writer = tokio::io::BufWriter::new(file);
                 let fetched = client.pull_blob(&reference, descriptor, &mut writer).await;
                 let flushed = tokio::io::AsyncWriteExt::flush(&mut writer).await;
@@ -262,7 +336,12 @@ impl ImageStore {
             layers.push(layer);
         }
         let repo_digest = list_digest.unwrap_or(digest);
-        self.record(Image { name: reference.whole(), repo_digest, config: manifest.config.digest.clone(), layers })
+        self.record(Image {
+            name: reference.whole(),
+            repo_digest,
+            config: manifest.config.digest.clone(),
+            layers,
+        })
     }
 
     /// Imports every image in an OCI archive or a `docker save` tarball.
@@ -284,7 +363,9 @@ impl ImageStore {
         } else if work.join("index.json").exists() {
             self.import_oci(work)?
         } else {
-            return Err(ImageError::UnknownArchive { path: archive.display().to_string() });
+            return Err(ImageError::UnknownArchive {
+                path: archive.display().to_string(),
+            });
         };
         images.into_iter().map(|image| self.record(image)).collect()
     }
@@ -295,7 +376,9 @@ impl ImageStore {
         let size = fs::metadata(path).map_err(io_err(path))?.len();
         let dest = self.blob_path(&digest)?;
         if !dest.exists() {
-            fs::rename(path, &dest).or_else(|_| fs::copy(path, &dest).map(|_| ())).map_err(io_err(&dest))?;
+            fs::rename(path, &dest)
+                .or_else(|_| fs::copy(path, &dest).map(|_| ()))
+                .map_err(io_err(&dest))?;
         }
         Ok((digest, size))
     }
@@ -310,13 +393,22 @@ impl ImageStore {
         }
         let path = work.join("manifest.json");
         let entries: Vec<Entry> = serde_json::from_slice(&fs::read(&path).map_err(io_err(&path))?)
-            .map_err(|e| ImageError::Malformed { what: "docker save manifest.json".into(), reason: e.to_string() })?;
+            .map_err(|e| ImageError::Malformed {
+                what: "docker save manifest.json".into(),
+                reason: e.to_string(),
+            })?;
         let mut images = Vec::new();
         for entry in entries {
             let inside = |rel: &str| -> Result<PathBuf> {
                 let rel = Path::new(rel);
-                if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                    return Err(ImageError::Malformed { what: "docker save manifest.json".into(), reason: format!("path {rel:?} leaves the archive") });
+                if rel
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                {
+                    return Err(ImageError::Malformed {
+                        what: "docker save manifest.json".into(),
+                        reason: format!("path {rel:?} leaves the archive"),
+                    });
                 }
                 Ok(work.join(rel))
             };
@@ -324,7 +416,11 @@ impl ImageStore {
             let mut layers = Vec::new();
             for rel in &entry.layers {
                 let (digest, size) = self.adopt(&inside(rel)?)?;
-                let layer = Layer { digest, media_type: "application/vnd.docker.image.rootfs.diff.tar".into(), size };
+                let layer = Layer {
+                    digest,
+                    media_type: "application/vnd.docker.image.rootfs.diff.tar".into(),
+                    size,
+                };
                 layers.push(layer);
             }
             for tag in entry.repo_tags.unwrap_or_default() {
@@ -332,7 +428,12 @@ impl ImageStore {
                 for layer in &layers {
                     self.unpack(&name, layer)?;
                 }
-                images.push(Image { name, repo_digest: String::new(), config: config.clone(), layers: layers.clone() });
+                images.push(Image {
+                    name,
+                    repo_digest: String::new(),
+                    config: config.clone(),
+                    layers: layers.clone(),
+                });
             }
         }
         Ok(images)
@@ -344,17 +445,32 @@ impl ImageStore {
             let bytes = fs::read(&path).map_err(io_err(&path))?;
             let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
             if actual != digest {
-                return Err(ImageError::Digest { what: "archive blob".into(), expected: digest.into(), actual });
+                return Err(ImageError::Digest {
+                    what: "archive blob".into(),
+                    expected: digest.into(),
+                    actual,
+                });
             }
-            serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed { what: format!("blob {digest}"), reason: e.to_string() })
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Malformed {
+                what: format!("blob {digest}"),
+                reason: e.to_string(),
+            })
         };
         let index_path = work.join("index.json");
-        let index: serde_json::Value = serde_json::from_slice(&fs::read(&index_path).map_err(io_err(&index_path))?)
-            .map_err(|e| ImageError::Malformed { what: "index.json".into(), reason: e.to_string() })?;
+        let index: serde_json::Value = serde_json::from_slice(
+            &fs::read(&index_path).map_err(io_err(&index_path))?,
+        )
+        .map_err(|e| ImageError::Malformed {
+            what: "index.json".into(),
+            reason: e.to_string(),
+        })?;
         let mut images = Vec::new();
         for entry in index["manifests"].as_array().into_iter().flatten() {
             let annotations = &entry["annotations"];
-            let Some(name) = annotations["io.containerd.image.name"].as_str().or(annotations["org.opencontainers.image.ref.name"].as_str()) else {
+            let Some(name) = annotations["io.containerd.image.name"]
+                .as_str()
+                .or(annotations["org.opencontainers.image.ref.name"].as_str())
+            else {
                 continue;
             };
             let name = parse_reference(name)?.whole();
@@ -362,29 +478,60 @@ impl ImageStore {
             let repo_digest = digest.clone();
             let mut manifest = read_json(&digest)?;
             if manifest["manifests"].is_array() {
-                let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
-                let chosen = manifest["manifests"].as_array().into_iter().flatten().find(|m| {
-                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch
-                });
-                digest = chosen.and_then(|m| m["digest"].as_str()).unwrap_or("").to_string();
+                let arch = if cfg!(target_arch = "aarch64") {
+                    "arm64"
+                } else {
+                    "amd64"
+                };
+                let chosen = manifest["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| {
+                        m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch
+                    });
+                digest = chosen
+                    .and_then(|m| m["digest"].as_str())
+                    .unwrap_or("")
+                    .to_string();
                 manifest = read_json(&digest)?;
             }
-            let manifest: OciImageManifest = serde_json::from_value(manifest)
-                .map_err(|e| ImageError::Malformed { what: format!("manifest {digest}"), reason: e.to_string() })?;
+            let manifest: OciImageManifest =
+                serde_json::from_value(manifest).map_err(|e| ImageError::Malformed {
+                    what: format!("manifest {digest}"),
+                    reason: e.to_string(),
+                })?;
             let adopt = |d: &OciDescriptor| -> Result<Layer> {
                 let path = work.join("blobs/sha256").join(hex_of(&d.digest)?);
                 let (actual, size) = self.adopt(&path)?;
                 if actual != d.digest {
-                    return Err(ImageError::Digest { what: "archive layer".into(), expected: d.digest.clone(), actual });
+                    return Err(ImageError::Digest {
+                        what: "archive layer".into(),
+                        expected: d.digest.clone(),
+                        actual,
+                    });
                 }
-                Ok(Layer { digest: actual, media_type: d.media_type.clone(), size })
+                Ok(Layer {
+                    digest: actual,
+                    media_type: d.media_type.clone(),
+                    size,
+                })
             };
             let config = adopt(&manifest.config)?.digest;
-            let layers = manifest.layers.iter().map(adopt).collect::<Result<Vec<_>>>()?;
+            let layers = manifest
+                .layers
+                .iter()
+                .map(adopt)
+                .collect::<Result<Vec<_>>>()?;
             for layer in &layers {
                 self.unpack(&name, layer)?;
             }
-            images.push(Image { name, repo_digest, config, layers });
+            images.push(Image {
+                name,
+                repo_digest,
+                config,
+                layers,
+            });
         }
         Ok(images)
     }
@@ -396,10 +543,23 @@ mod tests {
 
     #[test]
     fn names_normalize_like_docker() -> Result<()> {
-        assert_eq!(parse_reference("busybox")?.whole(), "docker.io/library/busybox:latest");
-        assert_eq!(parse_reference("127.0.0.1:5000/app:v1")?.whole(), "127.0.0.1:5000/app:v1");
-        assert!(matches!(parse_reference("Bad Name"), Err(ImageError::InvalidName { .. })));
-        assert!(is_local_registry("127.0.0.1:5000") && is_local_registry("localhost:5000") && is_local_registry("[::1]:5000"));
+        assert_eq!(
+            parse_reference("busybox")?.whole(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            parse_reference("127.0.0.1:5000/app:v1")?.whole(),
+            "127.0.0.1:5000/app:v1"
+        );
+        assert!(matches!(
+            parse_reference("Bad Name"),
+            Err(ImageError::InvalidName { .. })
+        ));
+        assert!(
+            is_local_registry("127.0.0.1:5000")
+                && is_local_registry("localhost:5000")
+                && is_local_registry("[::1]:5000")
+        );
         assert!(!is_local_registry("docker.io") && !is_local_registry("10.0.0.1:5000"));
         Ok(())
     }
