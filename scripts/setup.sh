@@ -10,6 +10,10 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Images for tests are built from busybox-static and served by a local registry.
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# Pod networking uses the real CNI plugins; tests run pods inside their own network namespaces.
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -1,8 +1,11 @@
-//! The node's side of running pods: OCI images today (pull from registries,
-//! import archives, content-addressed storage, safe layer unpacking); OCI
-//! bundles, sandboxes, CNI networking and cgroups as they land.
+//! The node's side of running pods: OCI images (pull from registries,
+//! import archives, content-addressed storage, safe layer unpacking), pod
+//! sandboxes holding the shared namespaces, and pod networking through real
+//! CNI plugins. OCI bundles, containers and cgroups come next.
 //!
 //! Must not know: the Kubernetes API. Callers (the node agent) translate
 //! pods into the requests made here.
 
 pub mod image;
+pub mod network;
+pub mod sandbox;

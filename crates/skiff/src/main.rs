@@ -31,6 +31,12 @@ enum Command {
     /// Manage the node's images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// The pod sandbox process: holds a pod's network, UTS and IPC namespaces.
+    #[command(hide = true)]
+    Pause {
+        #[arg(long)]
+        hostname: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +84,10 @@ struct ServerArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The sandbox must create its namespaces while it is single-threaded.
+    if let Command::Pause { hostname } = &cli.command {
+        return skiff_runtime::sandbox::pause(hostname).context("sandbox failed");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -92,6 +102,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Image(command) => runtime.block_on(image(command)),
+        Command::Pause { .. } => Ok(()),
     }
 }
 

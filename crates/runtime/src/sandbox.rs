@@ -1,0 +1,125 @@
+//! The pod sandbox: one small process per pod (`skiff pause`, no image
+//! needed) that creates the pod's network, UTS and IPC namespaces, sets the
+//! hostname, and holds the namespaces until it is stopped. Containers join
+//! them through `/proc/<pid>/ns/*`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::{sethostname, Pid};
+
+/// What can go wrong with a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("failed to start the sandbox process {binary}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("the sandbox process exited before it was ready: {0}")]
+    NotReady(String),
+    #[error("failed to create the sandbox namespaces")]
+    Namespaces(#[source] nix::Error),
+}
+
+/// A running sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub pid: u32,
+}
+
+impl Sandbox {
+    /// The path of one of the sandbox's namespaces (`net`, `uts`, `ipc`).
+    pub fn namespace(&self, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// Starts `binary pause --hostname <hostname>` in its own process group
+    /// and waits until its namespaces exist.
+    pub fn start(binary: &Path, hostname: &str) -> Result<Self, SandboxError> {
+        let spawn_err = |source| SandboxError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        };
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(binary)
+                .args(["pause", "--hostname", hostname])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .map_err(spawn_err)?
+        };
+        // The child writes one byte once its namespaces and hostname are set.
+        let mut ready = [0u8; 1];
+        let read = child.stdout.take().map(|mut out| out.read(&mut ready));
+        if !matches!(read, Some(Ok(1))) {
+            let mut stderr = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut stderr);
+            }
+            let _ = child.wait();
+            return Err(SandboxError::NotReady(stderr.trim().to_string()));
+        }
+        let sandbox = Self { pid: child.id() };
+        // Reap the child when it exits, so it never lingers as a zombie.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(sandbox)
+    }
+
+    /// Stops the sandbox process (its namespaces go with it once no
+    /// container holds them).
+    pub fn stop(&self) {
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for _ in 0..100 {
+            if !self.alive() || is_zombie(self.pid) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// The body of `skiff pause`: new network, UTS and IPC namespaces, the
+/// hostname, a ready byte on stdout, then sleep until SIGTERM or SIGINT.
+/// Must run before any other thread starts.
+pub fn pause(hostname: &str) -> Result<(), SandboxError> {
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
+        .map_err(SandboxError::Namespaces)?;
+    sethostname(hostname).map_err(SandboxError::Namespaces)?;
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    signals.thread_block().map_err(SandboxError::Namespaces)?;
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(b"1").and_then(|()| stdout.flush());
+    let _ = signals.wait();
+    Ok(())
+}
