@@ -10,6 +10,9 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Images for tests are built from busybox-static and served by a local registry.
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# Containers run under a real OCI runtime: crun where it works, else runc.
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v crun >/dev/null 2>&1 || need_apt+=(crun)
 # Pod networking uses the real CNI plugins; tests run pods inside their own network namespaces.
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)

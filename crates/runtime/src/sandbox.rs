@@ -106,6 +106,28 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
+/// The pod's `/etc/hosts`, as kubelet writes it: localhost entries, the
+/// pod's own address and name, then `hostAliases` (ip, hostnames).
+pub fn hosts_file(
+    pod_ip: Option<&str>,
+    hostname: &str,
+    aliases: &[(String, Vec<String>)],
+) -> String {
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = pod_ip.filter(|ip| !ip.is_empty()) {
+        text.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    if !aliases.is_empty() {
+        text.push_str("\n# Entries added by HostAliases.\n");
+        for (ip, names) in aliases {
+            text.push_str(&format!("{ip}\t{}\n", names.join("\t")));
+        }
+    }
+    text
+}
+
 /// The body of `skiff pause`: new network, UTS and IPC namespaces, the
 /// hostname, a ready byte on stdout, then sleep until SIGTERM or SIGINT.
 /// Must run before any other thread starts.
@@ -122,4 +144,22 @@ pub fn pause(hostname: &str) -> Result<(), SandboxError> {
     let _ = stdout.write_all(b"1").and_then(|()| stdout.flush());
     let _ = signals.wait();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_file_reads_like_kubelets() {
+        let hosts = hosts_file(
+            Some("10.42.0.7"),
+            "web",
+            &[("123.45.67.89".into(), vec!["foo".into(), "bar".into()])],
+        );
+        assert!(hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(hosts.contains("10.42.0.7\tweb\n"));
+        assert!(hosts.ends_with("# Entries added by HostAliases.\n123.45.67.89\tfoo\tbar\n"));
+        assert!(!hosts_file(None, "web", &[]).contains("web"));
+    }
 }

@@ -37,6 +37,20 @@ enum Command {
         #[arg(long)]
         hostname: String,
     },
+    /// The per-container monitor: runs one container, writes its log and exit status.
+    #[command(hide = true)]
+    Monitor {
+        #[arg(long)]
+        runtime: PathBuf,
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        log: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +102,24 @@ fn main() -> Result<()> {
     if let Command::Pause { hostname } = &cli.command {
         return skiff_runtime::sandbox::pause(hostname).context("sandbox failed");
     }
+    if let Command::Monitor {
+        runtime,
+        root,
+        bundle,
+        id,
+        log,
+    } = cli.command
+    {
+        let args = skiff_runtime::container::MonitorArgs {
+            runtime,
+            root,
+            bundle,
+            id,
+            log,
+        };
+        return skiff_runtime::container::monitor::monitor(&args)
+            .context("container monitor failed");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -102,7 +134,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Image(command) => runtime.block_on(image(command)),
-        Command::Pause { .. } => Ok(()),
+        Command::Pause { .. } | Command::Monitor { .. } => Ok(()),
     }
 }
 

@@ -1,0 +1,234 @@
+//! Containers through a real OCI runtime (crun or runc): a bundle per
+//! container whose rootfs is an overlay over the image's shared layers, run
+//! under its own `skiff monitor` process.
+
+pub mod monitor;
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde_json::Value;
+
+pub use monitor::{Exited, MonitorArgs, Started};
+
+/// What can go wrong with a container.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("invalid OCI config: {0}")]
+    InvalidConfig(String),
+    #[error("failed to mount the rootfs of {bundle}")]
+    Mount { bundle: String, source: nix::Error },
+    #[error("{runtime} {command} {id} failed: {message}")]
+    Runtime {
+        runtime: String,
+        command: String,
+        id: String,
+        message: String,
+    },
+    #[error("i/o error on {path}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, ContainerError>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
+    move |source| ContainerError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Whether this host mixes cgroup v1 controllers with a cgroup2 mount, which
+/// crun 1.8 refuses ("cgroups in hybrid mode not supported").
+pub fn cgroups_are_hybrid() -> bool {
+    let v1 =
+        Path::new("/sys/fs/cgroup/memory").exists() || Path::new("/sys/fs/cgroup/cpu").exists();
+    let unified = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
+    v1 && unified
+}
+
+/// Picks the OCI runtime: `explicit` if given, else crun when it can work
+/// here, else runc.
+pub fn detect_runtime(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    let find = |name: &str| {
+        [
+            "/usr/local/bin",
+            "/usr/local/sbin",
+            "/usr/bin",
+            "/usr/sbin",
+            "/bin",
+            "/sbin",
+        ]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+    };
+    let crun = find("crun").filter(|_| !cgroups_are_hybrid());
+    crun.or_else(|| find("runc"))
+}
+
+/// An OCI runtime binary plus where its state and our monitors live.
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    pub binary: PathBuf,
+    /// The runtime's `--root`.
+    pub root: PathBuf,
+    /// The `skiff` binary (for `skiff monitor`).
+    pub skiff: PathBuf,
+}
+
+impl OciRuntime {
+    /// `crun` or `runc`, for container IDs (`crun://<id>`).
+    pub fn name(&self) -> String {
+        self.binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "runc".into())
+    }
+
+    /// Makes `bundle/` with `config.json` and an overlay rootfs over
+    /// `layers` (bottom first).
+    pub fn prepare_bundle(&self, bundle: &Path, layers: &[PathBuf], config: &Value) -> Result<()> {
+        spec::validate(config).map_err(ContainerError::InvalidConfig)?;
+        let rootfs = bundle.join("rootfs");
+        for dir in [bundle.join("upper"), bundle.join("work"), rootfs.clone()] {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|l| l.display().to_string())
+            .collect();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            bundle.join("upper").display(),
+            bundle.join("work").display()
+        );
+        mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|source| ContainerError::Mount {
+            bundle: bundle.display().to_string(),
+            source,
+        })?;
+        let path = bundle.join("config.json");
+        std::fs::write(&path, config.to_string()).map_err(io_err(&path))
+    }
+
+    /// Starts the container under a new `skiff monitor`; the returned child
+    /// exits when the container has.
+    pub fn start(&self, bundle: &Path, id: &str, log: &Path) -> Result<tokio::process::Child> {
+        let mut command = tokio::process::Command::new(&self.skiff);
+        command
+            .arg("monitor")
+            .arg("--runtime")
+            .arg(&self.binary)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--id")
+            .arg(id)
+            .arg("--log")
+            .arg(log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        command.spawn().map_err(io_err(&self.skiff))
+    }
+
+    async fn run(&self, args: &[&str], id: &str) -> Result<()> {
+        let output = tokio::process::Command::new(&self.binary)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(io_err(&self.binary))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(ContainerError::Runtime {
+            runtime: self.name(),
+            command: args.join(" "),
+            id: id.to_string(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `KILL`) to the container's init.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let output = tokio::process::Command::new(&self.binary)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["kill", id, signal])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(io_err(&self.binary))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(ContainerError::Runtime {
+            runtime: self.name(),
+            command: format!("kill {signal}"),
+            id: id.to_string(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+
+    /// Forgets a stopped container (idempotent).
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        match self.run(&["delete", "--force"], id).await {
+            Err(ContainerError::Runtime { message, .. })
+                if message.contains("does not exist") || message.contains("not found") =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Unmounts the rootfs and removes the bundle (idempotent).
+    pub fn remove_bundle(&self, bundle: &Path) -> Result<()> {
+        let rootfs = bundle.join("rootfs");
+        match umount2(&rootfs, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(source) => {
+                return Err(ContainerError::Mount {
+                    bundle: bundle.display().to_string(),
+                    source,
+                })
+            }
+        }
+        match std::fs::remove_dir_all(bundle) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(bundle)(e)),
+        }
+    }
+}
+
+/// Reads `started.json` / `exit.json` of a bundle.
+pub fn read_state<T: serde::de::DeserializeOwned>(bundle: &Path, file: &str) -> Option<T> {
+    std::fs::read(bundle.join(file))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
