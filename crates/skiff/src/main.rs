@@ -94,6 +94,24 @@ struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the node agent in this process (control plane only).
+    #[arg(long)]
+    disable_agent: bool,
+    /// The node's name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The OCI runtime binary (default: crun where it works, else runc).
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+    /// Where the CNI plugins are.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_bin_dir: PathBuf,
+    /// Use the CNI config in this directory instead of Skiff's own.
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// This node's pod CIDR.
+    #[arg(long, default_value = "10.42.0.0/24")]
+    node_pod_cidr: String,
 }
 
 fn main() -> Result<()> {
@@ -338,9 +356,95 @@ async fn server(args: ServerArgs) -> Result<()> {
             }
         });
     }
+    if !args.disable_agent {
+        let agent = build_agent(&args, shutdown.clone())
+            .await
+            .context("failed to set up the node agent")?;
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = skiff_kubelet::run(agent, shutdown).await {
+                tracing::error!(error = %error, source = ?std::error::Error::source(&error), "node agent stopped");
+            }
+        });
+    }
     serving.await.context("the API server task failed")?;
     tracing::info!("skiff server stopped");
     Ok(())
+}
+
+/// The embedded node agent: OCI runtime, image store, CNI, node facts.
+async fn build_agent(
+    args: &ServerArgs,
+    shutdown: CancellationToken,
+) -> Result<skiff_kubelet::Agent> {
+    let data_dir = &args.data_dir;
+    let binary = skiff_runtime::container::detect_runtime(args.runtime.as_deref())
+        .context("no OCI runtime found: install crun or runc, or pass --runtime")?;
+    let version = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .context("failed to run the OCI runtime")?;
+    let version_line = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let runtime_name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let runtime_version = format!(
+        "{runtime_name}://{}",
+        version_line.split_whitespace().last().unwrap_or("unknown")
+    );
+    let skiff = std::env::current_exe().context("cannot find the skiff binary")?;
+    let runtime = skiff_runtime::container::OciRuntime {
+        binary,
+        root: data_dir.join("runtime"),
+        skiff: skiff.clone(),
+    };
+    let cni_dir = data_dir.join("cni");
+    let conf_dir = args
+        .cni_conf_dir
+        .clone()
+        .unwrap_or_else(|| cni_dir.join("net.d"));
+    let cni = skiff_runtime::network::Cni {
+        bin_dir: args.cni_bin_dir.clone(),
+        conf_dir,
+        cache_dir: cni_dir.join("results"),
+    };
+    if args.cni_conf_dir.is_none() {
+        let network = skiff_runtime::network::DefaultNetwork {
+            bridge: "skiff0".into(),
+            pod_cidr: args.node_pod_cidr.clone(),
+        };
+        cni.write_default_config(&network, &cni_dir.join("ipam"))
+            .context("failed to write the CNI config")?;
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
+    let node_name = args.node_name.clone().unwrap_or(hostname);
+    let mut node = skiff_kubelet::node::NodeInfo::detect(&node_name, data_dir, &runtime_version);
+    node.pod_cidr = args.node_pod_cidr.clone();
+    let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"))
+        .await
+        .context("failed to build the agent's client")?;
+    let status = skiff_kubelet::status::start_manager(client.clone(), shutdown);
+    Ok(skiff_kubelet::Agent {
+        events: skiff_client::EventRecorder::new(client.clone(), "kubelet", Some(&node_name)),
+        client,
+        node,
+        data_dir: data_dir.to_path_buf(),
+        images: skiff_runtime::image::ImageStore::open(&data_dir.join("images"))
+            .context("failed to open the image store")?,
+        runtime,
+        cni,
+        skiff,
+        insecure_registries: Vec::new(),
+        status,
+    })
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> Result<()> {

@@ -43,17 +43,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
     }
 }
 
-/// Whether this host mixes cgroup v1 controllers with a cgroup2 mount, which
-/// crun 1.8 refuses ("cgroups in hybrid mode not supported").
-pub fn cgroups_are_hybrid() -> bool {
-    let v1 =
-        Path::new("/sys/fs/cgroup/memory").exists() || Path::new("/sys/fs/cgroup/cpu").exists();
-    let unified = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
-    v1 && unified
+/// Whether the host runs the unified cgroup v2 hierarchy only.
+pub fn cgroups_v2_only() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// Picks the OCI runtime: `explicit` if given, else crun when it can work
-/// here, else runc.
+/// Picks the OCI runtime: `explicit` if given, else crun on a pure cgroup v2
+/// host, else runc (crun 1.8 refuses v1 and hybrid layouts).
 pub fn detect_runtime(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
         return Some(path.to_path_buf());
@@ -71,7 +67,7 @@ pub fn detect_runtime(explicit: Option<&Path>) -> Option<PathBuf> {
         .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
     };
-    let crun = find("crun").filter(|_| !cgroups_are_hybrid());
+    let crun = find("crun").filter(|_| cgroups_v2_only());
     crun.or_else(|| find("runc"))
 }
 
@@ -222,6 +218,30 @@ impl OciRuntime {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(bundle)(e)),
+        }
+    }
+}
+
+/// Removes a cgroup (e.g. a pod's `/skiff/pod<uid>`, once its containers
+/// are gone) from every hierarchy: each v1 controller, or the v2 tree.
+pub fn remove_cgroup(path: &str) {
+    let relative = path.trim_start_matches('/');
+    if relative.is_empty() {
+        return;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let hierarchies = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .chain([root.to_path_buf()]);
+    for hierarchy in hierarchies {
+        let dir = hierarchy.join(relative);
+        if dir.is_dir() {
+            if let Err(error) = std::fs::remove_dir(&dir) {
+                tracing::debug!(cgroup = %dir.display(), %error, "cgroup not removed");
+            }
         }
     }
 }

@@ -26,9 +26,13 @@ pub fn versioned_kubectl(version: &str) -> String {
 
 pub struct Skiff {
     child: Option<Child>,
+    /// The network namespace the server (and its pods) run in, if any.
+    pub netns: Option<String>,
     pub data_dir: tempfile::TempDir,
     cache_dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Run the node agent too (only inside a test network namespace).
+    with_agent: bool,
 }
 
 /// The output of a command, decoded.
@@ -82,9 +86,11 @@ impl Skiff {
     pub fn start_with(extra_args: &[&str]) -> Result<Self> {
         let mut skiff = Self {
             child: None,
+            netns: None,
             data_dir: tempfile::tempdir()?,
             cache_dir: tempfile::tempdir()?,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            with_agent: false,
         };
         skiff.spawn()?;
         Ok(skiff)
@@ -100,11 +106,27 @@ impl Skiff {
             .create(true)
             .append(true)
             .open(self.data_dir.path().join("server.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let mut command = match &self.netns {
+            // nsenter switches only the network namespace; `ip netns exec`
+            // would also give the server a private /sys without cgroups.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg(env!("CARGO_BIN_EXE_skiff"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_skiff")),
+        };
+        let child = command
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(["--https-listen-port", "0"])
+            .args(if self.with_agent {
+                &[][..]
+            } else {
+                &["--disable-agent"][..]
+            })
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -165,7 +187,14 @@ impl Skiff {
     }
 
     pub fn kubectl_cmd(&self, binary: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(binary);
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         command
             .args(args)
             .env("KUBECONFIG", self.kubeconfig())
@@ -258,8 +287,199 @@ impl Skiff {
     }
 }
 
+impl Skiff {
+    /// A server with the node agent, inside a fresh network namespace (the
+    /// node), with the busybox test image already imported.
+    pub fn start_node() -> Result<Self> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("skiff-e2e-{}-{n}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
+        if !Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()?
+            .success()
+        {
+            bail!("ip netns add {ns} failed");
+        }
+        let mut skiff = Self {
+            child: None,
+            netns: Some(ns.clone()),
+            data_dir: tempfile::tempdir()?,
+            cache_dir: tempfile::tempdir()?,
+            extra_args: vec!["--node-name".into(), "skiff-e2e".into()],
+            with_agent: true,
+        };
+        let lo = Command::new("ip")
+            .args(["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])
+            .status()?;
+        if !lo.success() {
+            bail!("cannot bring lo up in {ns}");
+        }
+        let archive = skiff.data_dir.path().join("busybox.tar");
+        skiff_runtime::image::build::ImageSpec::busybox(Path::new("/bin/busybox"))?
+            .write_oci_archive(TEST_IMAGE, &archive)?;
+        let import = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "import"])
+            .arg(&archive)
+            .arg("--data-dir")
+            .arg(skiff.data_dir.path())
+            .output()?;
+        if !import.status.success() {
+            bail!(
+                "image import failed: {}",
+                String::from_utf8_lossy(&import.stderr)
+            );
+        }
+        skiff.spawn()?;
+        Ok(skiff)
+    }
+
+    /// Every container log on the node, for failure messages.
+    pub fn node_logs(&self) -> String {
+        let mut out = String::new();
+        let pods = self.data_dir.path().join("pods");
+        for pod in std::fs::read_dir(&pods)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            for container in std::fs::read_dir(pod.path())
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+            {
+                for log in std::fs::read_dir(container.path())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok())
+                {
+                    out.push_str(&format!(
+                        "== {}\n{}",
+                        log.path().display(),
+                        std::fs::read_to_string(log.path()).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out.push_str(&format!("== server log\n{}", self.log()));
+        out
+    }
+
+    /// Runs a command inside the node's network namespace.
+    pub fn on_node(&self, args: &[&str]) -> Result<Run> {
+        let ns = self.netns.as_deref().context("not a node test")?;
+        let output = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(args)
+            .output()?;
+        Ok(Run::from(output))
+    }
+
+    /// Removes everything a node test started, whatever state it is in.
+    fn sweep_node(&mut self) {
+        let Some(ns) = self.netns.clone() else { return };
+        // Let the agent stop pods the normal way first.
+        let _ = self.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "-A",
+            "--grace-period=1",
+            "--timeout=20s",
+        ]);
+        if let Some(child) = self.child.as_ref() {
+            signal(child.id(), libc::SIGTERM);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = wait_timeout(&mut child, Duration::from_secs(10));
+        }
+        // Sandboxes live in their own network namespaces; they are recorded by pid.
+        for entry in std::fs::read_dir(self.data_dir.path().join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            if let Some(pid) = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+        // Anything still in the node namespace (monitors, the server) is killed.
+        if let Ok(output) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<u32>() {
+                    signal(pid, libc::SIGKILL);
+                }
+            }
+        }
+        let runtime_root = self.data_dir.path().join("runtime");
+        for runtime in ["runc", "crun"] {
+            if let Ok(list) = Command::new(runtime)
+                .arg("--root")
+                .arg(&runtime_root)
+                .args(["list", "-q"])
+                .output()
+            {
+                for id in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+                    let _ = Command::new(runtime)
+                        .arg("--root")
+                        .arg(&runtime_root)
+                        .args(["delete", "--force", id])
+                        .output();
+                }
+            }
+        }
+        let data = self.data_dir.path().display().to_string();
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+            for mount_point in mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(4))
+                .filter(|m| m.starts_with(&data))
+            {
+                let _ = Command::new("umount").args(["-l", mount_point]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        // Pod cgroups whose containers are gone.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .chain([PathBuf::from("/sys/fs/cgroup")])
+        {
+            for pod in std::fs::read_dir(hierarchy.join("skiff"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+            {
+                for container in std::fs::read_dir(pod.path())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                {
+                    let _ = std::fs::remove_dir(container.path());
+                }
+                let _ = std::fs::remove_dir(pod.path());
+            }
+        }
+    }
+}
+
+/// The image every node test imports (built from the host's busybox-static).
+pub const TEST_IMAGE: &str = "skiff.local/busybox:e2e";
+
 impl Drop for Skiff {
     fn drop(&mut self) {
+        self.sweep_node();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

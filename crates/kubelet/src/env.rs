@@ -1,0 +1,335 @@
+//! What a container runs: the command line from `command`/`args` against the
+//! image's ENTRYPOINT/CMD, and its environment from the image, `env` with
+//! the downward API (`fieldRef`, `resourceFieldRef`), with `$(VAR)`
+//! expansion and `$$` escaping as upstream. Pure functions.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::Value;
+use skiff_api::quantity::Quantity;
+
+/// Upstream's `$(VAR)` expansion: known variables are replaced, unknown
+/// references are kept as written, `$$` becomes `$`.
+pub fn expand(input: &str, vars: &dyn Fn(&str) -> Option<String>) -> String {
+    let bytes = input.as_bytes();
+    let mut out = String::with_capacity(input.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() {
+            match bytes[i + 1] {
+                b'$' => {
+                    out.push('$');
+                    i += 2;
+                    continue;
+                }
+                b'(' => {
+                    if let Some(end) = input[i + 2..].find(')') {
+                        let name = &input[i + 2..i + 2 + end];
+                        match vars(name) {
+                            Some(value) => out.push_str(&value),
+                            None => out.push_str(&input[i..i + 3 + end]),
+                        }
+                        i += 3 + end;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let ch = input[i..].chars().next().unwrap_or('\0');
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
+}
+
+/// The process arguments, as upstream combines them with the image config.
+pub fn command_line(
+    container: &Container,
+    image_config: &Value,
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let entrypoint = strings(&image_config["config"]["Entrypoint"]);
+    let cmd = strings(&image_config["config"]["Cmd"]);
+    let lookup = |name: &str| env.get(name).cloned();
+    let expand_all = |list: &[String]| list.iter().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
+    let command = container.command.clone().unwrap_or_default();
+    let args = container.args.clone().unwrap_or_default();
+    match (command.is_empty(), args.is_empty()) {
+        (false, _) => [expand_all(&command), expand_all(&args)].concat(),
+        (true, false) => [entrypoint, expand_all(&args)].concat(),
+        (true, true) => [entrypoint, cmd].concat(),
+    }
+}
+
+/// Node-side facts the downward API exposes.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    pub node_name: String,
+    pub host_ip: String,
+    pub pod_ip: String,
+    /// Allocatable cpu (millicores) and memory (bytes): what limits default to.
+    pub allocatable_milli_cpu: i128,
+    pub allocatable_memory: i128,
+}
+
+/// A `fieldRef` value, or why it cannot be given.
+pub fn field_value(pod: &Pod, path: &str, facts: &NodeFacts) -> Option<String> {
+    let meta = &pod.metadata;
+    let subscript = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']"))
+            .map(str::to_string)
+    };
+    if let Some(key) = subscript("metadata.labels['") {
+        return Some(
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(&key))
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(key) = subscript("metadata.annotations['") {
+        return Some(
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(&key))
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let spec = pod.spec.as_ref();
+    Some(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_else(|| facts.node_name.clone()),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.podIP" | "status.podIPs" => facts.pod_ip.clone(),
+        "status.hostIP" | "status.hostIPs" => facts.host_ip.clone(),
+        _ => return None,
+    })
+}
+
+/// A `resourceFieldRef` value: the request or limit divided by `divisor`
+/// (rounded up), with node allocatable standing in for a missing limit.
+pub fn resource_value(
+    container: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+    facts: &NodeFacts,
+) -> Option<String> {
+    let (kind, name) = resource.split_once('.')?;
+    let resources = container.resources.as_ref();
+    let list = if kind == "limits" {
+        resources.and_then(|r| r.limits.as_ref())
+    } else {
+        resources.and_then(|r| r.requests.as_ref())
+    };
+    let milli = list
+        .and_then(|l| l.get(name))
+        .and_then(|q| Quantity::parse(&q.0))
+        .map(|q| q.milli_value());
+    let milli = match (milli, kind, name) {
+        (Some(v), _, _) => v,
+        (None, "limits", "cpu") => facts.allocatable_milli_cpu,
+        (None, "limits", "memory") => facts.allocatable_memory * 1000,
+        (None, _, _) => 0,
+    };
+    let divisor = Quantity::parse(divisor.filter(|d| !d.is_empty()).unwrap_or("1"))
+        .map(|q| q.milli_value())
+        .filter(|d| *d > 0)?;
+    Some(((milli + divisor - 1) / divisor).to_string())
+}
+
+/// The environment: image `Env`, then `HOSTNAME`, then the container's `env`
+/// in order (each may use the ones before it).
+pub fn environment(
+    pod: &Pod,
+    container: &Container,
+    image_config: &Value,
+    hostname: &str,
+    facts: &NodeFacts,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for entry in image_config["config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if let Some((k, v)) = entry.split_once('=') {
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    env.insert("HOSTNAME".into(), hostname.to_string());
+    for var in container.env.iter().flatten() {
+        let value = if let Some(source) = &var.value_from {
+            if let Some(field) = &source.field_ref {
+                field_value(pod, &field.field_path, facts).unwrap_or_default()
+            } else if let Some(resource) = &source.resource_field_ref {
+                let target = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                    })
+                    .find(|c| {
+                        resource
+                            .container_name
+                            .as_deref()
+                            .is_none_or(|n| n.is_empty() || n == c.name)
+                    })
+                    .unwrap_or(container);
+                resource_value(
+                    target,
+                    &resource.resource,
+                    resource.divisor.as_ref().map(|d| d.0.as_str()),
+                    facts,
+                )
+                .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        } else {
+            let known = env.clone();
+            expand(var.value.as_deref().unwrap_or(""), &|name| {
+                known.get(name).cloned()
+            })
+        };
+        env.insert(var.name.clone(), value);
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn vars(name: &str) -> Option<String> {
+        match name {
+            "FOO" => Some("foo-value".into()),
+            "BAR" => Some("bar-value".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expansion_follows_upstream() {
+        assert_eq!(expand("$(FOO);;$(BAR)", &vars), "foo-value;;bar-value");
+        assert_eq!(expand("$$(FOO)", &vars), "$(FOO)");
+        assert_eq!(expand("$(MISSING) stays", &vars), "$(MISSING) stays");
+        assert_eq!(expand("a $ b $(FOO", &vars), "a $ b $(FOO");
+    }
+
+    #[test]
+    fn command_and_args_against_the_image() {
+        let image = json!({"config": {"Entrypoint": ["/agnhost"], "Cmd": ["pause"]}});
+        let env = BTreeMap::from([("TEST_VAR".to_string(), "test-value".to_string())]);
+        let container =
+            |value: Value| -> Container { serde_json::from_value(value).unwrap_or_default() };
+        assert_eq!(
+            command_line(&container(json!({"name": "c"})), &image, &env),
+            ["/agnhost", "pause"]
+        );
+        assert_eq!(
+            command_line(
+                &container(json!({"name": "c", "args": ["a"]})),
+                &image,
+                &env
+            ),
+            ["/agnhost", "a"]
+        );
+        assert_eq!(
+            command_line(
+                &container(json!({"name": "c", "command": ["/x"]})),
+                &image,
+                &env
+            ),
+            ["/x"]
+        );
+        let shell = container(
+            json!({"name": "c", "command": ["sh", "-c", "TEST_VAR=wrong echo \"$(TEST_VAR)\""]}),
+        );
+        assert_eq!(
+            command_line(&shell, &image, &env)[2],
+            "TEST_VAR=wrong echo \"test-value\""
+        );
+    }
+
+    #[test]
+    fn downward_api_values() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "serviceAccountName": "default", "containers": [{"name": "c",
+              "resources": {"requests": {"cpu": "250m", "memory": "32Mi"}, "limits": {"cpu": "1250m", "memory": "64Mi"}},
+              "env": [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)-y"},
+                      {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                      {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                      {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                      {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                      {"name": "CPU_REQUEST", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}},
+                      {"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+                      {"name": "MEMORY_REQUEST", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}}]}]}}))
+        .unwrap_or_default();
+        let container = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers[0].clone())
+            .unwrap_or_default();
+        let facts = NodeFacts {
+            pod_ip: "10.42.0.5".into(),
+            ..Default::default()
+        };
+        let env = environment(
+            &pod,
+            &container,
+            &json!({"config": {"Env": ["PATH=/bin"]}}),
+            "p",
+            &facts,
+        );
+        let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+        assert_eq!(
+            (
+                get("B"),
+                get("NAME"),
+                get("APP"),
+                get("IP"),
+                get("HOSTNAME"),
+                get("PATH")
+            ),
+            (
+                "x-y".into(),
+                "p".into(),
+                "web".into(),
+                "10.42.0.5".into(),
+                "p".into(),
+                "/bin".into()
+            )
+        );
+        assert_eq!(
+            (get("CPU_LIMIT"), get("CPU_REQUEST")),
+            ("2".into(), "1".into())
+        );
+        assert_eq!(
+            (get("MEMORY_LIMIT"), get("MEMORY_REQUEST")),
+            ("67108864".into(), "33554432".into())
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Skiff's node agent (kubelet's job): registers the node and runs the pods
+//! bound to it.
+//!
+//! Owns: the Node object and its heartbeat ([`node`]), one worker task per
+//! pod ([`worker`]) that drives images, sandbox, network and containers
+//! through `skiff-runtime`, the container environment and command
+//! ([`env`]), and pod status with its single writer ([`status`]).
+//!
+//! Must not know: the store or the API server's internals. It reaches the
+//! API over HTTPS like any other client.
+
+pub mod env;
+pub mod node;
+pub mod status;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::{watcher, WatchStreamExt};
+use skiff_client::EventRecorder;
+use skiff_runtime::container::OciRuntime;
+use skiff_runtime::image::ImageStore;
+use skiff_runtime::network::Cni;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::NodeInfo;
+use crate::status::StatusSender;
+
+/// What stops the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("failed to register node {node}")]
+    Register { node: String, source: kube::Error },
+    #[error("failed to prepare {path}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything pod workers share.
+pub struct Agent {
+    pub client: kube::Client,
+    pub node: NodeInfo,
+    pub data_dir: PathBuf,
+    pub images: ImageStore,
+    pub runtime: OciRuntime,
+    pub cni: Cni,
+    /// The `skiff` binary, for `skiff pause` and `skiff monitor`.
+    pub skiff: PathBuf,
+    pub insecure_registries: Vec<String>,
+    pub events: EventRecorder,
+    pub status: StatusSender,
+}
+
+impl Agent {
+    /// Removes what an earlier agent on this node left running: containers,
+    /// pod networks, sandboxes. (Re-adopting them instead is future work.)
+    pub async fn clean_leftovers(&self) {
+        for entry in std::fs::read_dir(self.data_dir.join("containers"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = self.runtime.kill(&id, "KILL").await;
+            let _ = self.runtime.delete(&id).await;
+            let _ = self.runtime.remove_bundle(&entry.path());
+        }
+        for id in self.cni.attached() {
+            if let Err(error) = self.cni.remove(&id).await {
+                tracing::warn!(sandbox = %id, %error, "failed to remove a leftover pod network");
+            }
+        }
+        for entry in std::fs::read_dir(self.data_dir.join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            if let Some(pid) = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                skiff_runtime::sandbox::Sandbox { pid }.stop();
+            }
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let _ = std::fs::remove_dir_all(self.data_dir.join("pods"));
+    }
+}
+
+/// Registers the node and runs its pods until `shutdown`.
+pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentError> {
+    for dir in ["containers", "sandboxes", "pods"] {
+        let path = agent.data_dir.join(dir);
+        std::fs::create_dir_all(&path).map_err(|source| AgentError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    agent.clean_leftovers().await;
+    node::register(&agent.client, &agent.node)
+        .await
+        .map_err(|source| AgentError::Register {
+            node: agent.node.name.clone(),
+            source,
+        })?;
+    tokio::spawn(node::heartbeat(
+        agent.client.clone(),
+        agent.node.clone(),
+        shutdown.clone(),
+    ));
+    let agent = Arc::new(agent);
+    let pods: Api<Pod> = Api::all(agent.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node.name));
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut seen_in_relist: Vec<String> = Vec::new();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            event = events.try_next() => event,
+        };
+        let event = match event {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "pod watch failed; retrying");
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                seen_in_relist.push(uid.clone());
+                match workers.get(&uid) {
+                    Some(sender) if !sender.is_closed() => {
+                        let _ = sender.send(Some(pod));
+                    }
+                    _ => {
+                        let (sender, receiver) = watch::channel(Some(pod));
+                        tokio::spawn(worker::run(agent.clone(), receiver));
+                        workers.insert(uid, sender);
+                    }
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(sender) = workers.remove(&uid) {
+                    let _ = sender.send(None);
+                }
+            }
+            watcher::Event::Init => seen_in_relist.clear(),
+            watcher::Event::InitDone => {
+                // Pods that vanished while the watch was down are forgotten.
+                workers.retain(|uid, sender| {
+                    let keep = seen_in_relist.contains(uid);
+                    if !keep {
+                        let _ = sender.send(None);
+                    }
+                    keep
+                });
+            }
+        }
+        workers.retain(|_, sender| !sender.is_closed());
+    }
+}

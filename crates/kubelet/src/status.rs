@@ -1,0 +1,527 @@
+//! Pod status: what the node knows about a pod's containers, turned into
+//! `status` the way kubelet computes it (phase, conditions in upstream order,
+//! container states), and the status manager: the single writer that
+//! patches pod status, coalescing updates per pod.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Termination {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub reason: String,
+    pub message: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Timestamp,
+    pub container_id: String,
+}
+
+/// Where a container is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: Timestamp,
+    },
+    Terminated(Termination),
+}
+
+/// The node's record of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub container_id: String,
+    pub state: State,
+    pub last: Option<Termination>,
+    pub restart_count: i32,
+}
+
+impl ContainerRecord {
+    pub fn new(name: &str, image: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            image: image.to_string(),
+            image_id: String::new(),
+            container_id: String::new(),
+            state: State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            },
+            last: None,
+            restart_count: 0,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+}
+
+/// The node's record of one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRecord {
+    pub sandbox_ready: bool,
+    pub pod_ip: Option<String>,
+    pub host_ip: String,
+    pub start_time: Timestamp,
+    pub containers: Vec<ContainerRecord>,
+}
+
+fn time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn termination_json(t: &Termination) -> Value {
+    let mut v = json!({"exitCode": t.exit_code, "reason": t.reason, "finishedAt": time(t.finished_at), "containerID": t.container_id});
+    if let Some(started) = t.started_at {
+        v["startedAt"] = json!(time(started));
+    }
+    if let Some(signal) = t.signal {
+        v["signal"] = json!(signal);
+    }
+    if let Some(message) = t.message.as_ref().filter(|m| !m.is_empty()) {
+        v["message"] = json!(message);
+    }
+    v
+}
+
+fn container_json(c: &ContainerRecord) -> Value {
+    let ready = c.running();
+    let state = match &c.state {
+        State::Waiting { reason, message } => {
+            let mut w = json!({"reason": reason});
+            if let Some(m) = message {
+                w["message"] = json!(m);
+            }
+            json!({"waiting": w})
+        }
+        State::Running { started_at } => json!({"running": {"startedAt": time(*started_at)}}),
+        State::Terminated(t) => json!({"terminated": termination_json(t)}),
+    };
+    let mut v = json!({
+        "name": c.name, "state": state, "ready": ready, "restartCount": c.restart_count,
+        "image": c.image, "imageID": c.image_id, "started": c.running(),
+        "lastState": c.last.as_ref().map(|t| json!({"terminated": termination_json(t)})).unwrap_or(json!({})),
+    });
+    if !c.container_id.is_empty() {
+        v["containerID"] = json!(c.container_id);
+    }
+    v
+}
+
+/// Upstream's `getPhase` for app containers.
+pub fn phase(
+    restart_policy: &str,
+    containers: &[ContainerRecord],
+    sandbox_ready: bool,
+) -> &'static str {
+    if !sandbox_ready {
+        return "Pending";
+    }
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for c in containers {
+        match &c.state {
+            State::Running { .. } => running += 1,
+            State::Terminated(t) => {
+                stopped += 1;
+                if t.exit_code == 0 {
+                    succeeded += 1;
+                }
+            }
+            State::Waiting { .. } if c.last.is_some() => stopped += 1,
+            State::Waiting { .. } => waiting += 1,
+        }
+    }
+    if waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if stopped > 0 {
+        match restart_policy {
+            "Always" => "Running",
+            _ if stopped == succeeded => "Succeeded",
+            "Never" => "Failed",
+            _ => "Running",
+        }
+    } else {
+        "Pending"
+    }
+}
+
+/// Keeps a condition's lastTransitionTime while its status is unchanged.
+fn condition(
+    previous: &[Value],
+    kind: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: Timestamp,
+) -> Value {
+    let status_text = if status { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c["type"] == kind && c["status"] == status_text)
+        .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_string))
+        .unwrap_or_else(|| time(now));
+    let mut c = json!({"type": kind, "status": status_text, "lastProbeTime": null, "lastTransitionTime": since});
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    if let Some(m) = message {
+        c["message"] = json!(m);
+    }
+    c
+}
+
+/// The pod's `status`, from the node's record.
+pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let phase = phase(restart_policy, &record.containers, record.sandbox_ready);
+    let previous: Vec<Value> = serde_json::to_value(
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default(),
+    )
+    .ok()
+    .and_then(|v| v.as_array().cloned())
+    .unwrap_or_default();
+    let unready: Vec<&str> = record
+        .containers
+        .iter()
+        .filter(|c| !c.running())
+        .map(|c| c.name.as_str())
+        .collect();
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    let (ready_reason, ready_message) = if terminal {
+        (Some("PodCompleted"), None)
+    } else if unready.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
+        )
+    };
+    let containers_ready = unready.is_empty() && !terminal;
+    let gates_met = spec.readiness_gates.iter().flatten().all(|g| {
+        previous
+            .iter()
+            .any(|c| c["type"] == g.condition_type.as_str() && c["status"] == "True")
+    });
+    let mut conditions = vec![
+        condition(
+            &previous,
+            "PodReadyToStartContainers",
+            record.sandbox_ready && !terminal,
+            None,
+            None,
+            now,
+        ),
+        condition(
+            &previous,
+            "Initialized",
+            true,
+            if terminal { Some("PodCompleted") } else { None },
+            None,
+            now,
+        ),
+        condition(
+            &previous,
+            "Ready",
+            containers_ready && gates_met,
+            ready_reason,
+            ready_message.clone(),
+            now,
+        ),
+        condition(
+            &previous,
+            "ContainersReady",
+            containers_ready,
+            ready_reason,
+            ready_message,
+            now,
+        ),
+    ];
+    conditions.extend(
+        previous
+            .iter()
+            .filter(|c| c["type"] == "PodScheduled")
+            .cloned(),
+    );
+    let known = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ];
+    conditions.extend(
+        previous
+            .iter()
+            .filter(|c| c["type"].as_str().is_some_and(|t| !known.contains(&t)))
+            .cloned(),
+    );
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": record.host_ip,
+        "hostIPs": [{"ip": record.host_ip}],
+        "startTime": time(record.start_time),
+        "containerStatuses": record.containers.iter().map(container_json).collect::<Vec<_>>(),
+    });
+    if let Some(ip) = &record.pod_ip {
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!([{"ip": ip}]);
+    }
+    if let Some(qos) = pod.status.as_ref().and_then(|s| s.qos_class.clone()) {
+        status["qosClass"] = json!(qos);
+    }
+    status
+}
+
+/// One status write: which pod, and its new status.
+#[derive(Debug)]
+pub struct Update {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub status: Value,
+}
+
+/// The handle pod workers send status through.
+#[derive(Clone)]
+pub struct StatusSender(mpsc::UnboundedSender<Update>);
+
+impl StatusSender {
+    pub fn send(&self, update: Update) {
+        let _ = self.0.send(update);
+    }
+}
+
+/// Starts the status manager; it alone patches pod status.
+pub fn start_manager(client: kube::Client, shutdown: CancellationToken) -> StatusSender {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Update>();
+    tokio::spawn(async move {
+        let mut written: HashMap<String, Value> = HashMap::new();
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                update = rx.recv() => match update { Some(u) => u, None => return },
+            };
+            // Coalesce: only the latest status of each pod is written.
+            let mut latest: HashMap<String, Update> = HashMap::new();
+            latest.insert(first.uid.clone(), first);
+            while let Ok(more) = rx.try_recv() {
+                latest.insert(more.uid.clone(), more);
+            }
+            for (uid, update) in latest {
+                if written.get(&uid) == Some(&update.status) {
+                    continue;
+                }
+                let api: Api<Pod> = Api::namespaced(client.clone(), &update.namespace);
+                let patch = json!({"metadata": {"uid": update.uid}, "status": update.status});
+                match api
+                    .patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {
+                        written.insert(uid, update.status);
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        written.remove(&uid);
+                    }
+                    Err(error) => {
+                        tracing::warn!(pod = %format!("{}/{}", update.namespace, update.name), %error, "status update failed")
+                    }
+                }
+            }
+            if written.len() > 10_000 {
+                written.clear();
+            }
+        }
+    });
+    StatusSender(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(states: Vec<(State, Option<Termination>)>) -> PodRecord {
+        PodRecord {
+            sandbox_ready: true,
+            pod_ip: Some("10.42.0.9".into()),
+            host_ip: "192.0.2.1".into(),
+            start_time: Timestamp::UNIX_EPOCH,
+            containers: states
+                .into_iter()
+                .enumerate()
+                .map(|(i, (state, last))| ContainerRecord {
+                    state,
+                    last,
+                    ..ContainerRecord::new(&format!("c{i}"), "busybox")
+                })
+                .collect(),
+        }
+    }
+
+    fn ended(code: i32) -> Termination {
+        Termination {
+            exit_code: code,
+            signal: None,
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
+            message: None,
+            started_at: None,
+            finished_at: Timestamp::UNIX_EPOCH,
+            container_id: "runc://x".into(),
+        }
+    }
+
+    #[test]
+    fn phases_follow_restart_policy() {
+        let running = State::Running {
+            started_at: Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(
+            phase(
+                "Always",
+                &record(vec![(running.clone(), None)]).containers,
+                true
+            ),
+            "Running"
+        );
+        assert_eq!(
+            phase(
+                "Never",
+                &record(vec![(State::Terminated(ended(0)), None)]).containers,
+                true
+            ),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(
+                "Never",
+                &record(vec![(State::Terminated(ended(1)), None)]).containers,
+                true
+            ),
+            "Failed"
+        );
+        assert_eq!(
+            phase(
+                "OnFailure",
+                &record(vec![(State::Terminated(ended(0)), None)]).containers,
+                true
+            ),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(
+                "Always",
+                &record(vec![(State::Terminated(ended(0)), None)]).containers,
+                true
+            ),
+            "Running"
+        );
+        let backoff = State::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: None,
+        };
+        assert_eq!(
+            phase(
+                "Always",
+                &record(vec![(backoff, Some(ended(1)))]).containers,
+                true
+            ),
+            "Running"
+        );
+        let creating = State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        assert_eq!(
+            phase("Always", &record(vec![(creating, None)]).containers, true),
+            "Pending"
+        );
+        assert_eq!(phase("Always", &[], false), "Pending");
+    }
+
+    #[test]
+    fn status_reads_like_upstream() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c0"}]},
+            "status": {"qosClass": "BestEffort", "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+        .unwrap_or_default();
+        let status = pod_status(
+            &pod,
+            &record(vec![(State::Terminated(ended(1)), None)]),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(status["phase"], "Failed");
+        let types: Vec<&str> = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert_eq!(status["conditions"][2]["reason"], "PodCompleted");
+        assert_eq!(
+            status["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "Error"
+        );
+        assert_eq!(status["podIP"], "10.42.0.9");
+        assert_eq!(status["qosClass"], "BestEffort");
+
+        let running = record(vec![
+            (
+                State::Running {
+                    started_at: Timestamp::UNIX_EPOCH,
+                },
+                None,
+            ),
+            (
+                State::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                },
+                None,
+            ),
+        ]);
+        let status = pod_status(&pod, &running, Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            status["conditions"][3]["message"],
+            "containers with unready status: [c1]"
+        );
+        assert_eq!(status["containerStatuses"][0]["ready"], true);
+    }
+}

@@ -1,0 +1,1001 @@
+//! One task per pod (by UID), fed the latest desired Pod through a watch
+//! channel (updates that arrive while it works coalesce), as kubelet's pod
+//! workers. It owns the pod's sandbox, network and containers: pulls images,
+//! starts containers in order (init containers first, one at a time),
+//! restarts them per restartPolicy with crash-loop backoff, and on deletion
+//! stops them (SIGTERM or the image's STOPSIGNAL, SIGKILL after the grace
+//! period), tears everything down and confirms the deletion.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Preconditions};
+use oci_client::secrets::RegistryAuth;
+use serde_json::Value;
+use skiff_client::{pod_reference, EventType};
+use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits};
+use skiff_runtime::container::{read_state, Exited, Started};
+use skiff_runtime::image::{Image, ImageError};
+use skiff_runtime::network::{Attachment, PortMapping};
+use skiff_runtime::sandbox::{hosts_file, Sandbox};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::env::{command_line, environment, NodeFacts};
+use crate::status::{pod_status, ContainerRecord, PodRecord, State, Termination, Update};
+use crate::Agent;
+
+/// First crash-loop delay, doubled per restart up to the maximum.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long without exiting resets its backoff.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// A container of this pod that the runtime knows about.
+struct Live {
+    id: String,
+    bundle: PathBuf,
+    stop_signal: String,
+}
+
+struct Worker {
+    agent: Arc<Agent>,
+    pod: Pod,
+    key: String,
+    sandbox: Option<Sandbox>,
+    sandbox_id: String,
+    record: PodRecord,
+    live: HashMap<String, Live>,
+    /// Per container: the delay before its next restart and when it may start.
+    backoff: HashMap<String, (Duration, Instant)>,
+    /// Init containers that finished successfully.
+    initialized: Vec<String>,
+    exits: mpsc::UnboundedSender<String>,
+}
+
+fn random_id() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn pod_name(pod: &Pod) -> (String, String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    )
+}
+
+/// Runs one pod until it is deleted or forgotten.
+pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
+    let Some(pod) = desired.borrow_and_update().clone() else {
+        return;
+    };
+    let (namespace, name, uid) = pod_name(&pod);
+    let (exits, mut exited) = mpsc::unbounded_channel();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let record = PodRecord {
+        sandbox_ready: false,
+        pod_ip: None,
+        host_ip: agent.node.internal_ip.clone(),
+        start_time: Timestamp::now(),
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or("")))
+            .collect(),
+    };
+    let mut worker = Worker {
+        key: format!("{namespace}_{name}_{uid}"),
+        agent,
+        pod,
+        sandbox: None,
+        sandbox_id: random_id(),
+        record,
+        live: HashMap::new(),
+        backoff: HashMap::new(),
+        initialized: Vec::new(),
+        exits,
+    };
+    tracing::info!(pod = %format!("{namespace}/{name}"), "pod worker started");
+    loop {
+        let latest = desired.borrow_and_update().clone();
+        match latest {
+            None => {
+                worker.stop_all(Duration::from_secs(2)).await;
+                worker.teardown().await;
+                return;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                worker.pod = pod;
+                worker.terminate().await;
+                return;
+            }
+            Some(pod) => worker.pod = pod,
+        }
+        worker.sync().await;
+        worker.publish();
+        let wake = worker
+            .backoff
+            .values()
+            .map(|(_, at)| *at)
+            .filter(|at| *at > Instant::now())
+            .min();
+        tokio::select! {
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    worker.stop_all(Duration::from_secs(2)).await;
+                    worker.teardown().await;
+                    return;
+                }
+            }
+            Some(name) = exited.recv() => worker.on_exit(&name).await,
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+        }
+    }
+}
+
+impl Worker {
+    fn pod_dir(&self) -> PathBuf {
+        self.agent.data_dir.join("pods").join(&self.key)
+    }
+
+    /// The pod's cgroup, parent of its containers' cgroups.
+    fn cgroup_parent(&self) -> String {
+        format!(
+            "/skiff/pod{}",
+            self.pod.metadata.uid.clone().unwrap_or_default()
+        )
+    }
+
+    fn hostname(&self) -> String {
+        let spec = self.pod.spec.as_ref();
+        let name = spec
+            .and_then(|s| s.hostname.clone())
+            .or_else(|| self.pod.metadata.name.clone())
+            .unwrap_or_default();
+        name.chars()
+            .take(63)
+            .collect::<String>()
+            .trim_end_matches(['-', '.'])
+            .to_string()
+    }
+
+    async fn event(&self, kind: EventType, reason: &str, message: &str, field: Option<String>) {
+        self.agent
+            .events
+            .record(
+                &pod_reference(&self.pod, field.as_deref()),
+                kind,
+                reason,
+                message,
+            )
+            .await;
+    }
+
+    fn publish(&self) {
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let status = pod_status(&self.pod, &self.record, Timestamp::now());
+        self.agent.status.send(Update {
+            namespace,
+            name,
+            uid,
+            status,
+        });
+    }
+
+    fn record_mut(&mut self, name: &str) -> Option<&mut ContainerRecord> {
+        self.record.containers.iter_mut().find(|c| c.name == name)
+    }
+
+    /// Brings the pod towards its spec: sandbox, network, then containers.
+    async fn sync(&mut self) {
+        if self.sandbox.is_none() {
+            if let Err(message) = self.create_sandbox().await {
+                self.event(EventType::Warning, "FailedCreatePodSandBox", &message, None)
+                    .await;
+                tracing::warn!(pod = %self.key, error = %message, "sandbox creation failed");
+                return;
+            }
+            self.publish();
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        // Init containers, one at a time, each to success.
+        for init in spec.init_containers.iter().flatten() {
+            if self.initialized.contains(&init.name) {
+                continue;
+            }
+            if !self.live.contains_key(&init.name) && self.due(&init.name) {
+                self.start_container(init).await;
+            }
+            return;
+        }
+        for container in &spec.containers {
+            let record = self
+                .record
+                .containers
+                .iter()
+                .find(|c| c.name == container.name)
+                .cloned();
+            let waiting = record
+                .as_ref()
+                .is_some_and(|r| matches!(r.state, State::Waiting { .. }));
+            if waiting && !self.live.contains_key(&container.name) && self.due(&container.name) {
+                self.start_container(container).await;
+            }
+        }
+    }
+
+    /// Whether a container's backoff, if any, has elapsed.
+    fn due(&self, name: &str) -> bool {
+        self.backoff
+            .get(name)
+            .is_none_or(|(_, at)| *at <= Instant::now())
+    }
+
+    async fn create_sandbox(&mut self) -> Result<(), String> {
+        let dir = self.pod_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        let skiff = self.agent.skiff.clone();
+        let hostname = self.hostname();
+        let sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&skiff, &hostname))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("Failed to create pod sandbox: {e}"))?;
+        let (namespace, name, _) = pod_name(&self.pod);
+        let ports: Vec<PortMapping> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                let host = u16::try_from(p.host_port?).ok().filter(|h| *h > 0)?;
+                Some(PortMapping {
+                    host_port: host,
+                    container_port: u16::try_from(p.container_port).ok()?,
+                    protocol: p
+                        .protocol
+                        .clone()
+                        .unwrap_or_else(|| "TCP".into())
+                        .to_lowercase(),
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let attachment = Attachment {
+            id: self.sandbox_id.clone(),
+            netns: sandbox.namespace("net"),
+            namespace,
+            name,
+            ports,
+        };
+        let address = match self.agent.cni.add(&attachment).await {
+            Ok(address) => address,
+            Err(error) => {
+                sandbox.stop();
+                return Err(format!(
+                    "Failed to create pod sandbox: failed to set up pod network: {error}"
+                ));
+            }
+        };
+        let aliases: Vec<(String, Vec<String>)> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.host_aliases.iter().flatten())
+            .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
+            .collect();
+        let hostname = self.hostname();
+        let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let files = [
+            (
+                "etc-hosts",
+                hosts_file(Some(&address.ip), &hostname, &aliases),
+            ),
+            ("etc-hostname", format!("{hostname}\n")),
+            ("resolv.conf", resolv_conf(&namespace)),
+        ];
+        for (file, contents) in files {
+            std::fs::write(dir.join(file), contents)
+                .map_err(|e| format!("failed to write {file}: {e}"))?;
+        }
+        std::fs::write(
+            self.agent.data_dir.join("sandboxes").join(&self.sandbox_id),
+            sandbox.pid.to_string(),
+        )
+        .ok();
+        self.record.pod_ip = Some(address.ip);
+        self.record.sandbox_ready = true;
+        self.sandbox = Some(sandbox);
+        Ok(())
+    }
+
+    /// Makes sure the image is present, honouring imagePullPolicy.
+    async fn ensure_image(&mut self, container: &Container) -> Result<Image, (String, String)> {
+        let image = container.image.clone().unwrap_or_default();
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| skiff_api::pod::default_pull_policy(&image).to_string());
+        let field = Some(format!("spec.containers{{{}}}", container.name));
+        let present = match self.agent.images.get(&image) {
+            Ok(present) => present,
+            Err(ImageError::InvalidName { reason, .. }) => {
+                let message = format!("Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: {reason}");
+                self.event(EventType::Warning, "InspectFailed", &message, field)
+                    .await;
+                return Err(("InvalidImageName".into(), message));
+            }
+            Err(error) => return Err(("ErrImagePull".into(), error.to_string())),
+        };
+        match (policy.as_str(), present) {
+            ("Never", Some(found)) | ("IfNotPresent", Some(found)) => {
+                self.event(
+                    EventType::Normal,
+                    "Pulled",
+                    &format!("Container image {image:?} already present on machine"),
+                    field,
+                )
+                .await;
+                return Ok(found);
+            }
+            ("Never", None) => {
+                let message =
+                    format!("Container image {image:?} is not present with pull policy of Never");
+                self.event(EventType::Warning, "ErrImageNeverPull", &message, field)
+                    .await;
+                return Err(("ErrImageNeverPull".into(), message));
+            }
+            _ => {}
+        }
+        self.event(
+            EventType::Normal,
+            "Pulling",
+            &format!("Pulling image {image:?}"),
+            field.clone(),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        match self
+            .agent
+            .images
+            .pull(
+                &image,
+                &RegistryAuth::Anonymous,
+                &self.agent.insecure_registries,
+            )
+            .await
+        {
+            Ok(pulled) => {
+                let took = started.elapsed().as_secs_f64();
+                let message = format!("Successfully pulled image {image:?} in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.", pulled.size());
+                self.event(EventType::Normal, "Pulled", &message, field)
+                    .await;
+                Ok(pulled)
+            }
+            Err(error) => {
+                let message = format!("Failed to pull image {image:?}: {error}");
+                self.event(EventType::Warning, "Failed", &message, field.clone())
+                    .await;
+                self.event(EventType::Warning, "Failed", "Error: ErrImagePull", field)
+                    .await;
+                Err(("ErrImagePull".into(), message))
+            }
+        }
+    }
+
+    fn set_waiting(&mut self, name: &str, reason: &str, message: Option<String>) {
+        if let Some(record) = self.record_mut(name) {
+            record.state = State::Waiting {
+                reason: reason.into(),
+                message,
+            };
+        }
+    }
+
+    /// Schedules the next attempt of `name` after its doubling backoff.
+    fn back_off(&mut self, name: &str, ran_for: Option<Duration>) -> Duration {
+        let previous = self.backoff.get(name).map(|(d, _)| *d);
+        let delay = match (previous, ran_for) {
+            (Some(_), Some(ran)) if ran >= BACKOFF_RESET => BACKOFF_START,
+            (Some(d), _) => (d * 2).min(BACKOFF_MAX),
+            (None, _) => BACKOFF_START,
+        };
+        self.backoff
+            .insert(name.to_string(), (delay, Instant::now() + delay));
+        delay
+    }
+
+    async fn start_container(&mut self, container: &Container) {
+        let name = container.name.clone();
+        let is_init = self
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
+        if !is_init && self.record_mut(&name).is_none() {
+            return;
+        }
+        let image = match self.ensure_image(container).await {
+            Ok(image) => image,
+            Err((reason, message)) => {
+                let pulling_failed = reason == "ErrImagePull";
+                let delay = self.back_off(&name, None);
+                let reason = if pulling_failed
+                    && self
+                        .backoff
+                        .get(&name)
+                        .is_some_and(|(d, _)| *d > BACKOFF_START)
+                {
+                    "ImagePullBackOff"
+                } else {
+                    &reason
+                };
+                let message = if reason == "ImagePullBackOff" {
+                    format!(
+                        "Back-off pulling image {:?}",
+                        container.image.clone().unwrap_or_default()
+                    )
+                } else {
+                    message
+                };
+                tracing::info!(pod = %self.key, container = %name, reason, ?delay, "image not available");
+                self.set_waiting(&name, reason, Some(message));
+                return;
+            }
+        };
+        match self.create_and_start(container, &image, is_init).await {
+            Ok(()) => {}
+            Err(message) => {
+                self.back_off(&name, None);
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                    Some(format!("spec.containers{{{name}}}")),
+                )
+                .await;
+                self.set_waiting(&name, "CreateContainerError", Some(message));
+            }
+        }
+    }
+
+    async fn create_and_start(
+        &mut self,
+        container: &Container,
+        image: &Image,
+        is_init: bool,
+    ) -> Result<(), String> {
+        let agent = self.agent.clone();
+        let name = container.name.clone();
+        let sandbox = self.sandbox.clone().ok_or("no sandbox")?;
+        let image_config = agent.images.config(image).map_err(|e| e.to_string())?;
+        let facts = NodeFacts {
+            node_name: agent.node.name.clone(),
+            host_ip: agent.node.internal_ip.clone(),
+            pod_ip: self.record.pod_ip.clone().unwrap_or_default(),
+            allocatable_milli_cpu: i128::from(agent.node.cpus) * 1000,
+            allocatable_memory: i128::from(agent.node.memory_bytes),
+        };
+        let env = environment(
+            &self.pod,
+            container,
+            &image_config,
+            &self.hostname(),
+            &facts,
+        );
+        let args = command_line(container, &image_config, &env);
+        if args.is_empty() {
+            return Err("no command specified".into());
+        }
+        let pod_dir = self.pod_dir();
+        let attempt = self
+            .record
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.restart_count)
+            .unwrap_or(0);
+        let log_dir = pod_dir.join(&name);
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let log = log_dir.join(format!("{attempt}.log"));
+        let termination_log = pod_dir.join(format!("termination-{name}"));
+        std::fs::write(&termination_log, "").map_err(|e| e.to_string())?;
+        let mut mounts = vec![
+            BindMount {
+                source: pod_dir.join("etc-hosts").display().to_string(),
+                destination: "/etc/hosts".into(),
+                read_only: false,
+            },
+            BindMount {
+                source: pod_dir.join("etc-hostname").display().to_string(),
+                destination: "/etc/hostname".into(),
+                read_only: false,
+            },
+            BindMount {
+                source: pod_dir.join("resolv.conf").display().to_string(),
+                destination: "/etc/resolv.conf".into(),
+                read_only: false,
+            },
+            BindMount {
+                source: termination_log.display().to_string(),
+                destination: container
+                    .termination_message_path
+                    .clone()
+                    .unwrap_or_else(|| "/dev/termination-log".into()),
+                read_only: false,
+            },
+        ];
+        for mount in container.volume_mounts.iter().flatten() {
+            let dir = self.volume_dir(&mount.name)?;
+            mounts.push(BindMount {
+                source: dir.display().to_string(),
+                destination: mount.mount_path.clone(),
+                read_only: mount.read_only.unwrap_or(false),
+            });
+        }
+        let (uid, gid) = user_of(container, &self.pod, &image_config);
+        let id = random_id();
+        let bundle = agent.data_dir.join("containers").join(&id);
+        let config = ContainerConfig {
+            args,
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: container
+                .working_dir
+                .clone()
+                .or_else(|| {
+                    image_config["config"]["WorkingDir"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            uid,
+            gid,
+            additional_gids: Vec::new(),
+            hostname: self.hostname(),
+            sandbox_pid: sandbox.pid,
+            mounts,
+            readonly_rootfs: container
+                .security_context
+                .as_ref()
+                .and_then(|s| s.read_only_root_filesystem)
+                .unwrap_or(false),
+            cgroups_path: format!("{}/{id}", self.cgroup_parent()),
+            limits: limits_of(container),
+        };
+        let layers = agent.images.layer_dirs(image).map_err(|e| e.to_string())?;
+        let spec = oci_config(&config);
+        let runtime = agent.runtime.clone();
+        let prepared_bundle = bundle.clone();
+        tokio::task::spawn_blocking(move || {
+            runtime.prepare_bundle(&prepared_bundle, &layers, &spec)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let field = Some(format!(
+            "spec.{}{{{name}}}",
+            if is_init {
+                "initContainers"
+            } else {
+                "containers"
+            }
+        ));
+        self.event(
+            EventType::Normal,
+            "Created",
+            &format!("Created container: {name}"),
+            field.clone(),
+        )
+        .await;
+        let mut monitor = agent
+            .runtime
+            .start(&bundle, &id, &log)
+            .map_err(|e| e.to_string())?;
+        let exits = self.exits.clone();
+        let exit_name = name.clone();
+        tokio::spawn(async move {
+            let _ = monitor.wait().await;
+            let _ = exits.send(exit_name);
+        });
+        // The monitor writes started.json once the runtime started the process.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = loop {
+            if let Some(started) = read_state::<Started>(&bundle, "started.json") {
+                break Some(started);
+            }
+            if read_state::<Exited>(&bundle, "exit.json").is_some() || Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let stop_signal = image_config["config"]["StopSignal"]
+            .as_str()
+            .unwrap_or("SIGTERM")
+            .trim_start_matches("SIG")
+            .to_string();
+        self.live.insert(
+            name.clone(),
+            Live {
+                id: id.clone(),
+                bundle: bundle.clone(),
+                stop_signal,
+            },
+        );
+        let container_id = format!("{}://{id}", agent.runtime.name());
+        let image_id = if image.repo_digest.is_empty() {
+            image.config.clone()
+        } else {
+            format!(
+                "{}@{}",
+                image.name.split(':').next().unwrap_or(""),
+                image.repo_digest
+            )
+        };
+        if let Some(record) = self.record_mut(&name) {
+            record.container_id = container_id;
+            record.image_id = image_id;
+            if started.is_some() {
+                record.state = State::Running {
+                    started_at: Timestamp::now(),
+                };
+            }
+        }
+        if started.is_some() {
+            self.event(
+                EventType::Normal,
+                "Started",
+                &format!("Started container {name}"),
+                field,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// The host directory behind a volume (emptyDir on disk).
+    fn volume_dir(&self, volume: &str) -> Result<PathBuf, String> {
+        let dir = self.pod_dir().join("volumes").join(volume);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("failed to create volume {volume}: {e}"))?;
+        Ok(dir)
+    }
+
+    /// A container's monitor ended: record how, and decide whether it restarts.
+    async fn on_exit(&mut self, name: &str) {
+        let Some(live) = self.live.remove(name) else {
+            return;
+        };
+        let exited: Option<Exited> = read_state(&live.bundle, "exit.json");
+        let started: Option<Started> = read_state(&live.bundle, "started.json");
+        let termination_message =
+            std::fs::read_to_string(self.pod_dir().join(format!("termination-{name}")))
+                .unwrap_or_default();
+        let _ = self.agent.runtime.delete(&live.id).await;
+        let runtime = self.agent.runtime.clone();
+        let bundle = live.bundle.clone();
+        let _ = tokio::task::spawn_blocking(move || runtime.remove_bundle(&bundle)).await;
+        let exit_code = exited.as_ref().map(|e| e.exit_code).unwrap_or(255);
+        let started_at = started
+            .as_ref()
+            .and_then(|s| s.started_at.parse::<Timestamp>().ok());
+        let ran_for = started_at.map(|s| {
+            Duration::from_secs(
+                u64::try_from(Timestamp::now().as_second() - s.as_second()).unwrap_or(0),
+            )
+        });
+        let termination = Termination {
+            exit_code,
+            signal: exited.as_ref().and_then(|e| e.signal),
+            reason: match (exit_code, exited.as_ref().and_then(|e| e.error.clone())) {
+                (_, Some(_)) => "StartError".into(),
+                (0, None) => "Completed".into(),
+                _ => "Error".into(),
+            },
+            message: exited
+                .as_ref()
+                .and_then(|e| e.error.clone())
+                .or(Some(termination_message).filter(|m| !m.is_empty())),
+            started_at,
+            finished_at: Timestamp::now(),
+            container_id: format!("{}://{}", self.agent.runtime.name(), live.id),
+        };
+        tracing::info!(pod = %self.key, container = name, exit_code, "container exited");
+        let policy = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        let is_init = self
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
+        if is_init && exit_code == 0 {
+            self.initialized.push(name.to_string());
+            return;
+        }
+        let restart = match policy.as_str() {
+            "Always" => true,
+            "OnFailure" => exit_code != 0,
+            _ => false,
+        };
+        if !restart {
+            if let Some(record) = self.record_mut(name) {
+                record.state = State::Terminated(termination);
+            }
+            return;
+        }
+        let delay = self.back_off(name, ran_for);
+        let (namespace, pod, uid) = pod_name(&self.pod);
+        let message = format!(
+            "back-off {} restarting failed container={name} pod={pod}_{namespace}({uid})",
+            humantime(delay)
+        );
+        if let Some(record) = self.record_mut(name) {
+            record.last = Some(termination);
+            record.restart_count += 1;
+            record.state = State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(message),
+            };
+        }
+        let event =
+            format!("Back-off restarting failed container {name} in pod {pod}_{namespace}({uid})");
+        self.event(
+            EventType::Warning,
+            "BackOff",
+            &event,
+            Some(format!("spec.containers{{{name}}}")),
+        )
+        .await;
+    }
+
+    /// Signals every live container, waits up to `grace`, then kills what is left.
+    async fn stop_all(&mut self, grace: Duration) {
+        for (name, live) in &self.live {
+            tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping container");
+            let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+        }
+        let deadline = Instant::now() + grace;
+        while !self.live.is_empty() && Instant::now() < deadline {
+            let exited: Vec<String> = self
+                .live
+                .iter()
+                .filter(|(_, l)| l.bundle.join("exit.json").exists())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in exited {
+                self.on_exit_final(&name).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for live in self.live.values() {
+            let _ = self.agent.runtime.kill(&live.id, "KILL").await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.live.is_empty() && Instant::now() < deadline {
+            let exited: Vec<String> = self
+                .live
+                .iter()
+                .filter(|(_, l)| l.bundle.join("exit.json").exists())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in exited {
+                self.on_exit_final(&name).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Records a container's end during termination (no restart).
+    async fn on_exit_final(&mut self, name: &str) {
+        let Some(live) = self.live.remove(name) else {
+            return;
+        };
+        let exited: Option<Exited> = read_state(&live.bundle, "exit.json");
+        let started: Option<Started> = read_state(&live.bundle, "started.json");
+        let _ = self.agent.runtime.delete(&live.id).await;
+        let runtime = self.agent.runtime.clone();
+        let bundle = live.bundle.clone();
+        let _ = tokio::task::spawn_blocking(move || runtime.remove_bundle(&bundle)).await;
+        let exit_code = exited.as_ref().map(|e| e.exit_code).unwrap_or(137);
+        let termination = Termination {
+            exit_code,
+            signal: exited.as_ref().and_then(|e| e.signal),
+            reason: if exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
+            message: None,
+            started_at: started.and_then(|s| s.started_at.parse().ok()),
+            finished_at: Timestamp::now(),
+            container_id: format!("{}://{}", self.agent.runtime.name(), live.id),
+        };
+        if let Some(record) = self.record_mut(name) {
+            record.state = State::Terminated(termination);
+        }
+    }
+
+    /// Graceful deletion: stop containers within the grace period, clean
+    /// up, report the final status, then confirm with a grace-0 delete.
+    async fn terminate(&mut self) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        for name in self.live.keys() {
+            self.event(
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {name}"),
+                Some(format!("spec.containers{{{name}}}")),
+            )
+            .await;
+        }
+        self.stop_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
+            .await;
+        self.publish();
+        self.teardown().await;
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => tracing::info!(pod = %format!("{namespace}/{name}"), "pod deleted"),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(error) => {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), %error, "failed to confirm deletion")
+            }
+        }
+    }
+
+    /// Removes the sandbox, network and pod directory.
+    async fn teardown(&mut self) {
+        if let Err(error) = self.agent.cni.remove(&self.sandbox_id).await {
+            tracing::warn!(pod = %self.key, %error, "network teardown failed");
+        }
+        if let Some(sandbox) = self.sandbox.take() {
+            let _ = tokio::task::spawn_blocking(move || sandbox.stop()).await;
+        }
+        let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
+        skiff_runtime::container::remove_cgroup(&self.cgroup_parent());
+        let _ = std::fs::remove_dir_all(self.pod_dir());
+        tracing::info!(pod = %self.key, "pod torn down");
+    }
+}
+
+/// Go's duration formatting for backoff messages (`10s`, `5m0s`).
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// ClusterFirst resolv.conf: without a cluster DNS service, the search
+/// path Kubernetes uses plus the host's nameservers.
+fn resolv_conf(namespace: &str) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<&str> = host
+        .lines()
+        .filter(|l| l.starts_with("nameserver") && !l.contains("127.0.0."))
+        .collect();
+    let mut text =
+        format!("search {namespace}.svc.cluster.local svc.cluster.local cluster.local\n");
+    for server in servers {
+        text.push_str(server);
+        text.push('\n');
+    }
+    text.push_str("options ndots:5\n");
+    text
+}
+
+/// The user a container runs as: securityContext, then the image's numeric `User`.
+fn user_of(container: &Container, pod: &Pod, image_config: &Value) -> (u32, u32) {
+    let pod_ctx = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let ctx = container.security_context.as_ref();
+    let image_user = image_config["config"]["User"].as_str().unwrap_or("");
+    let (image_uid, image_gid) = image_user.split_once(':').unwrap_or((image_user, ""));
+    let uid = ctx
+        .and_then(|c| c.run_as_user)
+        .or_else(|| pod_ctx.and_then(|c| c.run_as_user))
+        .or_else(|| image_uid.parse().ok())
+        .unwrap_or(0);
+    let gid = ctx
+        .and_then(|c| c.run_as_group)
+        .or_else(|| pod_ctx.and_then(|c| c.run_as_group))
+        .or_else(|| image_gid.parse().ok())
+        .unwrap_or(0);
+    (
+        u32::try_from(uid).unwrap_or(0),
+        u32::try_from(gid).unwrap_or(0),
+    )
+}
+
+/// cgroup settings from requests and limits, as kubelet converts them.
+fn limits_of(container: &Container) -> Limits {
+    use skiff_api::quantity::Quantity;
+    let resources = container.resources.as_ref();
+    let get = |list: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+               name: &str| {
+        list.and_then(|l| l.get(name))
+            .and_then(|q| Quantity::parse(&q.0))
+            .map(|q| q.milli_value())
+    };
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    let cpu_request = get(requests, "cpu").or_else(|| get(limits, "cpu"));
+    Limits {
+        memory_bytes: get(limits, "memory").map(|m| i64::try_from(m / 1000).unwrap_or(i64::MAX)),
+        cpu_shares: Some(
+            cpu_request
+                .map(|m| u64::try_from((m * 1024 / 1000).max(2)).unwrap_or(2))
+                .unwrap_or(2),
+        ),
+        cpu_quota: get(limits, "cpu")
+            .map(|m| i64::try_from((m * 100_000 / 1000).max(1000)).unwrap_or(i64::MAX)),
+        cpu_period: Some(100_000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn cpu_and_memory_become_cgroup_values() {
+        let container: Container = serde_json::from_value(json!({"name": "c", "resources": {
+            "requests": {"cpu": "100m", "memory": "200M"}, "limits": {"cpu": "500m", "memory": "1G"}}}))
+        .unwrap_or_default();
+        let limits = limits_of(&container);
+        assert_eq!(limits.cpu_shares, Some(102));
+        assert_eq!(limits.cpu_quota, Some(50_000));
+        assert_eq!(limits.memory_bytes, Some(1_000_000_000));
+        assert_eq!(
+            limits_of(&Container::default()).cpu_shares,
+            Some(2),
+            "BestEffort gets the minimum shares"
+        );
+    }
+
+    #[test]
+    fn backoff_messages_use_go_durations() {
+        assert_eq!(humantime(Duration::from_secs(10)), "10s");
+        assert_eq!(humantime(Duration::from_secs(300)), "5m0s");
+    }
+}
