@@ -2,6 +2,8 @@
 //! apiserver's own checks (which container, whether the pod has a node)
 //! before the request goes to the pod's node.
 
+use std::sync::Arc;
+
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use serde_json::Value;
@@ -62,9 +64,107 @@ pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> 
     }
 }
 
+/// The node agent's address for `node`: InternalIP (else Hostname) and its
+/// kubelet port.
+async fn node_endpoint(registry: &Registry, node: &str) -> Result<(String, u16)> {
+    let nodes = resources::core("nodes")
+        .ok_or_else(|| ApiError::from(Status::internal("nodes are not served")))?;
+    let object = registry.get(nodes, None, node).await.map_err(|_| {
+        ApiError::from(Status::service_unavailable(format!(
+            "node {node:?} is not registered"
+        )))
+    })?;
+    let addresses = object["status"]["addresses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let pick = |kind: &str| {
+        addresses
+            .iter()
+            .find(|a| a["type"] == kind)
+            .and_then(|a| a["address"].as_str())
+            .map(str::to_string)
+    };
+    let host = pick("InternalIP")
+        .or_else(|| pick("Hostname"))
+        .unwrap_or_else(|| node.to_string());
+    let port = object["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(10250);
+    Ok((host, port))
+}
+
+/// GETs `path` from the node agent and streams its answer back.
+async fn proxy_get(
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<Response> {
+    let unavailable = |what: String| ApiError::from(Status::service_unavailable(what));
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| unavailable(format!("dial tcp {host}:{port}: {e}")))?;
+    let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| unavailable(format!("bad node address {host:?}: {e}")))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unavailable(format!("TLS to node agent {host}:{port}: {e}")))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(format!("node agent {host}:{port}: {e}")))?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::from(Status::internal(e.to_string())))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unavailable(format!("node agent {host}:{port}: {e}")))?;
+    if response.status().is_success() {
+        let body = axum::body::Body::new(response.into_body());
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response());
+    }
+    let code = response.status().as_u16();
+    let text = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_string();
+    Err(if code == 404 {
+        Status::new(404, "NotFound", message).into()
+    } else {
+        ApiError::bad_request(message)
+    })
+}
+
+/// The log options passed on to the node (everything but `container`).
+fn log_query(query: &Query) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for key in [
+        "follow",
+        "previous",
+        "tailLines",
+        "sinceSeconds",
+        "sinceTime",
+        "timestamps",
+        "limitBytes",
+    ] {
+        if let Some(value) = query.get(key) {
+            out.append_pair(key, value);
+        }
+    }
+    out.finish()
+}
+
 /// Serves a connect request for pod `namespace/name`.
 pub async fn serve(
     registry: &Registry,
+    kubelet_tls: Option<&Arc<rustls::ClientConfig>>,
     namespace: &str,
     name: &str,
     subresource: &str,
@@ -74,28 +174,32 @@ pub async fn serve(
         .ok_or_else(|| ApiError::from(Status::internal("pods are not served")))?;
     let pod = registry.get(pods, Some(namespace), name).await?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
-    if subresource == "portforward" {
-        if node.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "pod {name} does not have a host assigned"
-            )));
-        }
+    let container = if subresource == "portforward" {
+        String::new()
     } else {
-        choose_container(&pod, query.get("container"))?;
-        if node.is_empty() {
-            if subresource == "log" {
-                // Upstream answers an empty log for a pod that has no node yet.
-                return Ok(
-                    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
-                );
-            }
-            return Err(ApiError::bad_request(format!(
-                "pod {name} does not have a host assigned"
-            )));
+        choose_container(&pod, query.get("container"))?
+    };
+    if node.is_empty() {
+        if subresource == "log" {
+            // Upstream answers an empty log for a pod that has no node yet.
+            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response());
+        }
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    if subresource == "log" {
+        if let Some(tls) = kubelet_tls {
+            let (host, port) = node_endpoint(registry, &node).await?;
+            let path = format!(
+                "/containerLogs/{namespace}/{name}/{container}?{}",
+                log_query(query)
+            );
+            return proxy_get(tls, &host, port, &path).await;
         }
     }
     Err(ApiError::from(Status::service_unavailable(format!(
-        "no node agent is serving node {node:?} for pod {namespace}/{name}"
+        "no node agent is serving {subresource} for node {node:?} (pod {namespace}/{name})"
     ))))
 }
 

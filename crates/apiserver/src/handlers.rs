@@ -50,6 +50,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The URL clients use (legacy discovery reports it).
     pub server_address: String,
+    /// TLS for requests to node agents (logs); `None` if no node is served.
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl AppState {
@@ -669,6 +671,7 @@ async fn serve_resource(
         Verb::Connect => {
             connect::serve(
                 registry,
+                state.kubelet_tls.as_ref(),
                 ns.unwrap_or("default"),
                 name,
                 sub.unwrap_or(""),

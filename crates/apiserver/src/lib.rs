@@ -71,10 +71,19 @@ impl ApiServer {
             metrics: metrics::Metrics::default(),
             shutdown,
             server_address,
+            kubelet_tls: None,
         };
         Self {
             state: Arc::new(state),
         }
+    }
+
+    /// Lets the server reach node agents (for `pods/log`) with this TLS config.
+    pub fn with_kubelet_client(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.kubelet_tls = Some(tls);
+        }
+        self
     }
 
     /// Creates the built-in namespaces and starts the control-plane loops.

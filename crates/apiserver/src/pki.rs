@@ -44,6 +44,7 @@ const CA_NAME: &str = "skiff-server-ca";
 /// Loaded certificates and keys, PEM-encoded.
 #[derive(Debug, Clone)]
 pub struct Pki {
+    dir: PathBuf,
     pub ca_cert: String,
     pub server_cert: String,
     server_key: String,
@@ -182,6 +183,7 @@ impl Pki {
             fs::write(&admin_cert_path, cert).map_err(io_err(&admin_cert_path))?;
         }
         Ok(Self {
+            dir: dir.to_path_buf(),
             ca_cert: read(&ca_cert_path)?,
             server_cert: read(&server_cert_path)?,
             server_key: read(&server_key_path)?,
@@ -217,6 +219,98 @@ impl Pki {
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// A serving certificate for a node agent (SANs: its name and
+    /// addresses), issued by the cluster CA and kept beside the others.
+    pub fn kubelet_serving(&self, node: &str, sans: &[String]) -> Result<(String, String)> {
+        let ca_key_path = self.dir.join("ca.key");
+        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem {
+            path: ca_key_path.clone(),
+        })?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let mut names: Vec<String> = vec![node.to_string(), "localhost".into(), "127.0.0.1".into()];
+        names.extend(sans.iter().cloned());
+        names.sort();
+        names.dedup();
+        let (cert_path, key_path, sans_path) = (
+            self.dir.join("kubelet.crt"),
+            self.dir.join("kubelet.key"),
+            self.dir.join("kubelet.sans"),
+        );
+        let wanted = names.join("\n");
+        if !cert_path.exists()
+            || !key_path.exists()
+            || fs::read_to_string(&sans_path).unwrap_or_default() != wanted
+        {
+            let (cert, key) = leaf(
+                "kubelet serving certificate",
+                names,
+                node,
+                None,
+                ExtendedKeyUsagePurpose::ServerAuth,
+                &issuer,
+            )?;
+            write_private(&key_path, &key)?;
+            fs::write(&cert_path, cert).map_err(io_err(&cert_path))?;
+            fs::write(&sans_path, &wanted).map_err(io_err(&sans_path))?;
+        }
+        Ok((read(&cert_path)?, read(&key_path)?))
+    }
+
+    /// TLS for the API server's requests to node agents: trusts the CA and
+    /// presents the admin client certificate.
+    pub fn kubelet_client_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in parse_certs(&self.ca_cert, Path::new("ca.crt"))? {
+            roots.add(cert)?;
+        }
+        let chain = parse_certs(&self.admin_cert, Path::new("admin.crt"))?;
+        let key = rustls_pemfile::private_key(&mut self.admin_key.as_bytes())
+            .ok()
+            .flatten()
+            .ok_or_else(|| PkiError::Pem {
+                path: PathBuf::from("admin.key"),
+            })?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// TLS for a node agent's server: its serving certificate; clients must
+    /// present a certificate issued by the CA.
+    pub fn kubelet_server_config(
+        &self,
+        cert: &str,
+        key: &str,
+    ) -> Result<Arc<rustls::ServerConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in parse_certs(&self.ca_cert, Path::new("ca.crt"))? {
+            roots.add(ca)?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()?;
+        let chain = parse_certs(cert, Path::new("kubelet.crt"))?;
+        let key = rustls_pemfile::private_key(&mut key.as_bytes())
+            .ok()
+            .flatten()
+            .ok_or_else(|| PkiError::Pem {
+                path: PathBuf::from("kubelet.key"),
+            })?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 

@@ -10,7 +10,9 @@
 //! API over HTTPS like any other client.
 
 pub mod env;
+pub mod logs;
 pub mod node;
+mod server;
 pub mod status;
 mod worker;
 
@@ -57,6 +59,9 @@ pub struct Agent {
     pub insecure_registries: Vec<String>,
     pub events: EventRecorder,
     pub status: StatusSender,
+    pub logs: logs::LogIndex,
+    /// TLS for the node API (logs); `None` serves no node API.
+    pub server_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Agent {
@@ -116,6 +121,21 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
         agent.node.clone(),
         shutdown.clone(),
     ));
+    if let Some(tls) = agent.server_tls.clone() {
+        let address = std::net::SocketAddr::from(([0, 0, 0, 0], agent.node.kubelet_port));
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| AgentError::Io {
+                path: format!("node API listener {address}"),
+                source,
+            })?;
+        tokio::spawn(server::serve(
+            listener,
+            tls,
+            agent.logs.clone(),
+            shutdown.clone(),
+        ));
+    }
     let agent = Arc::new(agent);
     let pods: Api<Pod> = Api::all(agent.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node.name));

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::env::{command_line, environment, NodeFacts};
+use crate::logs::{LogEntry, LogIndex};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State, Termination, Update};
 use crate::Agent;
 
@@ -602,6 +603,15 @@ impl Worker {
             .runtime
             .start(&bundle, &id, &log)
             .map_err(|e| e.to_string())?;
+        let (namespace, pod, _) = pod_name(&self.pod);
+        let entry = LogEntry {
+            dir: log_dir.clone(),
+            attempt,
+            running: true,
+        };
+        agent
+            .logs
+            .set(LogIndex::key(&namespace, &pod, &name), entry);
         let exits = self.exits.clone();
         let exit_name = name.clone();
         tokio::spawn(async move {
@@ -676,6 +686,7 @@ impl Worker {
         let Some(live) = self.live.remove(name) else {
             return;
         };
+        self.mark_log_stopped(name);
         let exited: Option<Exited> = read_state(&live.bundle, "exit.json");
         let started: Option<Started> = read_state(&live.bundle, "started.json");
         let termination_message =
@@ -804,6 +815,7 @@ impl Worker {
         let Some(live) = self.live.remove(name) else {
             return;
         };
+        self.mark_log_stopped(name);
         let exited: Option<Exited> = read_state(&live.bundle, "exit.json");
         let started: Option<Started> = read_state(&live.bundle, "started.json");
         let _ = self.agent.runtime.delete(&live.id).await;
@@ -875,8 +887,19 @@ impl Worker {
         }
     }
 
+    fn mark_log_stopped(&self, name: &str) {
+        let (namespace, pod, _) = pod_name(&self.pod);
+        let key = LogIndex::key(&namespace, &pod, name);
+        if let Some(mut entry) = self.agent.logs.get(&key) {
+            entry.running = false;
+            self.agent.logs.set(key, entry);
+        }
+    }
+
     /// Removes the sandbox, network and pod directory.
     async fn teardown(&mut self) {
+        let (namespace, pod, _) = pod_name(&self.pod);
+        self.agent.logs.remove_pod(&namespace, &pod);
         if let Err(error) = self.agent.cni.remove(&self.sandbox_id).await {
             tracing::warn!(pod = %self.key, %error, "network teardown failed");
         }

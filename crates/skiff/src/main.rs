@@ -112,6 +112,9 @@ struct ServerArgs {
     /// This node's pod CIDR.
     #[arg(long, default_value = "10.42.0.0/24")]
     node_pod_cidr: String,
+    /// Port of the node agent's HTTPS API (logs), as kubelet's 10250.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 fn main() -> Result<()> {
@@ -333,6 +336,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         vec![token],
         url.clone(),
         shutdown.clone(),
+    )
+    .with_kubelet_client(
+        pki.kubelet_client_config()
+            .context("failed to configure TLS to node agents")?,
     );
     api.start_control_plane()
         .await
@@ -357,7 +364,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         });
     }
     if !args.disable_agent {
-        let agent = build_agent(&args, shutdown.clone())
+        let agent = build_agent(&args, &pki, shutdown.clone())
             .await
             .context("failed to set up the node agent")?;
         let shutdown = shutdown.clone();
@@ -375,6 +382,7 @@ async fn server(args: ServerArgs) -> Result<()> {
 /// The embedded node agent: OCI runtime, image store, CNI, node facts.
 async fn build_agent(
     args: &ServerArgs,
+    pki: &Pki,
     shutdown: CancellationToken,
 ) -> Result<skiff_kubelet::Agent> {
     let data_dir = &args.data_dir;
@@ -428,6 +436,13 @@ async fn build_agent(
     let node_name = args.node_name.clone().unwrap_or(hostname);
     let mut node = skiff_kubelet::node::NodeInfo::detect(&node_name, data_dir, &runtime_version);
     node.pod_cidr = args.node_pod_cidr.clone();
+    node.kubelet_port = args.kubelet_port;
+    let (cert, key) = pki
+        .kubelet_serving(&node_name, std::slice::from_ref(&node.internal_ip))
+        .context("failed to issue the node agent's certificate")?;
+    let server_tls = pki
+        .kubelet_server_config(&cert, &key)
+        .context("failed to configure the node agent's TLS")?;
     let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"))
         .await
         .context("failed to build the agent's client")?;
@@ -444,6 +459,8 @@ async fn build_agent(
         skiff,
         insecure_registries: Vec::new(),
         status,
+        logs: skiff_kubelet::logs::LogIndex::default(),
+        server_tls: Some(server_tls),
     })
 }
 

@@ -204,3 +204,201 @@ fn exit_codes_phases_and_the_grace_period() -> Result<()> {
     assert!(started.elapsed() < Duration::from_secs(5));
     Ok(())
 }
+
+fn apply(skiff: &Skiff, manifest: &str) -> Result<()> {
+    skiff.kubectl_stdin(&["apply", "-f", "-"], manifest)?.ok()?;
+    Ok(())
+}
+
+#[test]
+fn logs_tail_timestamps_follow_and_previous() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let pod = |name: &str, policy: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  containers:\n  - name: c\n    image: {TEST_IMAGE}\n    command: [\"sh\", \"-c\", \"{script}\"]\n"
+        )
+    };
+    // stdout and stderr are separate pipes, ordered within each stream only.
+    apply(
+        &skiff,
+        &pod(
+            "talker",
+            "Never",
+            "echo oops >&2; sleep 0.3; echo one; echo two; echo three",
+        ),
+    )?;
+    apply(
+        &skiff,
+        &pod(
+            "ticker",
+            "Never",
+            "for i in 1 2 3; do echo tick $i; sleep 1; done",
+        ),
+    )?;
+    apply(&skiff, &pod("crasher", "Always", "echo attempt; exit 1"))?;
+
+    wait_phase(&skiff, "talker", "Succeeded")?;
+    assert_eq!(
+        skiff.kubectl(&["logs", "talker"])?.ok()?.stdout,
+        "oops\none\ntwo\nthree\n"
+    );
+    assert_eq!(
+        skiff.kubectl(&["logs", "talker", "--tail=1"])?.ok()?.stdout,
+        "three\n"
+    );
+    assert_eq!(
+        skiff
+            .kubectl(&["logs", "talker", "--limit-bytes=2"])?
+            .ok()?
+            .stdout,
+        "oo"
+    );
+    let stamped = skiff
+        .kubectl(&["logs", "talker", "--timestamps", "--tail=1"])?
+        .ok()?
+        .stdout;
+    let (stamp, text) = stamped.split_once(' ').context("timestamp")?;
+    assert!(
+        stamp.parse::<jiff::Timestamp>().is_ok() && text == "three\n",
+        "{stamped}"
+    );
+    let none = skiff.kubectl(&["logs", "talker", "--previous"])?.failed()?;
+    assert!(
+        none.stderr
+            .contains("previous terminated container \"c\" in pod \"talker\" not found"),
+        "{}",
+        none.stderr
+    );
+
+    // -f streams until the container ends.
+    wait_phase(&skiff, "ticker", "Running")?;
+    let followed = skiff.kubectl(&["logs", "-f", "ticker"])?.ok()?;
+    assert!(followed.stdout.ends_with("tick 3\n"), "{}", followed.stdout);
+
+    // A crash-looping container: during the first back-off the dead instance is the
+    // current one; after the 10 s back-off a second one runs and the first is "previous".
+    skiff.wait_for(Duration::from_secs(10), "crasher to back off", || {
+        Ok(
+            pod_json(&skiff, "crasher")?["status"]["containerStatuses"][0]["state"]["waiting"]
+                ["reason"]
+                == "CrashLoopBackOff",
+        )
+    })?;
+    assert_eq!(
+        skiff.kubectl(&["logs", "crasher"])?.ok()?.stdout,
+        "attempt\n"
+    );
+    let time = |v: &Value| {
+        v.as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .context("timestamp")
+    };
+    let first = pod_json(&skiff, "crasher")?;
+    let first_finished =
+        time(&first["status"]["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"])?;
+    skiff.wait_for(Duration::from_secs(40), "crasher to restart", || {
+        Ok(
+            pod_json(&skiff, "crasher")?["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 2,
+        )
+    })?;
+    let second = pod_json(&skiff, "crasher")?;
+    let second_started =
+        time(&second["status"]["containerStatuses"][0]["lastState"]["terminated"]["startedAt"])?;
+    let delay = second_started.as_second() - first_finished.as_second();
+    assert!(
+        (9..=13).contains(&delay),
+        "the first restart waits out the 10 s back-off (took {delay}s)"
+    );
+    let status = pod_json(&skiff, "crasher")?;
+    let container = &status["status"]["containerStatuses"][0];
+    assert_eq!(container["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(
+        status["metadata"]["uid"],
+        pod_json(&skiff, "crasher")?["metadata"]["uid"]
+    );
+    assert_eq!(
+        skiff
+            .kubectl(&["logs", "crasher", "--previous"])?
+            .ok()?
+            .stdout,
+        "attempt\n"
+    );
+    let row = skiff
+        .kubectl(&["get", "pod", "crasher", "--no-headers"])?
+        .ok()?;
+    assert!(
+        row.stdout.contains(" ago)"),
+        "RESTARTS shows when: {}",
+        row.stdout
+    );
+    let describe = skiff.kubectl(&["describe", "pod", "crasher"])?.ok()?;
+    assert!(
+        describe
+            .stdout
+            .contains("Back-off restarting failed container c"),
+        "{}",
+        describe.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn containers_of_a_pod_share_localhost_hostname_and_empty_dir() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: duo
+spec:
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  containers:
+  - name: web
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"echo from web > /data/index.html; hostname > /data/web-hostname; httpd -f -p 80 -h /data & trap 'exit 0' TERM; wait\"]
+    volumeMounts:
+    - name: shared
+      mountPath: /data
+  - name: client
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"until wget -q -O - http://localhost:80/; do sleep 0.2; done; echo; cat /shared/web-hostname; hostname; trap 'exit 0' TERM; sleep 3600 & wait\"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+"
+    );
+    apply(&skiff, &manifest)?;
+    wait_phase(&skiff, "duo", "Running")?;
+    skiff.wait_for(
+        Duration::from_secs(20),
+        "the client to reach the server",
+        || {
+            Ok(skiff
+                .kubectl(&["logs", "duo", "-c", "client"])?
+                .stdout
+                .lines()
+                .count()
+                >= 3)
+        },
+    )?;
+    let logs = skiff
+        .kubectl(&["logs", "duo", "-c", "client"])?
+        .ok()?
+        .stdout;
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines,
+        ["from web", "duo", "duo"],
+        "localhost, the emptyDir and the hostname are shared: {logs}"
+    );
+    let row = skiff
+        .kubectl(&["get", "pod", "duo", "--no-headers"])?
+        .ok()?;
+    assert!(row.stdout.contains("2/2"), "{}", row.stdout);
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The node agent's HTTPS server (port 10250): the API server reaches it
+//! for `pods/log`. Clients must present a certificate from the cluster CA.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::logs::{parse, render, LogIndex, LogOptions};
+
+/// How often a followed log is checked for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+fn error(code: StatusCode, message: String) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain")], message).into_response()
+}
+
+fn options(query: &[(String, String)]) -> (LogOptions, bool, bool) {
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let flag = |k: &str| matches!(get(k), Some("true" | "1"));
+    let since = match (
+        get("sinceTime"),
+        get("sinceSeconds").and_then(|s| s.parse::<i64>().ok()),
+    ) {
+        (Some(t), _) => t.parse().ok(),
+        (None, Some(seconds)) => jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(seconds))
+            .ok(),
+        _ => None,
+    };
+    let options = LogOptions {
+        tail_lines: get("tailLines").and_then(|v| v.parse().ok()),
+        since,
+        timestamps: flag("timestamps"),
+        limit_bytes: get("limitBytes").and_then(|v| v.parse().ok()),
+    };
+    (options, flag("follow"), flag("previous"))
+}
+
+async fn container_logs(
+    State(index): State<LogIndex>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let (options, follow, previous) = options(&query);
+    let key = LogIndex::key(&namespace, &pod, &container);
+    let Some(entry) = index.get(&key) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "container {container:?} in pod {pod:?} is waiting to start: ContainerCreating"
+            ),
+        );
+    };
+    let attempt = if previous {
+        entry.attempt - 1
+    } else {
+        entry.attempt
+    };
+    let path = entry.dir.join(format!("{attempt}.log"));
+    if attempt < 0 || !path.exists() {
+        return if previous {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("previous terminated container {container:?} in pod {pod:?} not found"),
+            )
+        } else {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "container {container:?} in pod {pod:?} is waiting to start: ContainerCreating"
+                ),
+            )
+        };
+    }
+    let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+    let first = render(&parse(&text), &options);
+    if !follow || previous {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            first,
+        )
+            .into_response();
+    }
+    // Follow: new complete lines as they arrive, until the container ends.
+    let offset = text.len();
+    let stream = futures::stream::unfold(
+        (Some(first), offset, false),
+        move |(pending, mut offset, done)| {
+            let (index, key, path, options) = (
+                index.clone(),
+                key.clone(),
+                path.clone(),
+                LogOptions {
+                    tail_lines: None,
+                    since: None,
+                    ..options.clone()
+                },
+            );
+            async move {
+                if let Some(chunk) = pending {
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                        (None, offset, done),
+                    ));
+                }
+                if done {
+                    return None;
+                }
+                loop {
+                    let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+                    let complete = text[offset.min(text.len())..]
+                        .rfind('\n')
+                        .map(|i| offset + i + 1);
+                    let still_running = index
+                        .get(&key)
+                        .is_some_and(|e| e.running && path.ends_with(format!("{}.log", e.attempt)));
+                    if let Some(end) = complete {
+                        let chunk = render(&parse(&text[offset..end]), &options);
+                        offset = end;
+                        return Some((Ok(Bytes::from(chunk)), (None, offset, !still_running)));
+                    }
+                    if !still_running {
+                        return None;
+                    }
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+            }
+        },
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Serves the node API over TLS on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    index: LogIndex,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .with_state(index);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(request.map(Body::new))
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
