@@ -55,6 +55,8 @@ struct Worker {
     backoff: HashMap<String, (Duration, Instant)>,
     /// Init containers that finished successfully.
     initialized: Vec<String>,
+    /// The pod ended for good and its sandbox was released.
+    finished: bool,
     exits: mpsc::UnboundedSender<String>,
 }
 
@@ -103,6 +105,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
         live: HashMap::new(),
         backoff: HashMap::new(),
         initialized: Vec::new(),
+        finished: false,
         exits,
     };
     tracing::info!(pod = %format!("{namespace}/{name}"), "pod worker started");
@@ -123,12 +126,10 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
         }
         worker.sync().await;
         worker.publish();
-        let wake = worker
-            .backoff
-            .values()
-            .map(|(_, at)| *at)
-            .filter(|at| *at > Instant::now())
-            .min();
+        if worker.is_terminal() {
+            worker.release_sandbox().await;
+        }
+        let wake = worker.next_wake();
         tokio::select! {
             changed = desired.changed() => {
                 if changed.is_err() {
@@ -198,6 +199,9 @@ impl Worker {
 
     /// Brings the pod towards its spec: sandbox, network, then containers.
     async fn sync(&mut self) {
+        if self.finished {
+            return;
+        }
         if self.sandbox.is_none() {
             if let Err(message) = self.create_sandbox().await {
                 self.event(EventType::Warning, "FailedCreatePodSandBox", &message, None)
@@ -219,6 +223,25 @@ impl Worker {
             return;
         }
         for container in &spec.containers {
+            let pull_failed = self.record.containers.iter().any(|c| {
+                c.name == container.name
+                    && matches!(&c.state, State::Waiting { reason, .. } if reason == "ErrImagePull")
+            });
+            if pull_failed && !self.due(&container.name) {
+                let image = container.image.clone().unwrap_or_default();
+                let message = format!("Back-off pulling image {image:?}");
+                let field = Some(format!("spec.containers{{{}}}", container.name));
+                self.event(EventType::Normal, "BackOff", &message, field.clone())
+                    .await;
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    "Error: ImagePullBackOff",
+                    field,
+                )
+                .await;
+                self.set_waiting(&container.name, "ImagePullBackOff", Some(message));
+            }
             let record = self
                 .record
                 .containers
@@ -232,6 +255,23 @@ impl Worker {
                 self.start_container(container).await;
             }
         }
+    }
+
+    /// When the worker must look again without news: a back-off ending, or
+    /// shortly after a failed pull (to report the back-off).
+    fn next_wake(&self) -> Option<Instant> {
+        let soon = self
+            .record
+            .containers
+            .iter()
+            .any(|c| matches!(&c.state, State::Waiting { reason, .. } if reason == "ErrImagePull"))
+            .then(|| Instant::now() + Duration::from_secs(1));
+        self.backoff
+            .values()
+            .map(|(_, at)| *at)
+            .filter(|at| *at > Instant::now())
+            .chain(soon)
+            .min()
     }
 
     /// Whether a container's backoff, if any, has elapsed.
@@ -429,28 +469,10 @@ impl Worker {
         let image = match self.ensure_image(container).await {
             Ok(image) => image,
             Err((reason, message)) => {
-                let pulling_failed = reason == "ErrImagePull";
                 let delay = self.back_off(&name, None);
-                let reason = if pulling_failed
-                    && self
-                        .backoff
-                        .get(&name)
-                        .is_some_and(|(d, _)| *d > BACKOFF_START)
-                {
-                    "ImagePullBackOff"
-                } else {
-                    &reason
-                };
-                let message = if reason == "ImagePullBackOff" {
-                    format!(
-                        "Back-off pulling image {:?}",
-                        container.image.clone().unwrap_or_default()
-                    )
-                } else {
-                    message
-                };
-                tracing::info!(pod = %self.key, container = %name, reason, ?delay, "image not available");
-                self.set_waiting(&name, reason, Some(message));
+                tracing::info!(pod = %self.key, container = %name, %reason, ?delay, "image not available");
+                // Reported as is now; the next sync shows the back-off (ImagePullBackOff).
+                self.set_waiting(&name, &reason, Some(message));
                 return;
             }
         };
@@ -643,15 +665,7 @@ impl Worker {
             },
         );
         let container_id = format!("{}://{id}", agent.runtime.name());
-        let image_id = if image.repo_digest.is_empty() {
-            image.config.clone()
-        } else {
-            format!(
-                "{}@{}",
-                image.name.split(':').next().unwrap_or(""),
-                image.repo_digest
-            )
-        };
+        let image_id = image.image_id();
         if let Some(record) = self.record_mut(&name) {
             record.container_id = container_id;
             record.image_id = image_id;
@@ -894,6 +908,37 @@ impl Worker {
             entry.running = false;
             self.agent.logs.set(key, entry);
         }
+    }
+
+    /// Whether every container has ended for good (Succeeded or Failed).
+    fn is_terminal(&self) -> bool {
+        let policy = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        self.live.is_empty()
+            && matches!(
+                crate::status::phase(&policy, &self.record.containers, self.record.sandbox_ready),
+                "Succeeded" | "Failed"
+            )
+    }
+
+    /// A terminal pod needs no sandbox: its network and sandbox go (its
+    /// logs and status stay until the pod is deleted), as upstream.
+    async fn release_sandbox(&mut self) {
+        let Some(sandbox) = self.sandbox.take() else {
+            return;
+        };
+        self.finished = true;
+        if let Err(error) = self.agent.cni.remove(&self.sandbox_id).await {
+            tracing::warn!(pod = %self.key, %error, "network teardown failed");
+        }
+        let _ = tokio::task::spawn_blocking(move || sandbox.stop()).await;
+        let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
+        skiff_runtime::container::remove_cgroup(&self.cgroup_parent());
+        tracing::info!(pod = %self.key, "pod finished; sandbox released");
     }
 
     /// Removes the sandbox, network and pod directory.

@@ -220,11 +220,7 @@ async fn image(command: ImageCommand) -> Result<()> {
                 "SIZE".to_string(),
             ]];
             for image in store.list()? {
-                let (repository, tag) = image
-                    .name
-                    .rsplit_once(':')
-                    .filter(|(_, t)| !t.contains('/'))
-                    .unwrap_or((&image.name, "<none>"));
+                let (repository, tag) = image.repository_and_tag();
                 let id = image
                     .config
                     .trim_start_matches("sha256:")

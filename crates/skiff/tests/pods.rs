@@ -402,3 +402,72 @@ spec:
     assert!(row.stdout.contains("2/2"), "{}", row.stdout);
     Ok(())
 }
+
+#[test]
+fn images_are_pulled_from_a_registry_and_failures_back_off() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    skiff.start_registry("127.0.0.1:5000/test/busybox:1")?;
+    let pod = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
+        )
+    };
+    apply(&skiff, &pod("pulled", "127.0.0.1:5000/test/busybox:1"))?;
+    apply(&skiff, &pod("missing", "127.0.0.1:5000/test/nope:1"))?;
+    apply(&skiff, &pod("invalid", "Not/A/Valid:Name"))?;
+
+    wait_phase(&skiff, "pulled", "Running")?;
+    let describe = skiff.kubectl(&["describe", "pod", "pulled"])?.ok()?.stdout;
+    assert!(
+        describe.contains("Pulling image \"127.0.0.1:5000/test/busybox:1\""),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("Successfully pulled image \"127.0.0.1:5000/test/busybox:1\" in "),
+        "{describe}"
+    );
+    assert!(describe.contains("Image size: "), "{describe}");
+    let image_id = pod_json(&skiff, "pulled")?["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        image_id.starts_with("127.0.0.1:5000/test/busybox@sha256:"),
+        "{image_id}"
+    );
+
+    let waiting_reason = |name: &str| -> Result<String> {
+        Ok(
+            pod_json(&skiff, name)?["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    skiff.wait_for(Duration::from_secs(20), "missing to back off", || {
+        Ok(waiting_reason("missing")? == "ImagePullBackOff")
+    })?;
+    let describe = skiff.kubectl(&["describe", "pod", "missing"])?.ok()?.stdout;
+    assert!(
+        describe.contains("Failed to pull image \"127.0.0.1:5000/test/nope:1\""),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("Error: ErrImagePull") && describe.contains("Back-off pulling image"),
+        "{describe}"
+    );
+    let row = skiff
+        .kubectl(&["get", "pod", "missing", "--no-headers"])?
+        .ok()?;
+    assert!(
+        row.stdout.contains("0/1") && row.stdout.contains("ImagePullBackOff"),
+        "{}",
+        row.stdout
+    );
+    assert_eq!(pod_json(&skiff, "missing")?["status"]["phase"], "Pending");
+
+    skiff.wait_for(Duration::from_secs(20), "invalid to be refused", || {
+        Ok(waiting_reason("invalid")? == "InvalidImageName")
+    })?;
+    Ok(())
+}

@@ -48,6 +48,23 @@ pub struct Image {
 }
 
 impl Image {
+    /// The name without its tag (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`) and the tag.
+    pub fn repository_and_tag(&self) -> (&str, &str) {
+        match self.name.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+            _ => (&self.name, "<none>"),
+        }
+    }
+
+    /// The image ID kubelet reports: `repository@digest`, or the config digest.
+    pub fn image_id(&self) -> String {
+        if self.repo_digest.is_empty() {
+            self.config.clone()
+        } else {
+            format!("{}@{}", self.repository_and_tag().0, self.repo_digest)
+        }
+    }
+
     /// Bytes of all layer blobs, as kubelet reports image size.
     pub fn size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum()
@@ -540,6 +557,23 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_ids_keep_registry_ports() {
+        let image = Image {
+            name: "127.0.0.1:5000/app:v1".into(),
+            repo_digest: "sha256:ab".into(),
+            config: "sha256:cd".into(),
+            layers: Vec::new(),
+        };
+        assert_eq!(image.repository_and_tag(), ("127.0.0.1:5000/app", "v1"));
+        assert_eq!(image.image_id(), "127.0.0.1:5000/app@sha256:ab");
+        let saved = Image {
+            repo_digest: String::new(),
+            ..image
+        };
+        assert_eq!(saved.image_id(), "sha256:cd");
+    }
 
     #[test]
     fn names_normalize_like_docker() -> Result<()> {

@@ -338,6 +338,48 @@ impl Skiff {
         Ok(skiff)
     }
 
+    /// Starts Debian's docker-registry on 127.0.0.1:5000 inside the node's
+    /// namespace and pushes the busybox test image to it as `image`.
+    pub fn start_registry(&self, image: &str) -> Result<()> {
+        let ns = self.netns.clone().context("not a node test")?;
+        let dir = self.data_dir.path().join("registry");
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n", dir.join("data").display()),
+        )?;
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["docker-registry", "serve"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let image = image.to_string();
+        // The push runs from a thread inside the node's network namespace.
+        std::thread::spawn(move || -> Result<()> {
+            use std::os::fd::AsFd;
+            let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
+            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect("127.0.0.1:5000").is_err() {
+                if Instant::now() > deadline {
+                    bail!("registry did not start");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let spec = skiff_runtime::image::build::ImageSpec::busybox(Path::new("/bin/busybox"))?;
+            runtime.block_on(spec.push(&image))?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("push thread panicked"))?
+    }
+
     /// Every container log on the node, for failure messages.
     pub fn node_logs(&self) -> String {
         let mut out = String::new();
