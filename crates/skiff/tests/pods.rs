@@ -471,3 +471,84 @@ fn images_are_pulled_from_a_registry_and_failures_back_off() -> Result<()> {
     })?;
     Ok(())
 }
+
+#[test]
+fn create_delete_cycles_leave_nothing_behind() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    const CYCLES: usize = 50;
+    for i in 0..CYCLES {
+        let name = format!("cycle-{i}");
+        let manifest = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {TEST_IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n    ports:\n    - containerPort: 80\n      hostPort: 18080\n"
+        );
+        apply(&skiff, &manifest)?;
+        wait_phase(&skiff, &name, "Running")?;
+        skiff.kubectl(&["delete", "pod", &name])?.ok()?;
+    }
+    let data = skiff.data_dir.path();
+    let entries = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(data.join(dir))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        entries("containers"),
+        Vec::<String>::new(),
+        "container bundles"
+    );
+    assert_eq!(entries("sandboxes"), Vec::<String>::new(), "sandboxes");
+    assert_eq!(entries("pods"), Vec::<String>::new(), "pod directories");
+    assert_eq!(
+        entries("cni/results"),
+        Vec::<String>::new(),
+        "cached networks"
+    );
+    let reserved: Vec<String> = entries("cni/ipam/skiff")
+        .into_iter()
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(reserved.is_empty(), "IP reservations: {reserved:?}");
+    let links = skiff.on_node(&["ip", "-o", "link"])?.ok()?.stdout;
+    assert!(!links.contains("veth"), "{links}");
+    let nat = skiff
+        .on_node(&["iptables", "-t", "nat", "-S"])?
+        .ok()?
+        .stdout;
+    // portmap's shared CNI-HOSTPORT-DNAT chain stays; per-pod chains and targets must not.
+    let per_pod: Vec<&str> = nat
+        .lines()
+        .filter(|l| l.contains("CNI-DN-") || l.contains("--to-destination"))
+        .collect();
+    assert!(per_pod.is_empty(), "hostPort rules left: {per_pod:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    assert!(
+        !mounts.contains(&data.display().to_string()),
+        "mounts under the data dir"
+    );
+    // Pod cgroups (v1 memory hierarchy here, the unified tree on cgroup v2).
+    let pod_cgroups = ["/sys/fs/cgroup/memory/skiff", "/sys/fs/cgroup/skiff"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+        })
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pod"))
+        .count();
+    assert_eq!(pod_cgroups, 0, "pod cgroups left");
+    let processes = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()?;
+    let leftovers: Vec<String> = String::from_utf8_lossy(&processes.stdout)
+        .lines()
+        .filter(|l| !l.contains("skiff server"))
+        .filter(|l| l.contains(&data.display().to_string()) || l.contains("--hostname cycle-"))
+        .map(str::to_string)
+        .collect();
+    assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
+    Ok(())
+}
