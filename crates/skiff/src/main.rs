@@ -66,6 +66,17 @@ enum ImageCommand {
         #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Pack the host's busybox-static into an image (for offline demos and tests).
+    PackBusybox {
+        /// The static busybox binary.
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        /// The image name to store it under.
+        #[arg(long, default_value = "skiff.local/busybox:latest")]
+        name: String,
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Pull an image from its registry.
     Pull {
         image: String,
@@ -195,6 +206,27 @@ async fn image(command: ImageCommand) -> Result<()> {
                 .with_context(|| format!("failed to import {}", file.display()))?
             {
                 println!("imported {} ({})", image.name, image.config);
+            }
+        }
+        ImageCommand::PackBusybox {
+            busybox,
+            name,
+            data_dir,
+        } => {
+            let store = open(&data_dir)?;
+            let spec = skiff_runtime::image::build::ImageSpec::busybox(&busybox)
+                .with_context(|| format!("failed to read {}", busybox.display()))?;
+            let archive = data_dir.join("images").join("tmp").join("busybox.oci.tar");
+            spec.write_oci_archive(&name, &archive)?;
+            let imported = store.import(&archive);
+            let _ = std::fs::remove_file(&archive);
+            for image in imported? {
+                println!(
+                    "packed {} ({}) from {}",
+                    image.name,
+                    image.config,
+                    busybox.display()
+                );
             }
         }
         ImageCommand::Pull { image, data_dir } => {
