@@ -695,11 +695,10 @@ impl Worker {
         Ok(dir)
     }
 
-    /// A container's monitor ended: record how, and decide whether it restarts.
-    async fn on_exit(&mut self, name: &str) {
-        let Some(live) = self.live.remove(name) else {
-            return;
-        };
+    /// Forgets a container whose monitor ended: removes it from the runtime
+    /// and returns how it ended (with how long it ran).
+    async fn reap(&mut self, name: &str) -> Option<(Termination, Option<Duration>)> {
+        let live = self.live.remove(name)?;
         self.mark_log_stopped(name);
         let exited: Option<Exited> = read_state(&live.bundle, "exit.json");
         let started: Option<Started> = read_state(&live.bundle, "started.json");
@@ -710,32 +709,38 @@ impl Worker {
         let runtime = self.agent.runtime.clone();
         let bundle = live.bundle.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.remove_bundle(&bundle)).await;
-        let exit_code = exited.as_ref().map(|e| e.exit_code).unwrap_or(255);
+        // No exit record means the monitor itself was killed: report SIGKILL.
+        let exit_code = exited.as_ref().map(|e| e.exit_code).unwrap_or(137);
+        let error = exited.as_ref().and_then(|e| e.error.clone());
         let started_at = started
             .as_ref()
             .and_then(|s| s.started_at.parse::<Timestamp>().ok());
+        let finished_at = Timestamp::now();
         let ran_for = started_at.map(|s| {
-            Duration::from_secs(
-                u64::try_from(Timestamp::now().as_second() - s.as_second()).unwrap_or(0),
-            )
+            Duration::from_secs(u64::try_from(finished_at.as_second() - s.as_second()).unwrap_or(0))
         });
         let termination = Termination {
             exit_code,
             signal: exited.as_ref().and_then(|e| e.signal),
-            reason: match (exit_code, exited.as_ref().and_then(|e| e.error.clone())) {
+            reason: match (exit_code, &error) {
                 (_, Some(_)) => "StartError".into(),
                 (0, None) => "Completed".into(),
                 _ => "Error".into(),
             },
-            message: exited
-                .as_ref()
-                .and_then(|e| e.error.clone())
-                .or(Some(termination_message).filter(|m| !m.is_empty())),
+            message: error.or(Some(termination_message).filter(|m| !m.is_empty())),
             started_at,
-            finished_at: Timestamp::now(),
+            finished_at,
             container_id: format!("{}://{}", self.agent.runtime.name(), live.id),
         };
         tracing::info!(pod = %self.key, container = name, exit_code, "container exited");
+        Some((termination, ran_for))
+    }
+
+    /// A container's monitor ended: record how, and decide whether it restarts.
+    async fn on_exit(&mut self, name: &str) {
+        let Some((termination, ran_for)) = self.reap(name).await else {
+            return;
+        };
         let policy = self
             .pod
             .spec
@@ -747,13 +752,13 @@ impl Worker {
             .spec
             .as_ref()
             .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
-        if is_init && exit_code == 0 {
+        if is_init && termination.exit_code == 0 {
             self.initialized.push(name.to_string());
             return;
         }
         let restart = match policy.as_str() {
             "Always" => true,
-            "OnFailure" => exit_code != 0,
+            "OnFailure" => termination.exit_code != 0,
             _ => false,
         };
         if !restart {
@@ -787,72 +792,38 @@ impl Worker {
         .await;
     }
 
+    /// Reaps containers as their exit records appear, until none is left or `deadline`.
+    async fn reap_until(&mut self, deadline: Instant) {
+        while !self.live.is_empty() && Instant::now() < deadline {
+            let exited: Vec<String> = self
+                .live
+                .iter()
+                .filter(|(_, l)| l.bundle.join("exit.json").exists())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in exited {
+                if let Some((termination, _)) = self.reap(&name).await {
+                    if let Some(record) = self.record_mut(&name) {
+                        record.state = State::Terminated(termination);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Signals every live container, waits up to `grace`, then kills what is left.
     async fn stop_all(&mut self, grace: Duration) {
         for (name, live) in &self.live {
             tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping container");
             let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
         }
-        let deadline = Instant::now() + grace;
-        while !self.live.is_empty() && Instant::now() < deadline {
-            let exited: Vec<String> = self
-                .live
-                .iter()
-                .filter(|(_, l)| l.bundle.join("exit.json").exists())
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in exited {
-                self.on_exit_final(&name).await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.reap_until(Instant::now() + grace).await;
         for live in self.live.values() {
             let _ = self.agent.runtime.kill(&live.id, "KILL").await;
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.live.is_empty() && Instant::now() < deadline {
-            let exited: Vec<String> = self
-                .live
-                .iter()
-                .filter(|(_, l)| l.bundle.join("exit.json").exists())
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in exited {
-                self.on_exit_final(&name).await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Records a container's end during termination (no restart).
-    async fn on_exit_final(&mut self, name: &str) {
-        let Some(live) = self.live.remove(name) else {
-            return;
-        };
-        self.mark_log_stopped(name);
-        let exited: Option<Exited> = read_state(&live.bundle, "exit.json");
-        let started: Option<Started> = read_state(&live.bundle, "started.json");
-        let _ = self.agent.runtime.delete(&live.id).await;
-        let runtime = self.agent.runtime.clone();
-        let bundle = live.bundle.clone();
-        let _ = tokio::task::spawn_blocking(move || runtime.remove_bundle(&bundle)).await;
-        let exit_code = exited.as_ref().map(|e| e.exit_code).unwrap_or(137);
-        let termination = Termination {
-            exit_code,
-            signal: exited.as_ref().and_then(|e| e.signal),
-            reason: if exit_code == 0 {
-                "Completed".into()
-            } else {
-                "Error".into()
-            },
-            message: None,
-            started_at: started.and_then(|s| s.started_at.parse().ok()),
-            finished_at: Timestamp::now(),
-            container_id: format!("{}://{}", self.agent.runtime.name(), live.id),
-        };
-        if let Some(record) = self.record_mut(name) {
-            record.state = State::Terminated(termination);
-        }
+        self.reap_until(Instant::now() + Duration::from_secs(5))
+            .await;
     }
 
     /// Graceful deletion: stop containers within the grace period, clean

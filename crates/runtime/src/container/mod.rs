@@ -148,12 +148,14 @@ impl OciRuntime {
         command.spawn().map_err(io_err(&self.skiff))
     }
 
-    async fn run(&self, args: &[&str], id: &str) -> Result<()> {
+    /// Runs `<runtime> --root <root> <command> <id> <extra...>`.
+    async fn run(&self, command: &str, id: &str, extra: &[&str]) -> Result<()> {
         let output = tokio::process::Command::new(&self.binary)
             .arg("--root")
             .arg(&self.root)
-            .args(args)
+            .arg(command)
             .arg(id)
+            .args(extra)
             .stdin(Stdio::null())
             .output()
             .await
@@ -163,7 +165,12 @@ impl OciRuntime {
         }
         Err(ContainerError::Runtime {
             runtime: self.name(),
-            command: args.join(" "),
+            command: [command]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
             id: id.to_string(),
             message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
@@ -171,28 +178,12 @@ impl OciRuntime {
 
     /// Sends `signal` (e.g. `TERM`, `KILL`) to the container's init.
     pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
-        let output = tokio::process::Command::new(&self.binary)
-            .arg("--root")
-            .arg(&self.root)
-            .args(["kill", id, signal])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(io_err(&self.binary))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        Err(ContainerError::Runtime {
-            runtime: self.name(),
-            command: format!("kill {signal}"),
-            id: id.to_string(),
-            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        })
+        self.run("kill", id, &[signal]).await
     }
 
     /// Forgets a stopped container (idempotent).
     pub async fn delete(&self, id: &str) -> Result<()> {
-        match self.run(&["delete", "--force"], id).await {
+        match self.run("delete", id, &["--force"]).await {
             Err(ContainerError::Runtime { message, .. })
                 if message.contains("does not exist") || message.contains("not found") =>
             {

@@ -489,30 +489,6 @@ impl Skiff {
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        // Pod cgroups whose containers are gone.
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .chain([PathBuf::from("/sys/fs/cgroup")])
-        {
-            for pod in std::fs::read_dir(hierarchy.join("skiff"))
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-            {
-                for container in std::fs::read_dir(pod.path())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.ok())
-                    .filter(|e| e.path().is_dir())
-                {
-                    let _ = std::fs::remove_dir(container.path());
-                }
-                let _ = std::fs::remove_dir(pod.path());
-            }
-        }
     }
 }
 
