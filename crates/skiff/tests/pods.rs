@@ -237,6 +237,12 @@ fn logs_tail_timestamps_follow_and_previous() -> Result<()> {
     )?;
     apply(&skiff, &pod("crasher", "Always", "echo attempt; exit 1"))?;
 
+    let envy = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: envy\n  labels:\n    tier: front\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {TEST_IMAGE}\n    command: [\"sh\", \"-c\", \"echo $(GREETING) $NAME $TIER $NODE \\\"$ESCAPED\\\"\"]\n    env:\n    - name: BASE\n      value: hello\n    - name: ESCAPED\n      value: $$(BASE)\n    - name: GREETING\n      value: $(BASE)-world\n    - name: NAME\n      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n    - name: TIER\n      valueFrom: {{fieldRef: {{fieldPath: \"metadata.labels['tier']\"}}}}\n    - name: NODE\n      valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}\n"
+    );
+    apply(&skiff, &envy)?;
+    wait_phase(&skiff, "envy", "Succeeded")?;
+    assert_eq!(skiff.kubectl(&["logs", "envy"])?.ok()?.stdout, "hello-world envy front skiff-e2e $(BASE)\n");
     wait_phase(&skiff, "talker", "Succeeded")?;
     assert_eq!(
         skiff.kubectl(&["logs", "talker"])?.ok()?.stdout,
