@@ -182,6 +182,27 @@ impl Worker {
             .await;
     }
 
+    /// A container's field path in events, as kubelet sets it.
+    fn field_path(&self, name: &str) -> Option<String> {
+        let is_init = self
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
+        let list = if is_init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        Some(format!("spec.{list}{{{name}}}"))
+    }
+
+    /// An event about one container.
+    async fn container_event(&self, name: &str, kind: EventType, reason: &str, message: &str) {
+        self.event(kind, reason, message, self.field_path(name))
+            .await;
+    }
+
     fn publish(&self) {
         let (namespace, name, uid) = pod_name(&self.pod);
         let status = pod_status(&self.pod, &self.record, Timestamp::now());
@@ -230,7 +251,7 @@ impl Worker {
             if pull_failed && !self.due(&container.name) {
                 let image = container.image.clone().unwrap_or_default();
                 let message = format!("Back-off pulling image {image:?}");
-                let field = Some(format!("spec.containers{{{}}}", container.name));
+                let field = self.field_path(&container.name);
                 self.event(EventType::Normal, "BackOff", &message, field.clone())
                     .await;
                 self.event(
@@ -367,7 +388,7 @@ impl Worker {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| skiff_api::pod::default_pull_policy(&image).to_string());
-        let field = Some(format!("spec.containers{{{}}}", container.name));
+        let field = self.field_path(&container.name);
         let present = match self.agent.images.get(&image) {
             Ok(present) => present,
             Err(ImageError::InvalidName { reason, .. }) => {
@@ -476,15 +497,15 @@ impl Worker {
                 return;
             }
         };
-        match self.create_and_start(container, &image, is_init).await {
+        match self.create_and_start(container, &image).await {
             Ok(()) => {}
             Err(message) => {
                 self.back_off(&name, None);
-                self.event(
+                self.container_event(
+                    &name,
                     EventType::Warning,
                     "Failed",
                     &format!("Error: {message}"),
-                    Some(format!("spec.containers{{{name}}}")),
                 )
                 .await;
                 self.set_waiting(&name, "CreateContainerError", Some(message));
@@ -496,7 +517,6 @@ impl Worker {
         &mut self,
         container: &Container,
         image: &Image,
-        is_init: bool,
     ) -> Result<(), String> {
         let agent = self.agent.clone();
         let name = container.name.clone();
@@ -606,14 +626,7 @@ impl Worker {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        let field = Some(format!(
-            "spec.{}{{{name}}}",
-            if is_init {
-                "initContainers"
-            } else {
-                "containers"
-            }
-        ));
+        let field = self.field_path(&name);
         self.event(
             EventType::Normal,
             "Created",
@@ -783,13 +796,8 @@ impl Worker {
         }
         let event =
             format!("Back-off restarting failed container {name} in pod {pod}_{namespace}({uid})");
-        self.event(
-            EventType::Warning,
-            "BackOff",
-            &event,
-            Some(format!("spec.containers{{{name}}}")),
-        )
-        .await;
+        self.container_event(&name, EventType::Warning, "BackOff", &event)
+            .await;
     }
 
     /// Reaps containers as their exit records appear, until none is left or `deadline`.
@@ -841,11 +849,11 @@ impl Worker {
             })
             .unwrap_or(30);
         for name in self.live.keys() {
-            self.event(
+            self.container_event(
+                &name,
                 EventType::Normal,
                 "Killing",
                 &format!("Stopping container {name}"),
-                Some(format!("spec.containers{{{name}}}")),
             )
             .await;
         }

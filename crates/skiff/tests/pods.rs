@@ -242,7 +242,10 @@ fn logs_tail_timestamps_follow_and_previous() -> Result<()> {
     );
     apply(&skiff, &envy)?;
     wait_phase(&skiff, "envy", "Succeeded")?;
-    assert_eq!(skiff.kubectl(&["logs", "envy"])?.ok()?.stdout, "hello-world envy front skiff-e2e $(BASE)\n");
+    assert_eq!(
+        skiff.kubectl(&["logs", "envy"])?.ok()?.stdout,
+        "hello-world envy front skiff-e2e $(BASE)\n"
+    );
     wait_phase(&skiff, "talker", "Succeeded")?;
     assert_eq!(
         skiff.kubectl(&["logs", "talker"])?.ok()?.stdout,
