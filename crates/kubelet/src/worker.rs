@@ -796,7 +796,7 @@ impl Worker {
         }
         let event =
             format!("Back-off restarting failed container {name} in pod {pod}_{namespace}({uid})");
-        self.container_event(&name, EventType::Warning, "BackOff", &event)
+        self.container_event(name, EventType::Warning, "BackOff", &event)
             .await;
     }
 
@@ -850,7 +850,7 @@ impl Worker {
             .unwrap_or(30);
         for name in self.live.keys() {
             self.container_event(
-                &name,
+                name,
                 EventType::Normal,
                 "Killing",
                 &format!("Stopping container {name}"),
