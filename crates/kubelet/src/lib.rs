@@ -56,7 +56,8 @@ pub struct Agent {
     pub cni: Cni,
     /// The `skiff` binary, for `skiff pause` and `skiff monitor`.
     pub skiff: PathBuf,
-    pub insecure_registries: Vec<String>,
+    /// Mirrors, endpoints and credentials (k3s's registries.yaml).
+    pub registries: skiff_runtime::image::registries::RegistriesConfig,
     pub events: EventRecorder,
     pub status: StatusSender,
     pub logs: logs::LogIndex,

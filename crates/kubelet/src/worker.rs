@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kube::api::{Api, DeleteParams, Preconditions};
-use oci_client::secrets::RegistryAuth;
 use serde_json::Value;
 use skiff_client::{pod_reference, EventType};
 use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits};
 use skiff_runtime::container::{read_state, Exited, Started};
+use skiff_runtime::image::registries::Credentials;
 use skiff_runtime::image::{Image, ImageError};
 use skiff_runtime::network::{Attachment, PortMapping};
 use skiff_runtime::sandbox::{hosts_file, Sandbox};
@@ -383,6 +383,8 @@ impl Worker {
 
     /// Makes sure the image is present, honouring imagePullPolicy.
     async fn ensure_image(&mut self, container: &Container) -> Result<Image, (String, String)> {
+        // Read (and report missing) pull secrets on every attempt, as upstream.
+        let credentials = self.pull_credentials().await;
         let image = container.image.clone().unwrap_or_default();
         let policy = container
             .image_pull_policy
@@ -430,11 +432,7 @@ impl Worker {
         match self
             .agent
             .images
-            .pull(
-                &image,
-                &RegistryAuth::Anonymous,
-                &self.agent.insecure_registries,
-            )
+            .pull(&image, &self.agent.registries, &credentials)
             .await
         {
             Ok(pulled) => {
@@ -445,7 +443,12 @@ impl Worker {
                 Ok(pulled)
             }
             Err(error) => {
-                let message = format!("Failed to pull image {image:?}: {error}");
+                // The registry's own words, without repeating what failed.
+                let detail = match &error {
+                    ImageError::Pull { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                let message = format!("Failed to pull image {image:?}: {detail}");
                 self.event(EventType::Warning, "Failed", &message, field.clone())
                     .await;
                 self.event(EventType::Warning, "Failed", "Error: ErrImagePull", field)
@@ -453,6 +456,49 @@ impl Worker {
                 Err(("ErrImagePull".into(), message))
             }
         }
+    }
+
+    /// Credentials from the pod's `imagePullSecrets` (dockerconfigjson);
+    /// a missing secret is reported, and the pull goes on without it.
+    async fn pull_credentials(&self) -> Credentials {
+        let mut credentials = Credentials::default();
+        let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.agent.client.clone(), &namespace);
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten())
+            .map(|r| r.name.clone())
+            .collect();
+        let mut missing = Vec::new();
+        for name in names {
+            match api.get(&name).await {
+                Ok(secret) => {
+                    let data = secret.data.unwrap_or_default();
+                    let config = data
+                        .get(".dockerconfigjson")
+                        .or_else(|| data.get(".dockercfg"));
+                    if let Some(bytes) = config {
+                        if let Err(error) = credentials.add_docker_config(&bytes.0) {
+                            tracing::warn!(pod = %self.key, secret = %name, %error, "unreadable pull secret");
+                        }
+                    }
+                }
+                Err(_) => missing.push(name),
+            }
+        }
+        if !missing.is_empty() {
+            let message = format!("Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.", missing.join(", "));
+            self.event(
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                &message,
+                None,
+            )
+            .await;
+        }
+        credentials
     }
 
     fn set_waiting(&mut self, name: &str, reason: &str, message: Option<String>) {

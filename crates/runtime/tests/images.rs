@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_client::secrets::RegistryAuth;
 use skiff_runtime::image::build::ImageSpec;
+use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
 use skiff_runtime::image::{ImageError, ImageStore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -73,7 +73,9 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
 
     let dir = tempfile::tempdir()?;
     let store = ImageStore::open(dir.path())?;
-    let image = store.pull(&name, &RegistryAuth::Anonymous, &[]).await?;
+    let image = store
+        .pull(&name, &RegistriesConfig::default(), &Credentials::default())
+        .await?;
     assert_eq!(image.name, name);
     assert!(image.repo_digest.starts_with("sha256:"));
     assert!(image.size() > 100_000, "busybox is in the layer");
@@ -95,7 +97,9 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
     // A second pull (and a second name for the same image) reuses the blobs and the unpacked layer.
     let blob = store.blob_path(&image.layers[0].digest)?;
     let before = std::fs::metadata(&blob)?.modified()?;
-    let again = store.pull(&name, &RegistryAuth::Anonymous, &[]).await?;
+    let again = store
+        .pull(&name, &RegistriesConfig::default(), &Credentials::default())
+        .await?;
     assert_eq!(again, image);
     assert_eq!(
         std::fs::metadata(&blob)?.modified()?,
@@ -108,8 +112,8 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
     let missing = store
         .pull(
             &format!("{}/test/nope:1", registry.address),
-            &RegistryAuth::Anonymous,
-            &[],
+            &RegistriesConfig::default(),
+            &Credentials::default(),
         )
         .await;
     let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
@@ -118,7 +122,13 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
         "{message}"
     );
     assert!(matches!(
-        store.pull("Bad Name", &RegistryAuth::Anonymous, &[]).await,
+        store
+            .pull(
+                "Bad Name",
+                &RegistriesConfig::default(),
+                &Credentials::default()
+            )
+            .await,
         Err(ImageError::InvalidName { .. })
     ));
     Ok(())

@@ -123,6 +123,9 @@ struct ServerArgs {
     /// This node's pod CIDR.
     #[arg(long, default_value = "10.42.0.0/24")]
     node_pod_cidr: String,
+    /// Registry mirrors, endpoints and credentials, in k3s's registries.yaml format.
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
     /// Port of the node agent's HTTPS API (logs), as kubelet's 10250.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
@@ -233,7 +236,7 @@ async fn image(command: ImageCommand) -> Result<()> {
             let store = open(&data_dir)?;
             let started = std::time::Instant::now();
             let pulled = store
-                .pull(&image, &oci_client::secrets::RegistryAuth::Anonymous, &[])
+                .pull(&image, &Default::default(), &Default::default())
                 .await?;
             println!(
                 "pulled {} ({}) in {:.1}s, {} bytes",
@@ -475,6 +478,15 @@ async fn build_agent(
         .await
         .context("failed to build the agent's client")?;
     let status = skiff_kubelet::status::start_manager(client.clone(), shutdown);
+    let registries = match &args.registry_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            skiff_runtime::image::registries::RegistriesConfig::parse(&text)
+                .map_err(|e| anyhow::anyhow!("invalid registry config {}: {e}", path.display()))?
+        }
+        None => Default::default(),
+    };
     Ok(skiff_kubelet::Agent {
         events: skiff_client::EventRecorder::new(client.clone(), "kubelet", Some(&node_name)),
         client,
@@ -485,7 +497,7 @@ async fn build_agent(
         runtime,
         cni,
         skiff,
-        insecure_registries: Vec::new(),
+        registries,
         status,
         logs: skiff_kubelet::logs::LogIndex::default(),
         server_tls: Some(server_tls),

@@ -561,3 +561,107 @@ fn create_delete_cycles_leave_nothing_behind() -> Result<()> {
     assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
     Ok(())
 }
+
+#[test]
+fn a_registry_mirror_serves_docker_hub_names_offline() -> Result<()> {
+    // registries.yaml is read at start; the registry it names starts later.
+    let config_dir = tempfile::tempdir()?;
+    let config = config_dir.path().join("registries.yaml");
+    std::fs::write(
+        &config,
+        "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://127.0.0.1:5000\"\n",
+    )?;
+    let config_arg = config.display().to_string();
+    let skiff = Skiff::start_node_with(&["--registry-config", &config_arg])?;
+    skiff.start_registry("127.0.0.1:5000/library/busybox:mirrored")?;
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hub\nspec:\n  containers:\n  - name: c\n    image: busybox:mirrored\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n";
+    apply(&skiff, manifest)?;
+    let pod = wait_phase(&skiff, "hub", "Running")?;
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["image"], "busybox:mirrored");
+    let describe = skiff.kubectl(&["describe", "pod", "hub"])?.ok()?.stdout;
+    assert!(
+        describe.contains("Successfully pulled image \"busybox:mirrored\""),
+        "{describe}"
+    );
+    let images = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["image", "ls", "--data-dir"])
+        .arg(skiff.data_dir.path())
+        .output()?;
+    let listing = String::from_utf8_lossy(&images.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("docker.io/library/busybox") && l.contains("mirrored")),
+        "stored under its own name: {listing}"
+    );
+    Ok(())
+}
+
+#[test]
+fn image_pull_secrets_authenticate_to_a_private_registry() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    skiff.start_registry_with_auth(
+        "127.0.0.1:5000/private/busybox:1",
+        Some(("skiff", "s3cret")),
+    )?;
+    let pod = |name: &str, secrets: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{secrets}  containers:\n  - name: c\n    image: 127.0.0.1:5000/private/busybox:1\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
+        )
+    };
+    apply(&skiff, &pod("anonymous", ""))?;
+    skiff.wait_for(
+        Duration::from_secs(20),
+        "the anonymous pull to fail",
+        || {
+            let reason = pod_json(&skiff, "anonymous")?["status"]["containerStatuses"][0]["state"]
+                ["waiting"]["reason"]
+                .clone();
+            Ok(reason == "ErrImagePull" || reason == "ImagePullBackOff")
+        },
+    )?;
+    let describe = skiff
+        .kubectl(&["describe", "pod", "anonymous"])?
+        .ok()?
+        .stdout;
+    assert!(
+        describe
+            .contains("Failed to pull image \"127.0.0.1:5000/private/busybox:1\": Not authorized"),
+        "{describe}"
+    );
+
+    // What `kubectl create secret docker-registry` sends (protobuf) is understood.
+    skiff
+        .kubectl(&[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            "--docker-server=127.0.0.1:5000",
+            "--docker-username=skiff",
+            "--docker-password=s3cret",
+        ])?
+        .ok()?;
+    apply(
+        &skiff,
+        &pod("authorized", "  imagePullSecrets:\n  - name: regcred\n"),
+    )?;
+    wait_phase(&skiff, "authorized", "Running")?;
+
+    apply(
+        &skiff,
+        &pod("no-such-secret", "  imagePullSecrets:\n  - name: nope\n"),
+    )?;
+    skiff.wait_for(
+        Duration::from_secs(20),
+        "the missing secret to be reported",
+        || {
+            Ok(skiff
+                .kubectl(&["describe", "pod", "no-such-secret"])?
+                .stdout
+                .contains("Unable to retrieve some image pull secrets (nope)"))
+        },
+    )?;
+    Ok(())
+}

@@ -207,6 +207,11 @@ impl ImageSpec {
 
     /// Pushes the image to its registry (plain HTTP for local registries).
     pub async fn push(&self, name: &str) -> Result<(), ImageError> {
+        self.push_with_auth(name, &RegistryAuth::Anonymous).await
+    }
+
+    /// Pushes with credentials.
+    pub async fn push_with_auth(&self, name: &str, auth: &RegistryAuth) -> Result<(), ImageError> {
         let reference = parse_reference(name)?;
         let (layer, config) = self.parts().map_err(|source| ImageError::Io {
             path: name.to_string(),
@@ -230,13 +235,7 @@ impl ImageSpec {
         let config = Config::new(config, IMAGE_CONFIG_MEDIA_TYPE.to_string(), None);
         let manifest = OciImageManifest::build(&layers, &config, None);
         client
-            .push(
-                &reference,
-                &layers,
-                config,
-                &RegistryAuth::Anonymous,
-                Some(manifest),
-            )
+            .push(&reference, &layers, config, auth, Some(manifest))
             .await
             .map_err(|source| ImageError::Pull {
                 image: name.to_string(),

@@ -3,6 +3,7 @@
 //! host files.
 
 pub mod build;
+pub mod registries;
 pub mod store;
 pub mod unpack;
 

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::registries::{sources, Credentials, PullSource, RegistriesConfig};
 use super::unpack::{unpack_layer, Compression, UnpackError};
 
 /// One layer of an image.
@@ -299,21 +299,46 @@ impl ImageStore {
     pub async fn pull(
         &self,
         name: &str,
-        auth: &RegistryAuth,
-        insecure: &[String],
+        config: &RegistriesConfig,
+        credentials: &Credentials,
     ) -> Result<Image> {
         let reference = parse_reference(name)?;
-        let registry = reference.resolve_registry().to_string();
-        let plain_http = is_local_registry(&registry) || insecure.iter().any(|r| r == &registry);
+        let mut last_error = None;
+        for source in sources(&reference, config, credentials) {
+            match self.pull_from(name, &reference, &source).await {
+                Ok(image) => return Ok(image),
+                Err(error) => {
+                    tracing::debug!(image = name, from = %source.reference.whole(), %error, "pull attempt failed");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ImageError::InvalidName {
+            name: name.to_string(),
+            reason: "no registry to pull from".into(),
+        }))
+    }
+
+    /// Pulls from one source; the image is recorded under `reference`'s name.
+    async fn pull_from(
+        &self,
+        name: &str,
+        reference: &Reference,
+        source: &PullSource,
+    ) -> Result<Image> {
+        let auth = &source.auth;
         let config = ClientConfig {
-            protocol: if plain_http {
+            protocol: if source.plain_http {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
+            accept_invalid_certificates: source.accept_invalid_certs,
             platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
             ..Default::default()
         };
+        let original = reference;
+        let reference = &source.reference;
         super::ensure_crypto_provider();
         let client = Client::new(config);
         let pull_err = |source| ImageError::Pull {
@@ -321,7 +346,7 @@ impl ImageStore {
             source,
         };
         let (manifest, digest, config_json, list_digest) = client
-            .pull_manifest_and_config_and_list_digest(&reference, auth)
+            .pull_manifest_and_config_and_list_digest(reference, auth)
             .await
             .map_err(pull_err)?;
         let config_path = self.scratch("config");
@@ -340,7 +365,7 @@ impl ImageStore {
                     .await
                     .map_err(io_err(&partial))?;
                 let mut writer = tokio::io::BufWriter::new(file);
-                let fetched = client.pull_blob(&reference, descriptor, &mut writer).await;
+                let fetched = client.pull_blob(reference, descriptor, &mut writer).await;
                 let flushed = tokio::io::AsyncWriteExt::flush(&mut writer).await;
                 if let Err(error) = fetched {
                     let _ = fs::remove_file(&partial);
@@ -354,7 +379,7 @@ impl ImageStore {
         }
         let repo_digest = list_digest.unwrap_or(digest);
         self.record(Image {
-            name: reference.whole(),
+            name: original.whole(),
             repo_digest,
             config: manifest.config.digest.clone(),
             layers,

@@ -291,6 +291,12 @@ impl Skiff {
     /// A server with the node agent, inside a fresh network namespace (the
     /// node), with the busybox test image already imported.
     pub fn start_node() -> Result<Self> {
+        Self::start_node_with(&[])
+    }
+
+    /// Like [`Skiff::start_node`], with extra `skiff server` arguments;
+    /// `{data}` in them stands for the data directory.
+    pub fn start_node_with(extra: &[&str]) -> Result<Self> {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let ns = format!("skiff-e2e-{}-{n}", std::process::id());
@@ -313,6 +319,10 @@ impl Skiff {
             extra_args: vec!["--node-name".into(), "skiff-e2e".into()],
             with_agent: true,
         };
+        let data = skiff.data_dir.path().display().to_string();
+        skiff
+            .extra_args
+            .extend(extra.iter().map(|a| a.replace("{data}", &data)));
         let lo = Command::new("ip")
             .args(["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])
             .status()?;
@@ -341,14 +351,42 @@ impl Skiff {
     /// Starts Debian's docker-registry on 127.0.0.1:5000 inside the node's
     /// namespace and pushes the busybox test image to it as `image`.
     pub fn start_registry(&self, image: &str) -> Result<()> {
+        self.start_registry_with_auth(image, None)
+    }
+
+    /// Like [`Skiff::start_registry`]; with `Some((user, password))` the
+    /// registry requires HTTP basic auth (htpasswd), and the push uses it.
+    pub fn start_registry_with_auth(
+        &self,
+        image: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<()> {
         let ns = self.netns.clone().context("not a node test")?;
         let dir = self.data_dir.path().join("registry");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n", dir.join("data").display()),
-        )?;
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            dir.join("data").display()
+        );
+        if let Some((user, password)) = credentials {
+            let htpasswd = dir.join("htpasswd");
+            std::fs::write(
+                &htpasswd,
+                format!("{user}:{}\n", bcrypt::hash(password, 4)?),
+            )?;
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text)?;
+        let auth = match credentials {
+            Some((user, password)) => {
+                oci_client::secrets::RegistryAuth::Basic(user.to_string(), password.to_string())
+            }
+            None => oci_client::secrets::RegistryAuth::Anonymous,
+        };
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{ns}"))
             .args(["docker-registry", "serve"])
@@ -373,7 +411,7 @@ impl Skiff {
                 .enable_all()
                 .build()?;
             let spec = skiff_runtime::image::build::ImageSpec::busybox(Path::new("/bin/busybox"))?;
-            runtime.block_on(spec.push(&image))?;
+            runtime.block_on(spec.push_with_auth(&image, &auth))?;
             Ok(())
         })
         .join()
