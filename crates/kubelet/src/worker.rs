@@ -751,7 +751,56 @@ impl Worker {
         let dir = self.pod_dir().join("volumes").join(volume);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("failed to create volume {volume}: {e}"))?;
+        let spec = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .and_then(|v| v.iter().find(|v| v.name == volume));
+        let memory = spec
+            .and_then(|v| v.empty_dir.as_ref())
+            .filter(|e| e.medium.as_deref() == Some("Memory"));
+        if let Some(empty_dir) = memory {
+            let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(dir.to_string_lossy().as_ref()));
+            if !mounted {
+                // medium: Memory is a tmpfs, sized by sizeLimit when given.
+                let size = empty_dir
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| skiff_api::quantity::Quantity::parse(&q.0))
+                    .map(|q| format!(",size={}", q.value()))
+                    .unwrap_or_default();
+                let options = format!("mode=1777{size}");
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &dir,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::empty(),
+                    Some(options.as_str()),
+                )
+                .map_err(|e| format!("failed to mount a tmpfs for volume {volume}: {e}"))?;
+            }
+        }
         Ok(dir)
+    }
+
+    /// Unmounts memory-backed volumes of the pod.
+    fn unmount_volumes(&self) {
+        let volumes = self.pod_dir().join("volumes");
+        let prefix = volumes.to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for mount_point in mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&prefix))
+        {
+            if let Err(error) = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!(pod = %self.key, mount = mount_point, %error, "failed to unmount a volume");
+            }
+        }
     }
 
     /// Forgets a container whose monitor ended: removes it from the runtime
@@ -978,6 +1027,7 @@ impl Worker {
         }
         let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
         skiff_runtime::container::remove_cgroup(&self.cgroup_parent());
+        self.unmount_volumes();
         let _ = std::fs::remove_dir_all(self.pod_dir());
         tracing::info!(pod = %self.key, "pod torn down");
     }

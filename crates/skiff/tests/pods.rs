@@ -365,7 +365,9 @@ metadata:
 spec:
   volumes:
   - name: shared
-    emptyDir: {{}}
+    emptyDir:
+      medium: Memory
+      sizeLimit: 16Mi
   containers:
   - name: web
     image: {TEST_IMAGE}
@@ -409,6 +411,22 @@ spec:
         .kubectl(&["get", "pod", "duo", "--no-headers"])?
         .ok()?;
     assert!(row.stdout.contains("2/2"), "{}", row.stdout);
+    // medium: Memory is a tmpfs on the node, gone with the pod.
+    let pods_dir = skiff.data_dir.path().join("pods").display().to_string();
+    let tmpfs = |mounts: &str| {
+        mounts.lines().any(|l| {
+            l.contains(&pods_dir) && l.contains("/volumes/shared") && l.contains(" tmpfs ")
+        })
+    };
+    assert!(
+        tmpfs(&std::fs::read_to_string("/proc/self/mountinfo")?),
+        "the volume is a tmpfs"
+    );
+    skiff.kubectl(&["delete", "pod", "duo"])?.ok()?;
+    assert!(
+        !tmpfs(&std::fs::read_to_string("/proc/self/mountinfo")?),
+        "the tmpfs is unmounted"
+    );
     Ok(())
 }
 
