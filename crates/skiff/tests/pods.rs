@@ -683,3 +683,62 @@ fn image_pull_secrets_authenticate_to_a_private_registry() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// A gzip'd tar with one entry climbing out of the layer (written by hand:
+/// tar writers refuse such paths).
+fn escaping_layer() -> Result<Vec<u8>> {
+    let mut tar = Vec::new();
+    let mut header = tar::Header::new_old();
+    header.as_old_mut().name[..15].copy_from_slice(b"../../../escape");
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(5);
+    header.set_cksum();
+    tar.extend_from_slice(header.as_bytes());
+    tar.extend_from_slice(b"evil\n");
+    tar.resize(512 * 2 + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar)?;
+    Ok(gz.finish()?)
+}
+
+#[test]
+fn a_malicious_layer_is_refused_with_a_clear_event() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    skiff.start_registry("127.0.0.1:5000/test/busybox:1")?;
+    skiff.push_raw_layer("127.0.0.1:5000/test/evil:1", escaping_layer()?)?;
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: evil\nspec:\n  containers:\n  - name: c\n    image: 127.0.0.1:5000/test/evil:1\n";
+    apply(&skiff, manifest)?;
+    skiff.wait_for(Duration::from_secs(20), "the pull to be refused", || {
+        Ok(skiff
+            .kubectl(&["describe", "pod", "evil"])?
+            .stdout
+            .contains("would write outside the layer"))
+    })?;
+    let reason = pod_json(&skiff, "evil")?["status"]["containerStatuses"][0]["state"]["waiting"]
+        ["reason"]
+        .clone();
+    assert!(
+        reason == "ErrImagePull" || reason == "ImagePullBackOff",
+        "{reason}"
+    );
+    // Nothing was written outside the layer directory, nor left half-unpacked.
+    let data = skiff.data_dir.path();
+    for candidate in [
+        data.join("escape"),
+        data.join("images/escape"),
+        data.join("images/layers/escape"),
+        std::path::PathBuf::from("/escape"),
+    ] {
+        assert!(!candidate.exists(), "{} was written", candidate.display());
+    }
+    let layers: Vec<String> = std::fs::read_dir(data.join("images/layers/sha256"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        layers.iter().all(|l| !l.contains("partial")),
+        "no scratch dirs: {layers:?}"
+    );
+    Ok(())
+}

@@ -396,6 +396,40 @@ impl Skiff {
             .spawn()?;
         let image = image.to_string();
         // The push runs from a thread inside the node's network namespace.
+        self.in_node_netns(move || async move {
+            let spec = skiff_runtime::image::build::ImageSpec::busybox(Path::new("/bin/busybox"))?;
+            spec.push_with_auth(&image, &auth).await?;
+            Ok(())
+        })
+    }
+
+    /// Pushes a one-layer image whose layer is `layer_gz` (any bytes, e.g. a
+    /// malicious tar) to the node's registry started by `start_registry`.
+    pub fn push_raw_layer(&self, image: &str, layer_gz: Vec<u8>) -> Result<()> {
+        let image = image.to_string();
+        self.in_node_netns(move || async move {
+            use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+            use oci_client::manifest::{OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE};
+            let reference: oci_client::Reference = image.parse()?;
+            let config = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+            let layers = vec![ImageLayer::new(layer_gz, IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None)];
+            let config = Config::new(config, IMAGE_CONFIG_MEDIA_TYPE.to_string(), None);
+            let manifest = OciImageManifest::build(&layers, &config, None);
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+            client.push(&reference, &layers, config, &oci_client::secrets::RegistryAuth::Anonymous, Some(manifest)).await?;
+            Ok(())
+        })
+    }
+
+    /// Runs `work` on a thread that joined the node's network namespace,
+    /// once the registry on 127.0.0.1:5000 answers.
+    fn in_node_netns<F, Fut>(&self, work: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let ns = self.netns.clone().context("not a node test")?;
         std::thread::spawn(move || -> Result<()> {
             use std::os::fd::AsFd;
             let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
@@ -410,12 +444,10 @@ impl Skiff {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let spec = skiff_runtime::image::build::ImageSpec::busybox(Path::new("/bin/busybox"))?;
-            runtime.block_on(spec.push_with_auth(&image, &auth))?;
-            Ok(())
+            runtime.block_on(work())
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("push thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("node thread panicked"))?
     }
 
     /// Every container log on the node, for failure messages.
