@@ -357,6 +357,27 @@ fn check_object(
     strategy::normalize(storage, object).map_err(|e| cannot_handle(resource, &e))
 }
 
+/// Reads, parses and checks a create/update body: the object to store and
+/// the field warnings for the client.
+async fn decode_object(
+    parts: &Parts,
+    body: Body,
+    resource: &'static ResourceInfo,
+    query: &Query,
+) -> Result<(Value, Vec<String>)> {
+    let bytes = read_body(body).await?;
+    let (value, problems) = parse_body(parts, &bytes, resource)?;
+    let mut warnings = Vec::new();
+    let object = check_object(
+        resource,
+        value,
+        problems,
+        FieldValidation::parse(query)?,
+        &mut warnings,
+    )?;
+    Ok((object, warnings))
+}
+
 fn list_params(query: &Query, resource: &'static ResourceInfo) -> Result<ListParams> {
     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
@@ -600,16 +621,7 @@ async fn serve_resource(
             json_response(StatusCode::CREATED, &Status::success_json(None))
         }
         Verb::Create => {
-            let bytes = read_body(body).await?;
-            let (value, problems) = parse_body(parts, &bytes, resource)?;
-            let mut warnings = Vec::new();
-            let object = check_object(
-                resource,
-                value,
-                problems,
-                FieldValidation::parse(query)?,
-                &mut warnings,
-            )?;
+            let (object, warnings) = decode_object(parts, body, resource, query).await?;
             let created = registry.create(storage, ns, object, dry_run).await?;
             with_warnings(
                 respond_object(StatusCode::CREATED, resource, output, created, now)?,
@@ -617,16 +629,7 @@ async fn serve_resource(
             )
         }
         Verb::Update => {
-            let bytes = read_body(body).await?;
-            let (value, problems) = parse_body(parts, &bytes, resource)?;
-            let mut warnings = Vec::new();
-            let object = check_object(
-                resource,
-                value,
-                problems,
-                FieldValidation::parse(query)?,
-                &mut warnings,
-            )?;
+            let (object, warnings) = decode_object(parts, body, resource, query).await?;
             let updated = registry
                 .update(storage, ns, name, object, sub, dry_run)
                 .await?;

@@ -182,13 +182,26 @@ impl Worker {
             .await;
     }
 
-    /// A container's field path in events, as kubelet sets it.
-    fn field_path(&self, name: &str) -> Option<String> {
-        let is_init = self
-            .pod
+    /// The pod's restartPolicy (defaulted by the API server; Always if absent).
+    fn restart_policy(&self) -> String {
+        self.pod
             .spec
             .as_ref()
-            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    /// Whether `name` is one of the pod's init containers.
+    fn is_init(&self, name: &str) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name))
+    }
+
+    /// A container's field path in events, as kubelet sets it.
+    fn field_path(&self, name: &str) -> Option<String> {
+        let is_init = self.is_init(name);
         let list = if is_init {
             "initContainers"
         } else {
@@ -525,11 +538,7 @@ impl Worker {
 
     async fn start_container(&mut self, container: &Container) {
         let name = container.name.clone();
-        let is_init = self
-            .pod
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
+        let is_init = self.is_init(&name);
         if !is_init && self.record_mut(&name).is_none() {
             return;
         }
@@ -849,17 +858,8 @@ impl Worker {
         let Some((termination, ran_for)) = self.reap(name).await else {
             return;
         };
-        let policy = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.clone())
-            .unwrap_or_else(|| "Always".into());
-        let is_init = self
-            .pod
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name));
+        let policy = self.restart_policy();
+        let is_init = self.is_init(name);
         if is_init && termination.exit_code == 0 {
             self.initialized.push(name.to_string());
             return;
@@ -986,12 +986,7 @@ impl Worker {
 
     /// Whether every container has ended for good (Succeeded or Failed).
     fn is_terminal(&self) -> bool {
-        let policy = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.clone())
-            .unwrap_or_else(|| "Always".into());
+        let policy = self.restart_policy();
         self.live.is_empty()
             && matches!(
                 crate::status::phase(&policy, &self.record.containers, self.record.sandbox_ready),
@@ -1002,23 +997,17 @@ impl Worker {
     /// A terminal pod needs no sandbox: its network and sandbox go (its
     /// logs and status stay until the pod is deleted), as upstream.
     async fn release_sandbox(&mut self) {
-        let Some(sandbox) = self.sandbox.take() else {
+        if self.sandbox.is_none() {
             return;
-        };
-        self.finished = true;
-        if let Err(error) = self.agent.cni.remove(&self.sandbox_id).await {
-            tracing::warn!(pod = %self.key, %error, "network teardown failed");
         }
-        let _ = tokio::task::spawn_blocking(move || sandbox.stop()).await;
-        let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
-        skiff_runtime::container::remove_cgroup(&self.cgroup_parent());
+        self.finished = true;
+        self.stop_sandbox().await;
         tracing::info!(pod = %self.key, "pod finished; sandbox released");
     }
 
-    /// Removes the sandbox, network and pod directory.
-    async fn teardown(&mut self) {
-        let (namespace, pod, _) = pod_name(&self.pod);
-        self.agent.logs.remove_pod(&namespace, &pod);
+    /// Removes the pod network (idempotent), stops the sandbox process and
+    /// removes the pod's cgroup.
+    async fn stop_sandbox(&mut self) {
         if let Err(error) = self.agent.cni.remove(&self.sandbox_id).await {
             tracing::warn!(pod = %self.key, %error, "network teardown failed");
         }
@@ -1027,6 +1016,13 @@ impl Worker {
         }
         let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
         skiff_runtime::container::remove_cgroup(&self.cgroup_parent());
+    }
+
+    /// Removes the sandbox, network and pod directory.
+    async fn teardown(&mut self) {
+        let (namespace, pod, _) = pod_name(&self.pod);
+        self.agent.logs.remove_pod(&namespace, &pod);
+        self.stop_sandbox().await;
         self.unmount_volumes();
         let _ = std::fs::remove_dir_all(self.pod_dir());
         tracing::info!(pod = %self.key, "pod torn down");
