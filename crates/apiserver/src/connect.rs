@@ -95,6 +95,24 @@ async fn node_endpoint(registry: &Registry, node: &str) -> Result<(String, u16)>
     Ok((host, port))
 }
 
+/// A TLS connection to the node agent (which checks our client certificate).
+async fn dial_node(
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let unavailable = |what: String| ApiError::from(Status::service_unavailable(what));
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| unavailable(format!("dial tcp {host}:{port}: {e}")))?;
+    let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| unavailable(format!("bad node address {host:?}: {e}")))?;
+    tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unavailable(format!("TLS to node agent {host}:{port}: {e}")))
+}
+
 /// GETs `path` from the node agent and streams its answer back.
 async fn proxy_get(
     tls: &Arc<rustls::ClientConfig>,
@@ -103,15 +121,7 @@ async fn proxy_get(
     path: &str,
 ) -> Result<Response> {
     let unavailable = |what: String| ApiError::from(Status::service_unavailable(what));
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| unavailable(format!("dial tcp {host}:{port}: {e}")))?;
-    let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| unavailable(format!("bad node address {host:?}: {e}")))?;
-    let stream = tokio_rustls::TlsConnector::from(tls.clone())
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unavailable(format!("TLS to node agent {host}:{port}: {e}")))?;
+    let stream = dial_node(tls, host, port).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -142,6 +152,98 @@ async fn proxy_get(
     })
 }
 
+/// Headers of an upgrade request that the node agent needs to see, and of
+/// its 101 answer that the client needs back.
+const UPGRADE_REQUEST_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "x-stream-protocol-version",
+];
+const UPGRADE_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "x-stream-protocol-version",
+];
+
+/// Sends an upgrade request (exec, attach, port-forward) on to the node
+/// agent; once both sides have switched protocols, relays bytes between
+/// them without looking at them (the node speaks WebSocket or SPDY).
+async fn proxy_upgrade(
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    parts: &http::request::Parts,
+    path: &str,
+) -> Result<Response> {
+    let unavailable = |what: String| ApiError::from(Status::service_unavailable(what));
+    let Some(client_upgrade) = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    };
+    let stream = dial_node(tls, host, port).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(format!("node agent {host}:{port}: {e}")))?;
+    tokio::spawn(connection.with_upgrades());
+    let mut request = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(path)
+        .header(header::HOST, format!("{host}:{port}"));
+    for name in UPGRADE_REQUEST_HEADERS {
+        for value in parts.headers.get_all(*name) {
+            request = request.header(*name, value);
+        }
+    }
+    let request = request
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::from(Status::internal(e.to_string())))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unavailable(format!("node agent {host}:{port}: {e}")))?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // The node's refusal (a Status) goes back as it is.
+        let code = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut answer = (code, body).into_response();
+        if let Some(content_type) = content_type {
+            answer
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
+        }
+        return Ok(answer);
+    }
+    let mut answer = Response::new(axum::body::Body::empty());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for name in UPGRADE_RESPONSE_HEADERS {
+        for value in response.headers().get_all(*name) {
+            answer.headers_mut().append(*name, value.clone());
+        }
+    }
+    tokio::spawn(async move {
+        let (node, client) = match tokio::join!(hyper::upgrade::on(response), client_upgrade) {
+            (Ok(node), Ok(client)) => (node, client),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::debug!(%error, "upgrade to the node agent failed");
+                return;
+            }
+        };
+        let mut node = hyper_util::rt::TokioIo::new(node);
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut node).await;
+    });
+    Ok(answer)
+}
+
 /// The log options passed on to the node (everything but `container`).
 fn log_query(query: &Query) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
@@ -165,6 +267,7 @@ fn log_query(query: &Query) -> String {
 pub async fn serve(
     registry: &Registry,
     kubelet_tls: Option<&Arc<rustls::ClientConfig>>,
+    parts: &http::request::Parts,
     namespace: &str,
     name: &str,
     subresource: &str,
@@ -197,6 +300,16 @@ pub async fn serve(
             );
             return proxy_get(tls, &host, port, &path).await;
         }
+    }
+    if let Some(tls) = kubelet_tls {
+        let (host, port) = node_endpoint(registry, &node).await?;
+        let raw_query = parts.uri.query().unwrap_or("");
+        let path = match subresource {
+            "exec" => format!("/exec/{namespace}/{name}/{container}?{raw_query}"),
+            "attach" => format!("/attach/{namespace}/{name}/{container}?{raw_query}"),
+            _ => format!("/portForward/{namespace}/{name}?{raw_query}"),
+        };
+        return proxy_upgrade(tls, &host, port, parts, &path).await;
     }
     Err(ApiError::from(Status::service_unavailable(format!(
         "no node agent is serving {subresource} for node {node:?} (pod {namespace}/{name})"

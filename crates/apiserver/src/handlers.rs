@@ -675,6 +675,7 @@ async fn serve_resource(
             connect::serve(
                 registry,
                 state.kubelet_tls.as_ref(),
+                parts,
                 ns.unwrap_or("default"),
                 name,
                 sub.unwrap_or(""),

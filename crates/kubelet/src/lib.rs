@@ -10,10 +10,12 @@
 //! API over HTTPS like any other client.
 
 pub mod env;
+pub mod index;
 pub mod logs;
 pub mod node;
 mod server;
 pub mod status;
+mod stream;
 mod worker;
 
 use std::collections::HashMap;
@@ -60,7 +62,7 @@ pub struct Agent {
     pub registries: skiff_runtime::image::registries::RegistriesConfig,
     pub events: EventRecorder,
     pub status: StatusSender,
-    pub logs: logs::LogIndex,
+    pub containers: index::ContainerIndex,
     /// TLS for the node API (logs); `None` serves no node API.
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -133,7 +135,10 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
         tokio::spawn(server::serve(
             listener,
             tls,
-            agent.logs.clone(),
+            server::NodeApi {
+                containers: agent.containers.clone(),
+                runtime: agent.runtime.clone(),
+            },
             shutdown.clone(),
         ));
     }

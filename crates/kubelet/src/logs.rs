@@ -2,49 +2,7 @@
 //! those files into what `kubectl logs` shows (`tailLines`, `sinceSeconds`,
 //! `sinceTime`, `timestamps`, `limitBytes`, `previous`, `follow`).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
 use jiff::Timestamp;
-
-/// Where a container's logs are and whether it still runs.
-#[derive(Debug, Clone)]
-pub struct LogEntry {
-    /// `<data-dir>/pods/<ns>_<name>_<uid>/<container>`
-    pub dir: PathBuf,
-    /// The attempt (restart count) of the newest log.
-    pub attempt: i32,
-    pub running: bool,
-}
-
-/// Logs of every container on the node, by `namespace/pod/container`;
-/// written by pod workers, read by the log server.
-#[derive(Debug, Clone, Default)]
-pub struct LogIndex(Arc<Mutex<HashMap<String, LogEntry>>>);
-
-impl LogIndex {
-    pub fn key(namespace: &str, pod: &str, container: &str) -> String {
-        format!("{namespace}/{pod}/{container}")
-    }
-
-    pub fn set(&self, key: String, entry: LogEntry) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert(key, entry);
-        }
-    }
-
-    pub fn get(&self, key: &str) -> Option<LogEntry> {
-        self.0.lock().ok().and_then(|m| m.get(key).cloned())
-    }
-
-    pub fn remove_pod(&self, namespace: &str, pod: &str) {
-        let prefix = format!("{namespace}/{pod}/");
-        if let Ok(mut map) = self.0.lock() {
-            map.retain(|k, _| !k.starts_with(&prefix));
-        }
-    }
-}
 
 /// One parsed CRI log line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,14 +1,15 @@
 //! The node agent's HTTPS server (port 10250): the API server reaches it
-//! for `pods/log`. Clients must present a certificate from the cluster CA.
+//! for `pods/log`, `exec`, `attach` and `portforward`. Clients must present
+//! a certificate from the cluster CA.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
@@ -16,7 +17,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::logs::{parse, render, LogIndex, LogOptions};
+use skiff_runtime::container::exec::ExecRequest;
+use skiff_runtime::container::OciRuntime;
+
+use crate::index::ContainerIndex;
+use crate::logs::{parse, render, LogOptions};
+use crate::stream::exec::{self, Session, StreamOptions};
+use crate::stream::{error_status, negotiate, portforward, status_response, upgrade};
 
 /// How often a followed log is checked for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -52,16 +59,112 @@ fn options(query: &[(String, String)]) -> (LogOptions, bool, bool) {
     (options, flag("follow"), flag("previous"))
 }
 
+/// What the node API reads.
+#[derive(Clone)]
+pub struct NodeApi {
+    pub containers: ContainerIndex,
+    pub runtime: OciRuntime,
+}
+
+fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `kubectl exec`: runs a command in a running container.
+async fn exec(
+    State(api): State<NodeApi>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request<Body>,
+) -> Response {
+    let query = query_pairs(query);
+    let command: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if command.is_empty() {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 command",
+        );
+    }
+    let options = StreamOptions::from_query(&query);
+    let key = ContainerIndex::key(&namespace, &pod, &container);
+    let Some(entry) = api.containers.get(&key).filter(|e| e.running) else {
+        return status_response(
+            StatusCode::NOT_FOUND,
+            &format!("container not found ({container:?})"),
+        );
+    };
+    let transport = match negotiate(
+        request.headers(),
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+        &["v4.channel.k8s.io"],
+    ) {
+        Ok(transport) => transport,
+        Err(response) => return *response,
+    };
+    tracing::info!(pod = %format!("{namespace}/{pod}"), %container, ?command, tty = options.tty, "exec");
+    let runtime = api.runtime.clone();
+    let request_for_runtime = ExecRequest {
+        id: entry.runtime_id,
+        command,
+        tty: options.tty,
+        stdin: options.stdin,
+    };
+    let session: Session = Box::new(move |channels| {
+        Box::pin(async move {
+            match runtime.exec(&request_for_runtime) {
+                Ok(session) => exec::run_exec(session, channels).await,
+                Err(error) => {
+                    error_status(&format!("error executing command in container: {error}"))
+                }
+            }
+        })
+    });
+    upgrade(request, transport, move |connection| {
+        exec::serve(connection, options, session)
+    })
+}
+
+/// `kubectl port-forward`: relays connections to ports inside the pod.
+async fn port_forward(
+    State(api): State<NodeApi>,
+    Path((namespace, pod)): Path<(String, String)>,
+    request: Request<Body>,
+) -> Response {
+    let Some(sandbox) = api.containers.sandbox(&namespace, &pod) else {
+        return status_response(
+            StatusCode::NOT_FOUND,
+            &format!("pod {namespace}/{pod} has no running sandbox on this node"),
+        );
+    };
+    let transport = match negotiate(
+        request.headers(),
+        &["SPDY/3.1+portforward.k8s.io"],
+        &["portforward.k8s.io"],
+    ) {
+        Ok(transport) => transport,
+        Err(response) => return *response,
+    };
+    tracing::info!(pod = %format!("{namespace}/{pod}"), "port-forward");
+    upgrade(request, transport, move |connection| {
+        portforward::serve(connection, sandbox)
+    })
+}
+
 async fn container_logs(
-    State(index): State<LogIndex>,
+    State(api): State<NodeApi>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let index = api.containers;
+    let query = query_pairs(query);
     let (options, follow, previous) = options(&query);
-    let key = LogIndex::key(&namespace, &pod, &container);
+    let key = ContainerIndex::key(&namespace, &pod, &container);
     let Some(entry) = index.get(&key) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -159,7 +262,7 @@ async fn container_logs(
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    index: LogIndex,
+    api: NodeApi,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
@@ -167,7 +270,9 @@ pub async fn serve(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(index);
+        .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .route("/portForward/{namespace}/{pod}", any(port_forward))
+        .with_state(api);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, _) = tokio::select! {
@@ -191,6 +296,7 @@ pub async fn serve(
             );
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
                 .await;
         });
     }

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::env::{command_line, environment, NodeFacts};
-use crate::logs::{LogEntry, LogIndex};
+use crate::index::{ContainerEntry, ContainerIndex, SandboxEntry};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State, Termination, Update};
 use crate::Agent;
 
@@ -390,6 +390,16 @@ impl Worker {
         .ok();
         self.record.pod_ip = Some(address.ip);
         self.record.sandbox_ready = true;
+        let (namespace, name, uid) = pod_name(&self.pod);
+        self.agent.containers.set_sandbox(
+            &namespace,
+            &name,
+            Some(SandboxEntry {
+                id: self.sandbox_id.clone(),
+                pid: sandbox.pid,
+                uid,
+            }),
+        );
         self.sandbox = Some(sandbox);
         Ok(())
     }
@@ -694,14 +704,15 @@ impl Worker {
             .start(&bundle, &id, &log)
             .map_err(|e| e.to_string())?;
         let (namespace, pod, _) = pod_name(&self.pod);
-        let entry = LogEntry {
+        let entry = ContainerEntry {
             dir: log_dir.clone(),
             attempt,
             running: true,
+            runtime_id: id.clone(),
         };
         agent
-            .logs
-            .set(LogIndex::key(&namespace, &pod, &name), entry);
+            .containers
+            .set(ContainerIndex::key(&namespace, &pod, &name), entry);
         let exits = self.exits.clone();
         let exit_name = name.clone();
         tokio::spawn(async move {
@@ -977,10 +988,10 @@ impl Worker {
 
     fn mark_log_stopped(&self, name: &str) {
         let (namespace, pod, _) = pod_name(&self.pod);
-        let key = LogIndex::key(&namespace, &pod, name);
-        if let Some(mut entry) = self.agent.logs.get(&key) {
+        let key = ContainerIndex::key(&namespace, &pod, name);
+        if let Some(mut entry) = self.agent.containers.get(&key) {
             entry.running = false;
-            self.agent.logs.set(key, entry);
+            self.agent.containers.set(key, entry);
         }
     }
 
@@ -1012,6 +1023,8 @@ impl Worker {
             tracing::warn!(pod = %self.key, %error, "network teardown failed");
         }
         if let Some(sandbox) = self.sandbox.take() {
+            let (namespace, name, _) = pod_name(&self.pod);
+            self.agent.containers.set_sandbox(&namespace, &name, None);
             let _ = tokio::task::spawn_blocking(move || sandbox.stop()).await;
         }
         let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
@@ -1021,7 +1034,7 @@ impl Worker {
     /// Removes the sandbox, network and pod directory.
     async fn teardown(&mut self) {
         let (namespace, pod, _) = pod_name(&self.pod);
-        self.agent.logs.remove_pod(&namespace, &pod);
+        self.agent.containers.remove_pod(&namespace, &pod);
         self.stop_sandbox().await;
         self.unmount_volumes();
         let _ = std::fs::remove_dir_all(self.pod_dir());

@@ -80,6 +80,33 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Connects to `address` from inside the sandbox's network namespace
+    /// (port-forward, probes). Only the socket is made on a short-lived
+    /// thread that joined the namespace; connecting is async.
+    pub async fn connect(
+        &self,
+        address: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        let netns = self.namespace("net");
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(socket_in(&netns, address.is_ipv6()));
+        });
+        let socket = receiver
+            .await
+            .map_err(|_| std::io::Error::other("socket thread ended"))??;
+        let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+        tokio::time::timeout(timeout, socket.connect(address))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("dial tcp {address}: i/o timeout"),
+                )
+            })?
+    }
+
     /// Stops the sandbox process (its namespaces go with it once no
     /// container holds them).
     pub fn stop(&self) {
@@ -94,6 +121,21 @@ impl Sandbox {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A non-blocking TCP socket created in the network namespace at `netns`
+/// (the calling thread joins it, so call it on a thread of its own).
+fn socket_in(netns: &Path, ipv6: bool) -> std::io::Result<socket2::Socket> {
+    let file = std::fs::File::open(netns)?;
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+    let domain = if ipv6 {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 fn is_zombie(pid: u32) -> bool {

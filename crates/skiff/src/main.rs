@@ -499,7 +499,7 @@ async fn build_agent(
         skiff,
         registries,
         status,
-        logs: skiff_kubelet::logs::LogIndex::default(),
+        containers: skiff_kubelet::index::ContainerIndex::default(),
         server_tls: Some(server_tls),
     })
 }

@@ -2,6 +2,7 @@
 //! container whose rootfs is an overlay over the image's shared layers, run
 //! under its own `skiff monitor` process.
 
+pub mod exec;
 pub mod monitor;
 pub mod spec;
 

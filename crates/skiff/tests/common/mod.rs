@@ -44,6 +44,10 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn from_output(output: Output) -> Self {
+        Self::from(output)
+    }
+
     fn from(output: Output) -> Self {
         Self {
             status: output.status,
@@ -94,6 +98,10 @@ impl Skiff {
         };
         skiff.spawn()?;
         Ok(skiff)
+    }
+
+    pub fn data_dir_path(&self) -> &Path {
+        self.data_dir.path()
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

@@ -1,0 +1,80 @@
+//! What the node API needs to find: each container's logs and runtime id,
+//! and each pod's sandbox. Pod workers write it; the node API reads it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// One container of a pod on this node.
+#[derive(Debug, Clone)]
+pub struct ContainerEntry {
+    /// `<data-dir>/pods/<ns>_<name>_<uid>/<container>`: its logs.
+    pub dir: PathBuf,
+    /// The attempt (restart count) of the newest log.
+    pub attempt: i32,
+    pub running: bool,
+    /// The OCI runtime's id of the current attempt.
+    pub runtime_id: String,
+}
+
+/// A pod's sandbox: the process holding its namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxEntry {
+    pub id: String,
+    pub pid: u32,
+    pub uid: String,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    containers: HashMap<String, ContainerEntry>,
+    sandboxes: HashMap<String, SandboxEntry>,
+}
+
+/// Containers by `namespace/pod/container`, sandboxes by `namespace/pod`.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerIndex(Arc<Mutex<Maps>>);
+
+impl ContainerIndex {
+    pub fn key(namespace: &str, pod: &str, container: &str) -> String {
+        format!("{namespace}/{pod}/{container}")
+    }
+
+    pub fn set(&self, key: String, entry: ContainerEntry) {
+        if let Ok(mut maps) = self.0.lock() {
+            maps.containers.insert(key, entry);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<ContainerEntry> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.containers.get(key).cloned())
+    }
+
+    pub fn set_sandbox(&self, namespace: &str, pod: &str, entry: Option<SandboxEntry>) {
+        if let Ok(mut maps) = self.0.lock() {
+            let key = format!("{namespace}/{pod}");
+            match entry {
+                Some(entry) => maps.sandboxes.insert(key, entry),
+                None => maps.sandboxes.remove(&key),
+            };
+        }
+    }
+
+    pub fn sandbox(&self, namespace: &str, pod: &str) -> Option<SandboxEntry> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.sandboxes.get(&format!("{namespace}/{pod}")).cloned())
+    }
+
+    pub fn remove_pod(&self, namespace: &str, pod: &str) {
+        let prefix = format!("{namespace}/{pod}/");
+        if let Ok(mut maps) = self.0.lock() {
+            maps.containers.retain(|k, _| !k.starts_with(&prefix));
+            maps.sandboxes.remove(&format!("{namespace}/{pod}"));
+        }
+    }
+}
