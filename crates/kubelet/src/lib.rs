@@ -13,6 +13,7 @@ pub mod env;
 pub mod index;
 pub mod logs;
 pub mod node;
+pub mod probe;
 mod server;
 pub mod status;
 mod stream;

@@ -47,6 +47,10 @@ pub struct ContainerRecord {
     pub state: State,
     pub last: Option<Termination>,
     pub restart_count: i32,
+    /// Startup probe passed (or none); meaningful while running.
+    pub started: bool,
+    /// Readiness probe passing (or none, once started); meaningful while running.
+    pub ready: bool,
 }
 
 impl ContainerRecord {
@@ -62,11 +66,18 @@ impl ContainerRecord {
             },
             last: None,
             restart_count: 0,
+            started: false,
+            ready: false,
         }
     }
 
     pub fn running(&self) -> bool {
         matches!(self.state, State::Running { .. })
+    }
+
+    /// Running and passing its readiness probe, if any.
+    pub fn is_ready(&self) -> bool {
+        self.running() && self.ready
     }
 }
 
@@ -99,7 +110,7 @@ fn termination_json(t: &Termination) -> Value {
 }
 
 fn container_json(c: &ContainerRecord) -> Value {
-    let ready = c.running();
+    let ready = c.is_ready();
     let state = match &c.state {
         State::Waiting { reason, message } => {
             let mut w = json!({"reason": reason});
@@ -113,7 +124,7 @@ fn container_json(c: &ContainerRecord) -> Value {
     };
     let mut v = json!({
         "name": c.name, "state": state, "ready": ready, "restartCount": c.restart_count,
-        "image": c.image, "imageID": c.image_id, "started": c.running(),
+        "image": c.image, "imageID": c.image_id, "started": c.running() && c.started,
         "lastState": c.last.as_ref().map(|t| json!({"terminated": termination_json(t)})).unwrap_or(json!({})),
     });
     if !c.container_id.is_empty() {
@@ -203,7 +214,7 @@ pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
     let unready: Vec<&str> = record
         .containers
         .iter()
-        .filter(|c| !c.running())
+        .filter(|c| !c.is_ready())
         .map(|c| c.name.as_str())
         .collect();
     let terminal = matches!(phase, "Succeeded" | "Failed");
@@ -377,6 +388,8 @@ mod tests {
                 .map(|(i, (state, last))| ContainerRecord {
                     state,
                     last,
+                    started: true,
+                    ready: true,
                     ..ContainerRecord::new(&format!("c{i}"), "busybox")
                 })
                 .collect(),

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::env::{command_line, environment, NodeFacts};
 use crate::index::{ContainerEntry, ContainerIndex, SandboxEntry};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State, Termination, Update};
-use crate::Agent;
+use crate::{probe, Agent};
 
 /// First crash-loop delay, doubled per restart up to the maximum.
 const BACKOFF_START: Duration = Duration::from_secs(10);
@@ -41,6 +41,22 @@ struct Live {
     id: String,
     bundle: PathBuf,
     stop_signal: String,
+    /// Its probe tasks, stopped with it.
+    probes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Live {
+    fn stop_probes(&mut self) {
+        for probe in self.probes.drain(..) {
+            probe.abort();
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop_probes();
+    }
 }
 
 struct Worker {
@@ -58,6 +74,7 @@ struct Worker {
     /// The pod ended for good and its sandbox was released.
     finished: bool,
     exits: mpsc::UnboundedSender<String>,
+    probe_reports: mpsc::UnboundedSender<probe::Report>,
 }
 
 fn random_id() -> String {
@@ -83,6 +100,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
     };
     let (namespace, name, uid) = pod_name(&pod);
     let (exits, mut exited) = mpsc::unbounded_channel();
+    let (probe_reports, mut probed) = mpsc::unbounded_channel();
     let spec = pod.spec.clone().unwrap_or_default();
     let record = PodRecord {
         sandbox_ready: false,
@@ -107,6 +125,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
         initialized: Vec::new(),
         finished: false,
         exits,
+        probe_reports,
     };
     tracing::info!(pod = %format!("{namespace}/{name}"), "pod worker started");
     loop {
@@ -139,6 +158,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
                 }
             }
             Some(name) = exited.recv() => worker.on_exit(&name).await,
+            Some(report) = probed.recv() => worker.on_probe(report).await,
             _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
         }
     }
@@ -741,6 +761,7 @@ impl Worker {
                 id: id.clone(),
                 bundle: bundle.clone(),
                 stop_signal,
+                probes: Vec::new(),
             },
         );
         let container_id = format!("{}://{id}", agent.runtime.name());
@@ -752,9 +773,17 @@ impl Worker {
                 record.state = State::Running {
                     started_at: Timestamp::now(),
                 };
+                record.started = container.startup_probe.is_none();
+                record.ready = record.started && container.readiness_probe.is_none();
             }
         }
         if started.is_some() {
+            // A startup probe gates the others until it succeeds.
+            if container.startup_probe.is_some() {
+                self.start_probes(container, &[probe::Kind::Startup]);
+            } else {
+                self.start_probes(container, &[probe::Kind::Liveness, probe::Kind::Readiness]);
+            }
             self.event(
                 EventType::Normal,
                 "Started",
@@ -764,6 +793,124 @@ impl Worker {
             .await;
         }
         Ok(())
+    }
+
+    /// Starts the container's probes of `kinds` (those it has).
+    fn start_probes(&mut self, container: &Container, kinds: &[probe::Kind]) {
+        let (Some(sandbox), Some(live)) =
+            (self.sandbox.clone(), self.live.get_mut(&container.name))
+        else {
+            return;
+        };
+        for kind in kinds {
+            let spec = match kind {
+                probe::Kind::Liveness => &container.liveness_probe,
+                probe::Kind::Readiness => &container.readiness_probe,
+                probe::Kind::Startup => &container.startup_probe,
+            };
+            let Some(spec) = spec.clone() else { continue };
+            let target = probe::Target {
+                runtime: self.agent.runtime.clone(),
+                runtime_id: live.id.clone(),
+                sandbox: sandbox.clone(),
+                pod_ip: self.record.pod_ip.clone().unwrap_or_default(),
+                container: container.clone(),
+            };
+            live.probes.push(tokio::spawn(probe::run(
+                *kind,
+                spec,
+                target,
+                self.probe_reports.clone(),
+            )));
+        }
+    }
+
+    /// A probe failed once, or its result changed.
+    async fn on_probe(&mut self, report: probe::Report) {
+        let name = report.container.clone();
+        if self
+            .live
+            .get(&name)
+            .is_none_or(|l| l.id != report.runtime_id)
+        {
+            return; // from an earlier attempt
+        }
+        let container = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .find(|c| c.name == name)
+            .cloned();
+        let Some(container) = container else { return };
+        match report.event {
+            probe::ReportEvent::Failed(message) => {
+                let text = format!("{} probe failed: {message}", report.kind.title());
+                self.container_event(&name, EventType::Warning, "Unhealthy", &text)
+                    .await;
+            }
+            probe::ReportEvent::Changed(result) => match (report.kind, result) {
+                (probe::Kind::Readiness, ready) => {
+                    if let Some(record) = self.record_mut(&name) {
+                        record.ready = ready;
+                    }
+                }
+                (probe::Kind::Startup, true) => {
+                    if let Some(record) = self.record_mut(&name) {
+                        record.started = true;
+                        record.ready = container.readiness_probe.is_none();
+                    }
+                    self.start_probes(&container, &[probe::Kind::Liveness, probe::Kind::Readiness]);
+                }
+                (probe::Kind::Liveness, true) => {}
+                (kind, false) => self.kill_unhealthy(&container, kind).await,
+            },
+        }
+    }
+
+    /// A failed liveness or startup probe: the container is killed (within
+    /// the probe's or the pod's grace period) and restarted per policy.
+    async fn kill_unhealthy(&mut self, container: &Container, kind: probe::Kind) {
+        let name = container.name.clone();
+        let Some(live) = self.live.get_mut(&name) else {
+            return;
+        };
+        live.stop_probes();
+        let (id, signal) = (live.id.clone(), live.stop_signal.clone());
+        let probe_grace = match kind {
+            probe::Kind::Startup => container.startup_probe.as_ref(),
+            _ => container.liveness_probe.as_ref(),
+        }
+        .and_then(|p| p.termination_grace_period_seconds);
+        let grace = probe_grace
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        if let Some(record) = self.record_mut(&name) {
+            record.ready = false;
+        }
+        let message = format!(
+            "Container {name} failed {} probe, will be restarted",
+            report_kind(kind)
+        );
+        self.container_event(&name, EventType::Normal, "Killing", &message)
+            .await;
+        tracing::info!(pod = %self.key, container = %name, ?kind, "probe failed; killing the container");
+        let runtime = self.agent.runtime.clone();
+        tokio::spawn(async move {
+            let _ = runtime.kill(&id, &signal).await;
+            tokio::time::sleep(Duration::from_secs(u64::try_from(grace).unwrap_or(0))).await;
+            // Still there after the grace period (or already gone: harmless).
+            let _ = runtime.kill(&id, "KILL").await;
+        });
     }
 
     /// The host directory behind a volume (emptyDir on disk).
@@ -954,6 +1101,13 @@ impl Worker {
                     .and_then(|s| s.termination_grace_period_seconds)
             })
             .unwrap_or(30);
+        // A terminating pod is not ready and its probes stop, as upstream.
+        for live in self.live.values_mut() {
+            live.stop_probes();
+        }
+        for record in &mut self.record.containers {
+            record.ready = false;
+        }
         for name in self.live.keys() {
             self.container_event(
                 name,
@@ -1039,6 +1193,15 @@ impl Worker {
         self.unmount_volumes();
         let _ = std::fs::remove_dir_all(self.pod_dir());
         tracing::info!(pod = %self.key, "pod torn down");
+    }
+}
+
+/// `liveness` / `startup`, as kubelet's kill message says it.
+fn report_kind(kind: probe::Kind) -> &'static str {
+    match kind {
+        probe::Kind::Liveness => "liveness",
+        probe::Kind::Readiness => "readiness",
+        probe::Kind::Startup => "startup",
     }
 }
 
