@@ -23,7 +23,7 @@ use skiff_runtime::container::OciRuntime;
 use crate::index::ContainerIndex;
 use crate::logs::{parse, render, LogOptions};
 use crate::stream::exec::{self, Session, StreamOptions};
-use crate::stream::{error_status, negotiate, portforward, status_response, upgrade};
+use crate::stream::{attach, error_status, negotiate, portforward, status_response, upgrade};
 
 /// How often a followed log is checked for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -125,6 +125,44 @@ async fn exec(
             }
         })
     });
+    upgrade(request, transport, move |connection| {
+        exec::serve(connection, options, session)
+    })
+}
+
+/// `kubectl attach`: the container's output from now on.
+async fn attach(
+    State(api): State<NodeApi>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request<Body>,
+) -> Response {
+    let options = StreamOptions::from_query(&query_pairs(query));
+    let key = ContainerIndex::key(&namespace, &pod, &container);
+    let Some(entry) = api.containers.get(&key).filter(|e| e.running) else {
+        return status_response(
+            StatusCode::NOT_FOUND,
+            &format!("container not found ({container:?})"),
+        );
+    };
+    if options.tty {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            &format!("container {container} was not started with a terminal (tty: true is not supported yet)"),
+        );
+    }
+    let transport = match negotiate(
+        request.headers(),
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+        &["v4.channel.k8s.io"],
+    ) {
+        Ok(transport) => transport,
+        Err(response) => return *response,
+    };
+    let log = entry.dir.join(format!("{}.log", entry.attempt));
+    let index = api.containers.clone();
+    let session: Session =
+        Box::new(move |channels| Box::pin(attach::follow(index, key, log, channels)));
     upgrade(request, transport, move |connection| {
         exec::serve(connection, options, session)
     })
@@ -271,6 +309,7 @@ pub async fn serve(
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach))
         .route("/portForward/{namespace}/{pod}", any(port_forward))
         .with_state(api);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);

@@ -334,3 +334,36 @@ fn port_forward_relays_parallel_connections_and_reports_refusals() -> Result<()>
     }
     Ok(())
 }
+
+#[test]
+fn attach_streams_output_until_the_container_ends() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  restartPolicy: Never
+  containers:
+  - name: ticker
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"sleep 2; for i in 1 2 3 4 5 6; do echo tick $i; echo tock $i >&2; sleep 1; done\"]
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "ticker to run", || {
+        Ok(skiff.get_json(&["get", "pod", "ticker"])?["status"]["phase"] == "Running")
+    })?;
+    let started = std::time::Instant::now();
+    let run = skiff.kubectl(&["attach", "ticker"])?.ok()?;
+    assert!(run.stdout.contains("tick 6\n"), "{run:?}");
+    assert!(run.stderr.contains("tock 6\n"), "{run:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "attach ends with the container"
+    );
+    Ok(())
+}

@@ -27,8 +27,8 @@ const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;

@@ -3,6 +3,7 @@
 //! SPDY/3.1), and the glue between those wire formats and processes or
 //! sockets in the pod.
 
+pub mod attach;
 pub mod exec;
 pub mod portforward;
 pub mod spdy;
