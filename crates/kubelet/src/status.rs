@@ -51,6 +51,8 @@ pub struct ContainerRecord {
     pub started: bool,
     /// Readiness probe passing (or none, once started); meaningful while running.
     pub ready: bool,
+    /// An init container with `restartPolicy: Always` (a sidecar).
+    pub sidecar: bool,
 }
 
 impl ContainerRecord {
@@ -68,7 +70,13 @@ impl ContainerRecord {
             restart_count: 0,
             started: false,
             ready: false,
+            sidecar: false,
         }
+    }
+
+    /// A regular init container that ran to success.
+    pub fn completed(&self) -> bool {
+        matches!(&self.state, State::Terminated(t) if t.exit_code == 0)
     }
 
     pub fn running(&self) -> bool {
@@ -88,7 +96,28 @@ pub struct PodRecord {
     pub pod_ip: Option<String>,
     pub host_ip: String,
     pub start_time: Timestamp,
+    pub init_containers: Vec<ContainerRecord>,
     pub containers: Vec<ContainerRecord>,
+}
+
+impl PodRecord {
+    /// Init containers still in the way of the app containers: regular ones
+    /// not yet completed, sidecars not yet started.
+    pub fn incomplete_init(&self) -> Vec<&str> {
+        self.init_containers
+            .iter()
+            .filter(|c| {
+                if c.sidecar {
+                    // Stopped for good only once the app containers were done.
+                    let stopped = matches!(c.state, State::Terminated(_));
+                    !(stopped || c.running() && c.started)
+                } else {
+                    !c.completed()
+                }
+            })
+            .map(|c| c.name.as_str())
+            .collect()
+    }
 }
 
 fn time(t: Timestamp) -> String {
@@ -109,8 +138,13 @@ fn termination_json(t: &Termination) -> Value {
     v
 }
 
-fn container_json(c: &ContainerRecord) -> Value {
-    let ready = c.is_ready();
+fn container_json(c: &ContainerRecord, init: bool) -> Value {
+    // A regular init container is ready once it completed, as upstream.
+    let ready = if init && !c.sidecar {
+        c.completed()
+    } else {
+        c.is_ready()
+    };
     let state = match &c.state {
         State::Waiting { reason, message } => {
             let mut w = json!({"reason": reason});
@@ -131,6 +165,39 @@ fn container_json(c: &ContainerRecord) -> Value {
         v["containerID"] = json!(c.container_id);
     }
     v
+}
+
+/// Upstream's `getPhase`: init containers first (a failed one fails the
+/// pod under `Never`, else keeps it Pending), then the app containers.
+pub fn pod_phase(restart_policy: &str, record: &PodRecord) -> &'static str {
+    if !record.sandbox_ready {
+        return "Pending";
+    }
+    let mut pending = false;
+    let mut failed = false;
+    for c in record.init_containers.iter().filter(|c| !c.sidecar) {
+        match &c.state {
+            State::Terminated(t) if t.exit_code == 0 => {}
+            State::Terminated(_) => failed = true,
+            State::Waiting { .. } if c.last.as_ref().is_some_and(|t| t.exit_code != 0) => {
+                failed = true
+            }
+            _ => pending = true,
+        }
+    }
+    if failed && restart_policy == "Never" {
+        return "Failed";
+    }
+    if pending || failed || !record.incomplete_init().is_empty() {
+        return "Pending";
+    }
+    let phase = phase(restart_policy, &record.containers, true);
+    // Not terminal while a container (a sidecar) still runs.
+    let still_running = record.init_containers.iter().any(ContainerRecord::running);
+    if matches!(phase, "Succeeded" | "Failed") && still_running {
+        return "Running";
+    }
+    phase
 }
 
 /// Upstream's `getPhase` for app containers.
@@ -197,11 +264,40 @@ fn condition(
     c
 }
 
+/// `Initialized`: True once every init container is done (it never goes
+/// back to False); else which ones are incomplete.
+fn initialized_condition(
+    previous: &[Value],
+    record: &PodRecord,
+    terminal: bool,
+    now: Timestamp,
+) -> Value {
+    let was_initialized = previous
+        .iter()
+        .any(|c| c["type"] == "Initialized" && c["status"] == "True");
+    let incomplete = record.incomplete_init();
+    if incomplete.is_empty() || was_initialized {
+        let reason = terminal.then_some("PodCompleted");
+        return condition(previous, "Initialized", true, reason, None, now);
+    }
+    condition(
+        previous,
+        "Initialized",
+        false,
+        Some("ContainersNotInitialized"),
+        Some(format!(
+            "containers with incomplete status: [{}]",
+            incomplete.join(" ")
+        )),
+        now,
+    )
+}
+
 /// The pod's `status`, from the node's record.
 pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
     let spec = pod.spec.clone().unwrap_or_default();
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let phase = phase(restart_policy, &record.containers, record.sandbox_ready);
+    let phase = pod_phase(restart_policy, record);
     let previous: Vec<Value> = serde_json::to_value(
         pod.status
             .as_ref()
@@ -212,8 +308,10 @@ pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
     .and_then(|v| v.as_array().cloned())
     .unwrap_or_default();
     let unready: Vec<&str> = record
-        .containers
+        .init_containers
         .iter()
+        .filter(|c| c.sidecar)
+        .chain(&record.containers)
         .filter(|c| !c.is_ready())
         .map(|c| c.name.as_str())
         .collect();
@@ -246,14 +344,7 @@ pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
             None,
             now,
         ),
-        condition(
-            &previous,
-            "Initialized",
-            true,
-            if terminal { Some("PodCompleted") } else { None },
-            None,
-            now,
-        ),
+        initialized_condition(&previous, record, terminal, now),
         condition(
             &previous,
             "Ready",
@@ -296,8 +387,15 @@ pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
         "hostIP": record.host_ip,
         "hostIPs": [{"ip": record.host_ip}],
         "startTime": time(record.start_time),
-        "containerStatuses": record.containers.iter().map(container_json).collect::<Vec<_>>(),
+        "containerStatuses": record.containers.iter().map(|c| container_json(c, false)).collect::<Vec<_>>(),
     });
+    if !record.init_containers.is_empty() {
+        status["initContainerStatuses"] = record
+            .init_containers
+            .iter()
+            .map(|c| container_json(c, true))
+            .collect();
+    }
     if let Some(ip) = &record.pod_ip {
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
@@ -382,6 +480,7 @@ mod tests {
             pod_ip: Some("10.42.0.9".into()),
             host_ip: "192.0.2.1".into(),
             start_time: Timestamp::UNIX_EPOCH,
+            init_containers: Vec::new(),
             containers: states
                 .into_iter()
                 .enumerate()

@@ -69,8 +69,6 @@ struct Worker {
     live: HashMap<String, Live>,
     /// Per container: the delay before its next restart and when it may start.
     backoff: HashMap<String, (Duration, Instant)>,
-    /// Init containers that finished successfully.
-    initialized: Vec<String>,
     /// The pod ended for good and its sandbox was released.
     finished: bool,
     exits: mpsc::UnboundedSender<String>,
@@ -101,18 +99,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
     let (namespace, name, uid) = pod_name(&pod);
     let (exits, mut exited) = mpsc::unbounded_channel();
     let (probe_reports, mut probed) = mpsc::unbounded_channel();
-    let spec = pod.spec.clone().unwrap_or_default();
-    let record = PodRecord {
-        sandbox_ready: false,
-        pod_ip: None,
-        host_ip: agent.node.internal_ip.clone(),
-        start_time: Timestamp::now(),
-        containers: spec
-            .containers
-            .iter()
-            .map(|c| ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or("")))
-            .collect(),
-    };
+    let record = initial_record(&pod, &agent.node.internal_ip);
     let mut worker = Worker {
         key: format!("{namespace}_{name}_{uid}"),
         agent,
@@ -122,7 +109,6 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
         record,
         live: HashMap::new(),
         backoff: HashMap::new(),
-        initialized: Vec::new(),
         finished: false,
         exits,
         probe_reports,
@@ -248,7 +234,33 @@ impl Worker {
     }
 
     fn record_mut(&mut self, name: &str) -> Option<&mut ContainerRecord> {
-        self.record.containers.iter_mut().find(|c| c.name == name)
+        self.record
+            .containers
+            .iter_mut()
+            .chain(self.record.init_containers.iter_mut())
+            .find(|c| c.name == name)
+    }
+
+    /// Whether every app container has ended for good (so sidecars may go).
+    fn app_containers_done(&self) -> bool {
+        self.restart_policy() != "Always"
+            && self
+                .record
+                .containers
+                .iter()
+                .all(|c| matches!(c.state, State::Terminated(_)))
+    }
+
+    /// Once the app containers are done, sidecars are stopped, as upstream.
+    async fn stop_sidecars_when_done(&mut self) {
+        if !self.app_containers_done() {
+            return;
+        }
+        for record in self.record.init_containers.iter().filter(|c| c.sidecar) {
+            if let Some(live) = self.live.get(&record.name) {
+                let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+            }
+        }
     }
 
     /// Brings the pod towards its spec: sandbox, network, then containers.
@@ -266,16 +278,26 @@ impl Worker {
             self.publish();
         }
         let spec = self.pod.spec.clone().unwrap_or_default();
-        // Init containers, one at a time, each to success.
+        // Init containers, one at a time, each to success; a sidecar
+        // (restartPolicy Always) only has to have started.
         for init in spec.init_containers.iter().flatten() {
-            if self.initialized.contains(&init.name) {
+            let Some(record) = self.record_mut(&init.name).map(|r| r.clone()) else {
+                continue;
+            };
+            if record.sidecar && record.running() && record.started {
                 continue;
             }
-            if !self.live.contains_key(&init.name) && self.due(&init.name) {
+            if !record.sidecar && record.completed() {
+                continue;
+            }
+            // A failed init container under `Never` failed the pod.
+            let failed = matches!(record.state, State::Terminated(_));
+            if !failed && !self.live.contains_key(&init.name) && self.due(&init.name) {
                 self.start_container(init).await;
             }
             return;
         }
+        self.stop_sidecars_when_done().await;
         for container in &spec.containers {
             let pull_failed = self.record.containers.iter().any(|c| {
                 c.name == container.name
@@ -1017,12 +1039,10 @@ impl Worker {
             return;
         };
         let policy = self.restart_policy();
-        let is_init = self.is_init(name);
-        if is_init && termination.exit_code == 0 {
-            self.initialized.push(name.to_string());
-            return;
-        }
+        let sidecar = self.record_mut(name).is_some_and(|r| r.sidecar);
         let restart = match policy.as_str() {
+            _ if sidecar => !self.app_containers_done(),
+            _ if self.is_init(name) && termination.exit_code == 0 => false,
             "Always" => true,
             "OnFailure" => termination.exit_code != 0,
             _ => false,
@@ -1073,13 +1093,30 @@ impl Worker {
         }
     }
 
-    /// Signals every live container, waits up to `grace`, then kills what is left.
+    /// Signals every live container, waits up to `grace`, then kills what
+    /// is left; sidecars are signalled after the other containers ended.
     async fn stop_all(&mut self, grace: Duration) {
-        for (name, live) in &self.live {
+        let deadline = Instant::now() + grace;
+        let sidecars: Vec<String> = self
+            .record
+            .init_containers
+            .iter()
+            .filter(|c| c.sidecar)
+            .map(|c| c.name.clone())
+            .collect();
+        for (name, live) in self.live.iter().filter(|(n, _)| !sidecars.contains(n)) {
             tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping container");
             let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
         }
-        self.reap_until(Instant::now() + grace).await;
+        while self.live.keys().any(|n| !sidecars.contains(n)) && Instant::now() < deadline {
+            self.reap_until(Instant::now() + Duration::from_millis(50))
+                .await;
+        }
+        for (name, live) in self.live.iter().filter(|(n, _)| sidecars.contains(n)) {
+            tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping sidecar");
+            let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+        }
+        self.reap_until(deadline).await;
         for live in self.live.values() {
             let _ = self.agent.runtime.kill(&live.id, "KILL").await;
         }
@@ -1154,7 +1191,7 @@ impl Worker {
         let policy = self.restart_policy();
         self.live.is_empty()
             && matches!(
-                crate::status::phase(&policy, &self.record.containers, self.record.sandbox_ready),
+                crate::status::pod_phase(&policy, &self.record),
                 "Succeeded" | "Failed"
             )
     }
@@ -1193,6 +1230,44 @@ impl Worker {
         self.unmount_volumes();
         let _ = std::fs::remove_dir_all(self.pod_dir());
         tracing::info!(pod = %self.key, "pod torn down");
+    }
+}
+
+/// The node's first record of a pod: app containers wait for the init
+/// containers (`PodInitializing`) when there are any.
+fn initial_record(pod: &Pod, host_ip: &str) -> PodRecord {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let inits = spec.init_containers.clone().unwrap_or_default();
+    let waiting = |reason: &str| State::Waiting {
+        reason: reason.into(),
+        message: None,
+    };
+    let app_reason = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    PodRecord {
+        sandbox_ready: false,
+        pod_ip: None,
+        host_ip: host_ip.to_string(),
+        start_time: Timestamp::now(),
+        init_containers: inits
+            .iter()
+            .map(|c| ContainerRecord {
+                state: waiting("PodInitializing"),
+                sidecar: c.restart_policy.as_deref() == Some("Always"),
+                ..ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or(""))
+            })
+            .collect(),
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| ContainerRecord {
+                state: waiting(app_reason),
+                ..ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or(""))
+            })
+            .collect(),
     }
 }
 

@@ -1,0 +1,313 @@
+//! Pod lifecycle as upstream shows it: init containers in order with the
+//! STATUS strings kubectl prints, failing init containers under each
+//! restart policy, restart policies, and sidecars.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::{kubectl_binary, Skiff, TEST_IMAGE};
+use serde_json::Value;
+
+fn pod(skiff: &Skiff, name: &str) -> Result<Value> {
+    skiff.get_json(&["get", "pod", name])
+}
+
+fn condition<'a>(pod: &'a Value, kind: &str) -> &'a Value {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+fn status_cell(skiff: &Skiff, name: &str) -> Result<String> {
+    let line = skiff
+        .kubectl(&["get", "pod", name, "--no-headers"])?
+        .ok()?
+        .stdout;
+    Ok(line.split_whitespace().nth(2).unwrap_or("").to_string())
+}
+
+#[test]
+fn init_containers_run_in_order_and_kubectl_shows_their_progress() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    // Watch from before the pod exists, as a user would.
+    let mut watch = skiff
+        .kubectl_cmd(
+            &kubectl_binary(),
+            &["get", "pods", "--watch", "--no-headers"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = watch.stdout.take().context("stdout")?;
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: inits
+spec:
+  initContainers:
+  - name: init1
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"sleep 3; echo one >> /work/order\"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: init2
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"sleep 3; echo two >> /work/order\"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"cat /work/order; trap 'exit 0' TERM; while true; do sleep 1; done\"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  volumes:
+  - name: work
+    emptyDir: {{}}
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline && seen.last().map(String::as_str) != Some("Running")
+    {
+        if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+            let status = line.split_whitespace().nth(2).unwrap_or("").to_string();
+            if seen.last() != Some(&status) {
+                seen.push(status);
+            }
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let position = |s: &str| seen.iter().position(|x| x == s);
+    let (zero, one, running) = (
+        position("Init:0/2"),
+        position("Init:1/2"),
+        position("Running"),
+    );
+    assert!(
+        zero.is_some() && one.is_some() && running.is_some() && zero < one && one < running,
+        "STATUS went {seen:?}"
+    );
+    let p = pod(&skiff, "inits")?;
+    for status in p["status"]["initContainerStatuses"]
+        .as_array()
+        .context("initContainerStatuses")?
+    {
+        assert_eq!(
+            status["state"]["terminated"]["reason"], "Completed",
+            "{status}"
+        );
+        assert_eq!(status["ready"], true, "{status}");
+    }
+    assert_eq!(condition(&p, "Initialized")["status"], "True");
+    let logs = skiff.kubectl(&["logs", "inits", "-c", "app"])?.ok()?;
+    assert_eq!(logs.stdout, "one\ntwo\n");
+    let logs = skiff.kubectl(&["logs", "inits", "-c", "init1"])?.ok()?;
+    assert_eq!(logs.stdout, "", "init containers' logs are there too");
+    Ok(())
+}
+
+fn failing_init(name: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  initContainers:
+  - name: init1
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"exit 1\"]
+  - name: init2
+    image: {TEST_IMAGE}
+    command: [\"true\"]
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sleep\", \"3600\"]
+"
+    )
+}
+
+#[test]
+fn a_failing_init_container_blocks_the_pod_or_fails_it() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &failing_init("retry", "Always"))?
+        .ok()?;
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &failing_init("once", "Never"))?
+        .ok()?;
+
+    let mut last = Value::Null;
+    skiff
+        .wait_for(Duration::from_secs(60), "init1 to be restarted", || {
+            last = pod(&skiff, "retry")?;
+            Ok(last["status"]["initContainerStatuses"][0]["restartCount"].as_i64() >= Some(1))
+        })
+        .with_context(|| format!("{:#}", last["status"]))?;
+    let p = pod(&skiff, "retry")?;
+    assert_eq!(p["status"]["phase"], "Pending");
+    let initialized = condition(&p, "Initialized");
+    assert_eq!(initialized["status"], "False");
+    assert_eq!(initialized["reason"], "ContainersNotInitialized");
+    assert_eq!(
+        initialized["message"],
+        "containers with incomplete status: [init1 init2]"
+    );
+    assert_eq!(
+        p["status"]["initContainerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        1
+    );
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+    let status = status_cell(&skiff, "retry")?;
+    assert!(
+        status == "Init:CrashLoopBackOff" || status == "Init:Error",
+        "{status}"
+    );
+
+    let p = pod(&skiff, "once")?;
+    assert_eq!(p["status"]["phase"], "Failed", "{:#}", p["status"]);
+    assert_eq!(
+        condition(&p, "Initialized")["message"],
+        "containers with incomplete status: [init1 init2]"
+    );
+    assert_eq!(status_cell(&skiff, "once")?, "Init:Error");
+    assert_eq!(
+        p["status"]["initContainerStatuses"][0]["restartCount"], 0,
+        "Never does not restart"
+    );
+    Ok(())
+}
+
+#[test]
+fn restart_policies_decide_what_a_crash_means() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    // Fails on its first run (marker absent), then, depending on the
+    // policy, runs on (Always) or succeeds (OnFailure).
+    for (name, policy, second_run) in [
+        (
+            "always",
+            "Always",
+            "trap 'exit 0' TERM; while true; do sleep 1; done",
+        ),
+        ("onfailure", "OnFailure", "exit 0"),
+        ("never", "Never", "exit 0"),
+    ] {
+        let manifest = format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"if [ -f /data/ran ]; then {second_run}; fi; touch /data/ran; exit 1\"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+  - name: data
+    emptyDir: {{}}
+"
+        );
+        skiff
+            .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+            .ok()?;
+    }
+    let wait = |name: &str, phase: &str, restarts: i64| -> Result<Value> {
+        let mut last = Value::Null;
+        skiff
+            .wait_for(Duration::from_secs(60), &format!("{name} {phase}"), || {
+                last = pod(&skiff, name)?;
+                let c = &last["status"]["containerStatuses"][0];
+                Ok(last["status"]["phase"] == phase
+                    && c["restartCount"] == restarts
+                    && (phase != "Running" || c["state"]["running"].is_object()))
+            })
+            .with_context(|| format!("{:#}", last["status"]))?;
+        Ok(last)
+    };
+    let always = wait("always", "Running", 1)?;
+    let ip = always["status"]["podIP"].clone();
+    wait("onfailure", "Succeeded", 1)?;
+    wait("never", "Failed", 0)?;
+    let always = pod(&skiff, "always")?;
+    assert_eq!(
+        always["status"]["podIP"], ip,
+        "the pod IP survives a restart"
+    );
+    assert_eq!(
+        always["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        1
+    );
+    Ok(())
+}
+
+#[test]
+fn a_sidecar_starts_before_the_app_counts_in_ready_and_stops_after_it() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: sidecar
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: proxy
+    image: {TEST_IMAGE}
+    restartPolicy: Always
+    command: [\"sh\", \"-c\", \"echo up > /shared/proxy; trap 'exit 0' TERM; while true; do sleep 1; done\"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"cat /shared/proxy; sleep 4\"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "READY 2/2", || {
+        let line = skiff
+            .kubectl(&["get", "pod", "sidecar", "--no-headers"])?
+            .stdout;
+        Ok(line.split_whitespace().nth(1) == Some("2/2"))
+    })?;
+    let mut last = Value::Null;
+    skiff
+        .wait_for(Duration::from_secs(40), "the pod to succeed", || {
+            last = pod(&skiff, "sidecar")?;
+            Ok(last["status"]["phase"] == "Succeeded")
+        })
+        .with_context(|| format!("{:#}", last["status"]))?;
+    let logs = skiff.kubectl(&["logs", "sidecar", "-c", "app"])?.ok()?;
+    assert_eq!(logs.stdout, "up\n", "the sidecar ran before the app");
+    let proxy = &last["status"]["initContainerStatuses"][0];
+    assert!(proxy["state"]["terminated"].is_object(), "{proxy}");
+    Ok(())
+}
