@@ -155,11 +155,19 @@ impl Worker {
         self.agent.data_dir.join("pods").join(&self.key)
     }
 
-    /// The pod's cgroup, parent of its containers' cgroups.
+    /// The pod's cgroup under `kubepods`, by QoS class (set by the API
+    /// server at creation), parent of its containers' cgroups.
     fn cgroup_parent(&self) -> String {
-        format!(
-            "/skiff/pod{}",
-            self.pod.metadata.uid.clone().unwrap_or_default()
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let qos = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.qos_class.clone())
+            .unwrap_or_else(|| skiff_api::pod::qos_class(&spec).to_string());
+        skiff_runtime::cgroups::pod_cgroup_path(
+            &qos,
+            &self.pod.metadata.uid.clone().unwrap_or_default(),
         )
     }
 
@@ -361,6 +369,9 @@ impl Worker {
         let dir = self.pod_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        let resources = pod_resources(&self.pod, self.cgroup_parent());
+        skiff_runtime::cgroups::ensure_pod_cgroup(&resources)
+            .map_err(|e| format!("Failed to create pod sandbox: pod cgroup: {e}"))?;
         let skiff = self.agent.skiff.clone();
         let hostname = self.hostname();
         let sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&skiff, &hostname))
@@ -1002,6 +1013,9 @@ impl Worker {
         let termination_message =
             std::fs::read_to_string(self.pod_dir().join(format!("termination-{name}")))
                 .unwrap_or_default();
+        // Read before the runtime deletes the container's cgroup.
+        let oom_killed =
+            skiff_runtime::cgroups::oom_killed(&format!("{}/{}", self.cgroup_parent(), live.id));
         let _ = self.agent.runtime.delete(&live.id).await;
         let runtime = self.agent.runtime.clone();
         let bundle = live.bundle.clone();
@@ -1021,6 +1035,7 @@ impl Worker {
             signal: exited.as_ref().and_then(|e| e.signal),
             reason: match (exit_code, &error) {
                 (_, Some(_)) => "StartError".into(),
+                (137, None) if oom_killed => "OOMKilled".into(),
                 (0, None) => "Completed".into(),
                 _ => "Error".into(),
             },
@@ -1331,6 +1346,37 @@ fn user_of(container: &Container, pod: &Pod, image_config: &Value) -> (u32, u32)
 }
 
 /// cgroup settings from requests and limits, as kubelet converts them.
+/// The pod cgroup's limits: the sum of its containers' cpu requests as
+/// shares; cpu and memory limits only when every container has one.
+fn pod_resources(pod: &Pod, path: String) -> skiff_runtime::cgroups::PodResources {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let limits: Vec<Limits> = spec
+        .containers
+        .iter()
+        .chain(sidecars)
+        .map(limits_of)
+        .collect();
+    let shares = limits
+        .iter()
+        .map(|l| l.cpu_shares.unwrap_or(2))
+        .sum::<u64>()
+        .max(2);
+    let all = |f: fn(&Limits) -> Option<i64>| -> Option<i64> {
+        limits.iter().map(f).sum::<Option<i64>>()
+    };
+    skiff_runtime::cgroups::PodResources {
+        path,
+        cpu_shares: shares,
+        cpu_quota: all(|l| l.cpu_quota),
+        memory_limit: all(|l| l.memory_bytes),
+    }
+}
+
 fn limits_of(container: &Container) -> Limits {
     use skiff_api::quantity::Quantity;
     let resources = container.resources.as_ref();

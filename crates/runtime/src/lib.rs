@@ -2,11 +2,12 @@
 //! import archives, content-addressed storage, safe layer unpacking), pod
 //! sandboxes holding the shared namespaces, and pod networking through real
 //! CNI plugins, and containers run by crun or runc from OCI bundles under
-//! a monitor process each. Cgroup hierarchies come next.
+//! a monitor process each. Pod cgroups live under a `kubepods` tree split by QoS class.
 //!
 //! Must not know: the Kubernetes API. Callers (the node agent) translate
 //! pods into the requests made here.
 
+pub mod cgroups;
 pub mod container;
 pub mod image;
 pub mod network;

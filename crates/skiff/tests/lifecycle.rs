@@ -311,3 +311,125 @@ spec:
     assert!(proxy["state"]["terminated"].is_object(), "{proxy}");
     Ok(())
 }
+
+/// Reads a cgroup file of the pod's cgroup (or of a container below it).
+fn cgroup_value(v1_controller: &str, relative: &str, file: &str) -> String {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let path = if v2 {
+        format!("/sys/fs/cgroup/{relative}/{file}")
+    } else {
+        format!("/sys/fs/cgroup/{v1_controller}/{relative}/{file}")
+    };
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| format!("<{path}: {e}>"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn requests_and_limits_become_cgroup_settings_under_kubepods() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: burstable
+spec:
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]
+    resources:
+      requests: {{cpu: \"0.1\", memory: 200M}}
+      limits: {{cpu: \"0.5\", memory: 1G}}
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    let mut p = Value::Null;
+    skiff.wait_for(Duration::from_secs(30), "the pod to run", || {
+        p = pod(&skiff, "burstable")?;
+        Ok(p["status"]["phase"] == "Running")
+    })?;
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+    let uid = p["metadata"]["uid"].as_str().context("uid")?;
+    let id = p["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .and_then(|id| id.split("://").nth(1))
+        .context("containerID")?;
+    let pod_cgroup = format!("kubepods/burstable/pod{uid}");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // 1G rounded down to whole pages, as the kernel stores it.
+    let memory = (1_000_000_000u64 / 4096 * 4096).to_string();
+    for dir in [pod_cgroup.clone(), format!("{pod_cgroup}/{id}")] {
+        if v2 {
+            assert_eq!(cgroup_value("", &dir, "cpu.weight"), "4", "{dir}");
+            assert_eq!(cgroup_value("", &dir, "cpu.max"), "50000 100000", "{dir}");
+            assert_eq!(cgroup_value("", &dir, "memory.max"), memory, "{dir}");
+        } else {
+            assert_eq!(cgroup_value("cpu", &dir, "cpu.shares"), "102", "{dir}");
+            assert_eq!(
+                cgroup_value("cpu", &dir, "cpu.cfs_quota_us"),
+                "50000",
+                "{dir}"
+            );
+            assert_eq!(
+                cgroup_value("cpu", &dir, "cpu.cfs_period_us"),
+                "100000",
+                "{dir}"
+            );
+            assert_eq!(
+                cgroup_value("memory", &dir, "memory.limit_in_bytes"),
+                memory,
+                "{dir}"
+            );
+        }
+    }
+    skiff.kubectl(&["delete", "pod", "burstable"])?.ok()?;
+    let gone = if v2 {
+        format!("/sys/fs/cgroup/{pod_cgroup}")
+    } else {
+        format!("/sys/fs/cgroup/memory/{pod_cgroup}")
+    };
+    assert!(
+        !std::path::Path::new(&gone).exists(),
+        "{gone} removed with the pod"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: {TEST_IMAGE}
+    command: [\"awk\", \"BEGIN {{ s = 1234567890; while (1) s = s s }}\"]
+    resources:
+      limits: {{memory: 32Mi}}
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    let mut p = Value::Null;
+    skiff
+        .wait_for(Duration::from_secs(60), "the hog to be killed", || {
+            p = pod(&skiff, "hog")?;
+            Ok(p["status"]["phase"] == "Failed")
+        })
+        .with_context(|| format!("{:#}", p["status"]))?;
+    let terminated = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
+    assert_eq!(terminated["exitCode"], 137, "{terminated}");
+    assert_eq!(status_cell(&skiff, "hog")?, "OOMKilled");
+    Ok(())
+}

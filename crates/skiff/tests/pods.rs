@@ -503,13 +503,15 @@ fn images_are_pulled_from_a_registry_and_failures_back_off() -> Result<()> {
 fn create_delete_cycles_leave_nothing_behind() -> Result<()> {
     let skiff = Skiff::start_node()?;
     const CYCLES: usize = 50;
+    let mut uids = Vec::new();
     for i in 0..CYCLES {
         let name = format!("cycle-{i}");
         let manifest = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {TEST_IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n    ports:\n    - containerPort: 80\n      hostPort: 18080\n"
         );
         apply(&skiff, &manifest)?;
-        wait_phase(&skiff, &name, "Running")?;
+        let pod = wait_phase(&skiff, &name, "Running")?;
+        uids.push(pod["metadata"]["uid"].as_str().unwrap_or("").to_string());
         skiff.kubectl(&["delete", "pod", &name])?.ok()?;
     }
     let data = skiff.data_dir.path();
@@ -555,16 +557,24 @@ fn create_delete_cycles_leave_nothing_behind() -> Result<()> {
         !mounts.contains(&data.display().to_string()),
         "mounts under the data dir"
     );
-    // Pod cgroups (v1 memory hierarchy here, the unified tree on cgroup v2).
-    let pod_cgroups = ["/sys/fs/cgroup/memory/skiff", "/sys/fs/cgroup/skiff"]
+    // Pod cgroups of these pods under kubepods (v1 memory hierarchy here,
+    // the unified tree on cgroup v2); other tests' pods may run meanwhile.
+    let pod_cgroups = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
         .iter()
+        .flat_map(|root| {
+            ["kubepods", "kubepods/burstable", "kubepods/besteffort"]
+                .map(|tree| std::path::Path::new(root).join(tree))
+        })
         .flat_map(|dir| {
             std::fs::read_dir(dir)
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e.ok())
         })
-        .filter(|e| e.file_name().to_string_lossy().starts_with("pod"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            uids.iter().any(|uid| name == format!("pod{uid}"))
+        })
         .count();
     assert_eq!(pod_cgroups, 0, "pod cgroups left");
     let processes = std::process::Command::new("ps")
