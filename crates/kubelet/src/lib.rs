@@ -69,38 +69,76 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Removes what an earlier agent on this node left running: containers,
-    /// pod networks, sandboxes. (Re-adopting them instead is future work.)
+    /// Removes what an earlier agent on this node left running.
+    /// (Re-adopting it instead is future work.)
     pub async fn clean_leftovers(&self) {
-        for entry in std::fs::read_dir(self.data_dir.join("containers"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-        {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let _ = self.runtime.kill(&id, "KILL").await;
-            let _ = self.runtime.delete(&id).await;
-            let _ = self.runtime.remove_bundle(&entry.path());
+        clean_node(&self.data_dir, &self.runtime, &self.cni).await;
+    }
+}
+
+/// Stops and removes every pod this node runs or ran: containers (through
+/// the OCI runtime), pod networks, sandboxes, memory-backed volumes, pod
+/// directories and pod cgroups. What `skiff killall` does.
+pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &Cni) {
+    for entry in std::fs::read_dir(data_dir.join("containers"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let _ = runtime.kill(&id, "KILL").await;
+        let _ = runtime.delete(&id).await;
+        if let Err(error) = runtime.remove_bundle(&entry.path()) {
+            tracing::warn!(container = %id, %error, "failed to remove a leftover bundle");
         }
-        for id in self.cni.attached() {
-            if let Err(error) = self.cni.remove(&id).await {
-                tracing::warn!(sandbox = %id, %error, "failed to remove a leftover pod network");
-            }
+    }
+    for id in cni.attached() {
+        if let Err(error) = cni.remove(&id).await {
+            tracing::warn!(sandbox = %id, %error, "failed to remove a leftover pod network");
         }
-        for entry in std::fs::read_dir(self.data_dir.join("sandboxes"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
+    }
+    for entry in std::fs::read_dir(data_dir.join("sandboxes"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        if let Some(pid) = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
         {
-            if let Some(pid) = std::fs::read_to_string(entry.path())
-                .ok()
-                .and_then(|p| p.trim().parse::<u32>().ok())
+            skiff_runtime::sandbox::Sandbox { pid }.stop();
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+    let pods = data_dir.join("pods");
+    let prefix = pods.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for mount_point in mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| m.starts_with(&prefix))
+    {
+        let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(&pods);
+    // Pod cgroups left empty by the containers above.
+    for tree in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {
+        let roots = [
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/cpu",
+            "/sys/fs/cgroup",
+        ];
+        for root in roots {
+            for entry in std::fs::read_dir(std::path::Path::new(root).join(tree))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("pod"))
             {
-                skiff_runtime::sandbox::Sandbox { pid }.stop();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                skiff_runtime::container::remove_cgroup(&format!("/{tree}/{name}"));
             }
-            let _ = std::fs::remove_file(entry.path());
         }
-        let _ = std::fs::remove_dir_all(self.data_dir.join("pods"));
     }
 }
 

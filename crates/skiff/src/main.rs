@@ -31,6 +31,9 @@ enum Command {
     /// Manage the node's images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Stop every pod on this node and remove their containers, networks,
+    /// sandboxes and cgroups (stop `skiff server` first, or it restarts them).
+    Killall(KillallArgs),
     /// The pod sandbox process: holds a pod's network, UTS and IPC namespaces.
     #[command(hide = true)]
     Pause {
@@ -51,6 +54,19 @@ enum Command {
         #[arg(long)]
         log: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct KillallArgs {
+    /// The server's data directory.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// The OCI runtime binary (default: crun on pure cgroup v2, else runc).
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+    /// Where the CNI plugins are.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_bin_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +185,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Image(command) => runtime.block_on(image(command)),
+        Command::Killall(args) => runtime.block_on(killall(&args)),
         Command::Pause { .. } | Command::Monitor { .. } => Ok(()),
     }
 }
@@ -407,6 +424,26 @@ async fn server(args: ServerArgs) -> Result<()> {
     }
     serving.await.context("the API server task failed")?;
     tracing::info!("skiff server stopped");
+    Ok(())
+}
+
+/// `skiff killall`: every pod of this node's data directory stopped and removed.
+async fn killall(args: &KillallArgs) -> Result<()> {
+    let binary = skiff_runtime::container::detect_runtime(args.runtime.as_deref())
+        .context("no OCI runtime found: install crun or runc, or pass --runtime")?;
+    let runtime = skiff_runtime::container::OciRuntime {
+        binary,
+        root: args.data_dir.join("runtime"),
+        skiff: std::env::current_exe().context("cannot find the skiff binary")?,
+    };
+    let cni_dir = args.data_dir.join("cni");
+    let cni = skiff_runtime::network::Cni {
+        bin_dir: args.cni_bin_dir.clone(),
+        conf_dir: cni_dir.join("net.d"),
+        cache_dir: cni_dir.join("results"),
+    };
+    skiff_kubelet::clean_node(&args.data_dir, &runtime, &cni).await;
+    println!("stopped every pod of {}", args.data_dir.display());
     Ok(())
 }
 

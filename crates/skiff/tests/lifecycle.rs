@@ -433,3 +433,75 @@ spec:
     assert_eq!(status_cell(&skiff, "hog")?, "OOMKilled");
     Ok(())
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Result<Vec<String>> {
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(needle) && !l.contains(" ps "))
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn killall_stops_every_pod_and_cleans_the_node() -> Result<()> {
+    let mut skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: stays
+spec:
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sleep\", \"3600\"]
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "the pod to run", || {
+        Ok(pod(&skiff, "stays")?["status"]["phase"] == "Running")
+    })?;
+    let data = skiff.data_dir_path().to_path_buf();
+    let sandbox_pids: Vec<String> = std::fs::read_dir(data.join("sandboxes"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert_eq!(sandbox_pids.len(), 1);
+    assert!(!processes_mentioning(&data.display().to_string())?.is_empty());
+    // The server goes away hard; its pods keep running until killall.
+    skiff.kill9()?;
+    assert!(!processes_mentioning(&format!("{}/containers", data.display()))?.is_empty());
+    let run = skiff
+        .on_node(&[
+            env!("CARGO_BIN_EXE_skiff"),
+            "killall",
+            "--data-dir",
+            &data.display().to_string(),
+        ])?
+        .ok()?;
+    assert!(run.stdout.contains("stopped every pod"), "{run:?}");
+    assert_eq!(
+        processes_mentioning(&data.display().to_string())?,
+        Vec::<String>::new()
+    );
+    for pid in sandbox_pids {
+        // Gone, or a zombie waiting for whoever inherited it.
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        assert!(
+            matches!(state, None | Some(Some('Z'))),
+            "sandbox {pid} still runs: {stat}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(data.join("containers"))?.count(), 0);
+    let links = skiff.on_node(&["ip", "-o", "link"])?.ok()?.stdout;
+    assert!(!links.contains("veth"), "{links}");
+    Ok(())
+}
