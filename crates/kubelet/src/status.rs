@@ -98,6 +98,9 @@ pub struct PodRecord {
     pub start_time: Timestamp,
     pub init_containers: Vec<ContainerRecord>,
     pub containers: Vec<ContainerRecord>,
+    /// Set when the node failed the pod itself (reason, message), as for
+    /// `activeDeadlineSeconds` (DeadlineExceeded).
+    pub failed: Option<(String, String)>,
 }
 
 impl PodRecord {
@@ -170,6 +173,9 @@ fn container_json(c: &ContainerRecord, init: bool) -> Value {
 /// Upstream's `getPhase`: init containers first (a failed one fails the
 /// pod under `Never`, else keeps it Pending), then the app containers.
 pub fn pod_phase(restart_policy: &str, record: &PodRecord) -> &'static str {
+    if record.failed.is_some() {
+        return "Failed";
+    }
     if !record.sandbox_ready {
         return "Pending";
     }
@@ -396,6 +402,10 @@ pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
             .map(|c| container_json(c, true))
             .collect();
     }
+    if let Some((reason, message)) = &record.failed {
+        status["reason"] = json!(reason);
+        status["message"] = json!(message);
+    }
     if let Some(ip) = &record.pod_ip {
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
@@ -481,6 +491,7 @@ mod tests {
             host_ip: "192.0.2.1".into(),
             start_time: Timestamp::UNIX_EPOCH,
             init_containers: Vec::new(),
+            failed: None,
             containers: states
                 .into_iter()
                 .enumerate()

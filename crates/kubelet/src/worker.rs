@@ -271,9 +271,41 @@ impl Worker {
         }
     }
 
+    /// When `activeDeadlineSeconds` runs out, counted from the pod's start.
+    fn deadline(&self) -> Option<Instant> {
+        let seconds = self.pod.spec.as_ref()?.active_deadline_seconds?;
+        let elapsed = Timestamp::now().as_second() - self.record.start_time.as_second();
+        let left = seconds.saturating_sub(elapsed).max(0);
+        Some(Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0)))
+    }
+
+    /// Past its deadline the pod fails: its containers are stopped and it
+    /// is marked Failed with reason DeadlineExceeded, as upstream.
+    async fn enforce_deadline(&mut self) -> bool {
+        if self.record.failed.is_some() {
+            return true;
+        }
+        if self.deadline().is_none_or(|d| d > Instant::now()) {
+            return false;
+        }
+        let message = "Pod was active on the node longer than the specified deadline";
+        self.event(EventType::Normal, "DeadlineExceeded", message, None)
+            .await;
+        self.record.failed = Some(("DeadlineExceeded".into(), message.into()));
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        self.stop_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
+            .await;
+        true
+    }
+
     /// Brings the pod towards its spec: sandbox, network, then containers.
     async fn sync(&mut self) {
-        if self.finished {
+        if self.finished || self.enforce_deadline().await {
             return;
         }
         if self.sandbox.is_none() {
@@ -350,11 +382,13 @@ impl Worker {
             .iter()
             .any(|c| matches!(&c.state, State::Waiting { reason, .. } if reason == "ErrImagePull"))
             .then(|| Instant::now() + Duration::from_secs(1));
+        let deadline = self.deadline().filter(|_| self.record.failed.is_none());
         self.backoff
             .values()
             .map(|(_, at)| *at)
             .filter(|at| *at > Instant::now())
             .chain(soon)
+            .chain(deadline)
             .min()
     }
 
@@ -824,6 +858,7 @@ impl Worker {
                 field,
             )
             .await;
+            self.post_start(container).await;
         }
         Ok(())
     }
@@ -946,6 +981,141 @@ impl Worker {
         });
     }
 
+    /// Runs one lifecycle hook handler (exec, httpGet, tcpSocket or sleep)
+    /// against the running container `name`, within `timeout`.
+    async fn run_hook(
+        &self,
+        container: &Container,
+        handler: &k8s_openapi::api::core::v1::LifecycleHandler,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if let Some(sleep) = &handler.sleep {
+            let seconds = Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0));
+            tokio::time::sleep(seconds.min(timeout)).await;
+            return Ok(());
+        }
+        let (Some(live), Some(sandbox)) = (self.live.get(&container.name), self.sandbox.clone())
+        else {
+            return Err("the container is not running".into());
+        };
+        // A hook handler is a probe handler run once, bounded by `timeout`.
+        let as_probe = k8s_openapi::api::core::v1::Probe {
+            exec: handler.exec.clone(),
+            http_get: handler.http_get.clone(),
+            tcp_socket: handler.tcp_socket.clone(),
+            timeout_seconds: Some(i32::try_from(timeout.as_secs().max(1)).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        let target = probe::Target {
+            runtime: self.agent.runtime.clone(),
+            runtime_id: live.id.clone(),
+            sandbox,
+            pod_ip: self.record.pod_ip.clone().unwrap_or_default(),
+            container: container.clone(),
+        };
+        probe::probe_once(&as_probe, &target).await
+    }
+
+    /// The event message kubelet uses when a hook fails.
+    fn hook_failure(
+        &self,
+        container: &Container,
+        handler: &k8s_openapi::api::core::v1::LifecycleHandler,
+        error: &str,
+    ) -> String {
+        let (namespace, pod, uid) = pod_name(&self.pod);
+        let kind = match (&handler.exec, &handler.http_get) {
+            (Some(exec), _) => format!(
+                "Exec lifecycle hook ({:?})",
+                exec.command.clone().unwrap_or_default()
+            ),
+            (None, Some(http)) => format!(
+                "HTTP lifecycle hook ({})",
+                http.path.clone().unwrap_or_default()
+            ),
+            _ => "Lifecycle hook".to_string(),
+        };
+        format!(
+            "{kind} for Container {:?} in Pod \"{pod}_{namespace}({uid})\" failed - error: {error}",
+            container.name
+        )
+    }
+
+    /// postStart: runs right after the container started; if it fails the
+    /// container is killed (and restarted per policy), as upstream.
+    async fn post_start(&mut self, container: &Container) {
+        let Some(handler) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.clone())
+        else {
+            return;
+        };
+        let grace = self.grace_period();
+        if let Err(error) = self.run_hook(container, &handler, grace).await {
+            let message = self.hook_failure(container, &handler, &error);
+            self.container_event(
+                &container.name,
+                EventType::Warning,
+                "FailedPostStartHook",
+                &message,
+            )
+            .await;
+            if let Some(live) = self.live.get(&container.name) {
+                let _ = self.agent.runtime.kill(&live.id, "KILL").await;
+            }
+        }
+    }
+
+    /// preStop of every live container that has one, concurrently, within
+    /// the grace period (which they use up).
+    async fn pre_stop_all(&mut self, grace: Duration) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let containers: Vec<Container> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .filter(|c| self.live.contains_key(&c.name))
+            .filter(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some()))
+            .cloned()
+            .collect();
+        let this: &Worker = self;
+        let runs = containers.iter().filter_map(|c| {
+            let handler = c.lifecycle.as_ref()?.pre_stop.clone()?;
+            Some(async move {
+                let result = tokio::time::timeout(grace, this.run_hook(c, &handler, grace)).await;
+                (c, handler, result)
+            })
+        });
+        let results = futures::future::join_all(runs).await;
+        for (container, handler, result) in results {
+            let error = match result {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => error,
+                Err(_) => format!("timed out after {}s", grace.as_secs()),
+            };
+            let message = self.hook_failure(container, &handler, &error);
+            self.container_event(
+                &container.name,
+                EventType::Warning,
+                "FailedPreStopHook",
+                &message,
+            )
+            .await;
+        }
+    }
+
+    /// The pod's terminationGracePeriodSeconds (30 by default).
+    fn grace_period(&self) -> Duration {
+        let seconds = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+    }
+
     /// The host directory behind a volume (emptyDir on disk).
     fn volume_dir(&self, volume: &str) -> Result<PathBuf, String> {
         let dir = self.pod_dir().join("volumes").join(volume);
@@ -1022,6 +1192,11 @@ impl Worker {
         let _ = tokio::task::spawn_blocking(move || runtime.remove_bundle(&bundle)).await;
         // No exit record means the monitor itself was killed: report SIGKILL.
         let exit_code = exited.as_ref().map(|e| e.exit_code).unwrap_or(137);
+        let termination_message = if termination_message.is_empty() && exit_code != 0 {
+            self.log_tail_if_asked(name)
+        } else {
+            termination_message
+        };
         let error = exited.as_ref().and_then(|e| e.error.clone());
         let started_at = started
             .as_ref()
@@ -1046,6 +1221,50 @@ impl Worker {
         };
         tracing::info!(pod = %self.key, container = name, exit_code, "container exited");
         Some((termination, ran_for))
+    }
+
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: the end of the
+    /// log (80 lines, 2 KiB at most, as upstream) stands in for the message.
+    fn log_tail_if_asked(&self, name: &str) -> String {
+        let asked = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .any(|c| {
+                c.name == name
+                    && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+            });
+        if !asked {
+            return String::new();
+        }
+        let (namespace, pod, _) = pod_name(&self.pod);
+        let Some(entry) = self
+            .agent
+            .containers
+            .get(&ContainerIndex::key(&namespace, &pod, name))
+        else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(entry.dir.join(format!("{}.log", entry.attempt)))
+            .unwrap_or_default();
+        let lines = crate::logs::parse(&text);
+        let tail = crate::logs::render(
+            &lines,
+            &crate::logs::LogOptions {
+                tail_lines: Some(80),
+                ..Default::default()
+            },
+        );
+        let mut start = tail.len().saturating_sub(2048);
+        while !tail.is_char_boundary(start) {
+            start += 1;
+        }
+        tail[start..].to_string()
     }
 
     /// A container's monitor ended: record how, and decide whether it restarts.
@@ -1169,8 +1388,15 @@ impl Worker {
             )
             .await;
         }
-        self.stop_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
-            .await;
+        // preStop hooks run first and use up part of the grace period;
+        // the containers then get what is left (at least 2 s, as upstream).
+        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let started = Instant::now();
+        self.pre_stop_all(grace).await;
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(2).min(grace));
+        self.stop_all(left).await;
         self.publish();
         self.teardown().await;
         let (namespace, name, uid) = pod_name(&self.pod);
@@ -1267,6 +1493,7 @@ fn initial_record(pod: &Pod, host_ip: &str) -> PodRecord {
         pod_ip: None,
         host_ip: host_ip.to_string(),
         start_time: Timestamp::now(),
+        failed: None,
         init_containers: inits
             .iter()
             .map(|c| ContainerRecord {

@@ -505,3 +505,120 @@ spec:
     assert!(!links.contains("veth"), "{links}");
     Ok(())
 }
+
+#[test]
+fn hooks_deadlines_and_termination_messages() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hooked
+spec:
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'echo TERM; exit 0' TERM; sleep 2; cat /tmp/poststart; while true; do sleep 1; done\"]
+    lifecycle:
+      postStart:
+        exec: {{command: [\"sh\", \"-c\", \"echo poststart > /tmp/poststart\"]}}
+      preStop:
+        exec: {{command: [\"sh\", \"-c\", \"echo prestop > /proc/1/fd/1; sleep 2\"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: badhook
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sleep\", \"3600\"]
+    lifecycle:
+      postStart:
+        exec: {{command: [\"false\"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: deadline
+spec:
+  activeDeadlineSeconds: 3
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fallback
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"echo -n DONE; false\"]
+    terminationMessagePolicy: FallbackToLogsOnError
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+
+    // postStart ran in the container before its command looked.
+    skiff.wait_for(Duration::from_secs(30), "the postStart file", || {
+        Ok(skiff
+            .kubectl(&["logs", "hooked"])?
+            .stdout
+            .contains("poststart"))
+    })?;
+    // preStop runs before SIGTERM: follow the log through the deletion.
+    let follow = skiff
+        .kubectl_cmd(&kubectl_binary(), &["logs", "-f", "hooked"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    skiff.kubectl(&["delete", "pod", "hooked"])?.ok()?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "preStop's sleep counts"
+    );
+    let output = follow.wait_with_output()?;
+    let log = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (pre, term) = (log.find("prestop"), log.find("TERM"));
+    assert!(pre.is_some() && term.is_some() && pre < term, "{log:?}");
+
+    let mut p = Value::Null;
+    skiff
+        .wait_for(Duration::from_secs(30), "badhook to fail", || {
+            p = pod(&skiff, "badhook")?;
+            Ok(p["status"]["phase"] == "Failed")
+        })
+        .with_context(|| format!("{:#}", p["status"]))?;
+    let describe = skiff.kubectl(&["describe", "pod", "badhook"])?.ok()?.stdout;
+    assert!(describe.contains("FailedPostStartHook"), "{describe}");
+
+    skiff
+        .wait_for(Duration::from_secs(30), "the deadline to pass", || {
+            p = pod(&skiff, "deadline")?;
+            Ok(p["status"]["phase"] == "Failed")
+        })
+        .with_context(|| format!("{:#}", p["status"]))?;
+    assert_eq!(p["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(
+        p["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+
+    skiff.wait_for(Duration::from_secs(30), "fallback to fail", || {
+        p = pod(&skiff, "fallback")?;
+        Ok(p["status"]["phase"] == "Failed")
+    })?;
+    let message = &p["status"]["containerStatuses"][0]["state"]["terminated"]["message"];
+    assert_eq!(message.as_str().map(str::trim), Some("DONE"), "{message}");
+    Ok(())
+}
