@@ -111,14 +111,8 @@ pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &
         let _ = std::fs::remove_file(entry.path());
     }
     let pods = data_dir.join("pods");
-    let prefix = pods.to_string_lossy().into_owned();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for mount_point in mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| m.starts_with(&prefix))
-    {
-        let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
+    for (mount_point, error) in skiff_runtime::container::unmount_all_under(&pods) {
+        tracing::warn!(mount = %mount_point, %error, "failed to unmount a leftover volume");
     }
     let _ = std::fs::remove_dir_all(&pods);
     // Pod cgroups left empty by the containers above.
@@ -136,7 +130,7 @@ pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &
                 .filter(|e| e.file_name().to_string_lossy().starts_with("pod"))
             {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                skiff_runtime::container::remove_cgroup(&format!("/{tree}/{name}"));
+                skiff_runtime::cgroups::remove_cgroup(&format!("/{tree}/{name}"));
             }
         }
     }

@@ -215,7 +215,7 @@ pub async fn probe_once(probe: &Probe, target: &Target) -> Result<(), String> {
             .connect(address, timeout)
             .await
             .map(drop)
-            .map_err(|e| dial_error(&address, &e));
+            .map_err(|e| dial_error("tcp", &address, &e));
     }
     if let Some(grpc) = &probe.grpc {
         let port = u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
@@ -258,14 +258,16 @@ fn socket_address(host: &str, port: u16) -> Result<std::net::SocketAddr, String>
     Ok(std::net::SocketAddr::new(ip, port))
 }
 
-/// Go's wording, which is what users search for.
-fn dial_error(address: &std::net::SocketAddr, error: &std::io::Error) -> String {
+/// Go's wording of a failed dial (`dial tcp 10.42.0.5:81: connect:
+/// connection refused`), which is what users search for; `network` is
+/// `tcp` or `tcp4`.
+pub fn dial_error(network: &str, address: &std::net::SocketAddr, error: &std::io::Error) -> String {
     let cause = match error.kind() {
         std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
         std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
         _ => error.to_string(),
     };
-    format!("dial tcp {address}: {cause}")
+    format!("dial {network} {address}: {cause}")
 }
 
 struct HttpProbe {
@@ -293,7 +295,7 @@ impl HttpProbe {
         let tcp = sandbox
             .connect(address, Duration::from_secs(3600))
             .await
-            .map_err(|e| format!("Get {url:?}: {}", dial_error(&address, &e)))?;
+            .map_err(|e| format!("Get {url:?}: {}", dial_error("tcp", &address, &e)))?;
         let mut request = hyper::Request::get(&self.path)
             .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
             .header(hyper::header::USER_AGENT, USER_AGENT)
@@ -370,7 +372,7 @@ async fn grpc_check(
             format!(
                 "failed to connect service {:?}: {}",
                 address.to_string(),
-                dial_error(&address, &e)
+                dial_error("tcp", &address, &e)
             )
         })?;
     let (mut sender, connection) = hyper::client::conn::http2::handshake(

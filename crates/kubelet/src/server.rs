@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use skiff_runtime::container::exec::ExecRequest;
 use skiff_runtime::container::OciRuntime;
 
-use crate::index::ContainerIndex;
+use crate::index::{ContainerEntry, ContainerIndex};
 use crate::logs::{parse, render, LogOptions};
 use crate::stream::exec::{self, Session, StreamOptions};
 use crate::stream::{attach, error_status, negotiate, portforward, status_response, upgrade};
@@ -72,6 +72,27 @@ fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What exec and attach speak: WebSocket channel protocols, SPDY streams.
+const REMOTE_COMMAND_WEBSOCKET: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
+const REMOTE_COMMAND_SPDY: &[&str] = &["v4.channel.k8s.io"];
+
+/// The running container `key` (`ns/pod/container`), or upstream's 404.
+fn running_container(
+    api: &NodeApi,
+    key: &str,
+    container: &str,
+) -> Result<ContainerEntry, Box<Response>> {
+    api.containers
+        .get(key)
+        .filter(|e| e.running)
+        .ok_or_else(|| {
+            Box::new(status_response(
+                StatusCode::NOT_FOUND,
+                &format!("container not found ({container:?})"),
+            ))
+        })
+}
+
 /// `kubectl exec`: runs a command in a running container.
 async fn exec(
     State(api): State<NodeApi>,
@@ -93,16 +114,14 @@ async fn exec(
     }
     let options = StreamOptions::from_query(&query);
     let key = ContainerIndex::key(&namespace, &pod, &container);
-    let Some(entry) = api.containers.get(&key).filter(|e| e.running) else {
-        return status_response(
-            StatusCode::NOT_FOUND,
-            &format!("container not found ({container:?})"),
-        );
+    let entry = match running_container(&api, &key, &container) {
+        Ok(entry) => entry,
+        Err(response) => return *response,
     };
     let transport = match negotiate(
         request.headers(),
-        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
-        &["v4.channel.k8s.io"],
+        REMOTE_COMMAND_WEBSOCKET,
+        REMOTE_COMMAND_SPDY,
     ) {
         Ok(transport) => transport,
         Err(response) => return *response,
@@ -139,11 +158,9 @@ async fn attach(
 ) -> Response {
     let options = StreamOptions::from_query(&query_pairs(query));
     let key = ContainerIndex::key(&namespace, &pod, &container);
-    let Some(entry) = api.containers.get(&key).filter(|e| e.running) else {
-        return status_response(
-            StatusCode::NOT_FOUND,
-            &format!("container not found ({container:?})"),
-        );
+    let entry = match running_container(&api, &key, &container) {
+        Ok(entry) => entry,
+        Err(response) => return *response,
     };
     if options.tty {
         return status_response(
@@ -153,8 +170,8 @@ async fn attach(
     }
     let transport = match negotiate(
         request.headers(),
-        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
-        &["v4.channel.k8s.io"],
+        REMOTE_COMMAND_WEBSOCKET,
+        REMOTE_COMMAND_SPDY,
     ) {
         Ok(transport) => transport,
         Err(response) => return *response,

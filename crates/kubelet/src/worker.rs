@@ -273,10 +273,10 @@ impl Worker {
 
     /// When `activeDeadlineSeconds` runs out, counted from the pod's start.
     fn deadline(&self) -> Option<Instant> {
-        let seconds = self.pod.spec.as_ref()?.active_deadline_seconds?;
+        let limit = self.pod.spec.as_ref()?.active_deadline_seconds?;
         let elapsed = Timestamp::now().as_second() - self.record.start_time.as_second();
-        let left = seconds.saturating_sub(elapsed).max(0);
-        Some(Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0)))
+        let left = limit.saturating_sub(elapsed);
+        Some(Instant::now() + seconds(left))
     }
 
     /// Past its deadline the pod fails: its containers are stopped and it
@@ -292,14 +292,7 @@ impl Worker {
         self.event(EventType::Normal, "DeadlineExceeded", message, None)
             .await;
         self.record.failed = Some(("DeadlineExceeded".into(), message.into()));
-        let grace = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30);
-        self.stop_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
-            .await;
+        self.stop_all(self.grace_period()).await;
         true
     }
 
@@ -903,18 +896,9 @@ impl Worker {
         {
             return; // from an earlier attempt
         }
-        let container = self
-            .pod
-            .spec
-            .iter()
-            .flat_map(|s| {
-                s.containers
-                    .iter()
-                    .chain(s.init_containers.iter().flatten())
-            })
-            .find(|c| c.name == name)
-            .cloned();
-        let Some(container) = container else { return };
+        let Some(container) = self.container_spec(&name).cloned() else {
+            return;
+        };
         match report.event {
             probe::ReportEvent::Failed(message) => {
                 let text = format!("{} probe failed: {message}", report.kind.title());
@@ -955,13 +939,8 @@ impl Worker {
         }
         .and_then(|p| p.termination_grace_period_seconds);
         let grace = probe_grace
-            .or_else(|| {
-                self.pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30);
+            .map(seconds)
+            .unwrap_or_else(|| self.grace_period());
         if let Some(record) = self.record_mut(&name) {
             record.ready = false;
         }
@@ -975,7 +954,7 @@ impl Worker {
         let runtime = self.agent.runtime.clone();
         tokio::spawn(async move {
             let _ = runtime.kill(&id, &signal).await;
-            tokio::time::sleep(Duration::from_secs(u64::try_from(grace).unwrap_or(0))).await;
+            tokio::time::sleep(grace).await;
             // Still there after the grace period (or already gone: harmless).
             let _ = runtime.kill(&id, "KILL").await;
         });
@@ -990,8 +969,7 @@ impl Worker {
         timeout: Duration,
     ) -> Result<(), String> {
         if let Some(sleep) = &handler.sleep {
-            let seconds = Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0));
-            tokio::time::sleep(seconds.min(timeout)).await;
+            tokio::time::sleep(seconds(sleep.seconds).min(timeout)).await;
             return Ok(());
         }
         let (Some(live), Some(sandbox)) = (self.live.get(&container.name), self.sandbox.clone())
@@ -1070,12 +1048,10 @@ impl Worker {
     /// preStop of every live container that has one, concurrently, within
     /// the grace period (which they use up).
     async fn pre_stop_all(&mut self, grace: Duration) {
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let containers: Vec<Container> = spec
-            .containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-            .filter(|c| self.live.contains_key(&c.name))
+        let containers: Vec<Container> = self
+            .live
+            .keys()
+            .filter_map(|name| self.container_spec(name))
             .filter(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some()))
             .cloned()
             .collect();
@@ -1107,13 +1083,23 @@ impl Worker {
 
     /// The pod's terminationGracePeriodSeconds (30 by default).
     fn grace_period(&self) -> Duration {
-        let seconds = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30);
-        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        seconds(
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30),
+        )
+    }
+
+    /// A container of the pod's spec (app or init) by name.
+    fn container_spec(&self, name: &str) -> Option<&Container> {
+        self.pod.spec.as_ref().and_then(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+        })
     }
 
     /// The host directory behind a volume (emptyDir on disk).
@@ -1160,16 +1146,8 @@ impl Worker {
     /// Unmounts memory-backed volumes of the pod.
     fn unmount_volumes(&self) {
         let volumes = self.pod_dir().join("volumes");
-        let prefix = volumes.to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for mount_point in mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| m.starts_with(&prefix))
-        {
-            if let Err(error) = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH) {
-                tracing::warn!(pod = %self.key, mount = mount_point, %error, "failed to unmount a volume");
-            }
+        for (mount_point, error) in skiff_runtime::container::unmount_all_under(&volumes) {
+            tracing::warn!(pod = %self.key, mount = %mount_point, %error, "failed to unmount a volume");
         }
     }
 
@@ -1202,9 +1180,7 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.started_at.parse::<Timestamp>().ok());
         let finished_at = Timestamp::now();
-        let ran_for = started_at.map(|s| {
-            Duration::from_secs(u64::try_from(finished_at.as_second() - s.as_second()).unwrap_or(0))
-        });
+        let ran_for = started_at.map(|s| seconds(finished_at.as_second() - s.as_second()));
         let termination = Termination {
             exit_code,
             signal: exited.as_ref().and_then(|e| e.signal),
@@ -1226,19 +1202,9 @@ impl Worker {
     /// `terminationMessagePolicy: FallbackToLogsOnError`: the end of the
     /// log (80 lines, 2 KiB at most, as upstream) stands in for the message.
     fn log_tail_if_asked(&self, name: &str) -> String {
-        let asked = self
-            .pod
-            .spec
-            .iter()
-            .flat_map(|s| {
-                s.containers
-                    .iter()
-                    .chain(s.init_containers.iter().flatten())
-            })
-            .any(|c| {
-                c.name == name
-                    && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
-            });
+        let asked = self.container_spec(name).is_some_and(|c| {
+            c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        });
         if !asked {
             return String::new();
         }
@@ -1365,13 +1331,8 @@ impl Worker {
             .pod
             .metadata
             .deletion_grace_period_seconds
-            .or_else(|| {
-                self.pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30);
+            .map(seconds)
+            .unwrap_or_else(|| self.grace_period());
         // A terminating pod is not ready and its probes stop, as upstream.
         for live in self.live.values_mut() {
             live.stop_probes();
@@ -1390,7 +1351,6 @@ impl Worker {
         }
         // preStop hooks run first and use up part of the grace period;
         // the containers then get what is left (at least 2 s, as upstream).
-        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         let started = Instant::now();
         self.pre_stop_all(grace).await;
         let left = grace
@@ -1460,7 +1420,7 @@ impl Worker {
             let _ = tokio::task::spawn_blocking(move || sandbox.stop()).await;
         }
         let _ = std::fs::remove_file(self.agent.data_dir.join("sandboxes").join(&self.sandbox_id));
-        skiff_runtime::container::remove_cgroup(&self.cgroup_parent());
+        skiff_runtime::cgroups::remove_cgroup(&self.cgroup_parent());
     }
 
     /// Removes the sandbox, network and pod directory.
@@ -1520,6 +1480,11 @@ fn report_kind(kind: probe::Kind) -> &'static str {
         probe::Kind::Readiness => "readiness",
         probe::Kind::Startup => "startup",
     }
+}
+
+/// Whole seconds from the API (negative counts as none).
+fn seconds(value: i64) -> Duration {
+    Duration::from_secs(u64::try_from(value).unwrap_or(0))
 }
 
 /// Go's duration formatting for backoff messages (`10s`, `5m0s`).

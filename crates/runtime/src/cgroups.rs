@@ -120,6 +120,30 @@ pub fn ensure_pod_cgroup(resources: &PodResources) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes a cgroup (e.g. a pod's `/skiff/pod<uid>`, once its containers
+/// are gone) from every hierarchy: each v1 controller, or the v2 tree.
+pub fn remove_cgroup(path: &str) {
+    let relative = path.trim_start_matches('/');
+    if relative.is_empty() {
+        return;
+    }
+    let root = Path::new(ROOT);
+    let hierarchies = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .chain([root.to_path_buf()]);
+    for hierarchy in hierarchies {
+        let dir = hierarchy.join(relative);
+        if dir.is_dir() {
+            if let Err(error) = std::fs::remove_dir(&dir) {
+                tracing::debug!(cgroup = %dir.display(), %error, "cgroup not removed");
+            }
+        }
+    }
+}
+
 /// Whether the kernel's OOM killer killed a process in the cgroup at
 /// `path` (a container's), read before the runtime removes it.
 pub fn oom_killed(path: &str) -> bool {

@@ -9,19 +9,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{kubectl_binary, Skiff, TEST_IMAGE};
+use common::{kubectl_binary, pod, pod_condition as condition, Skiff, TEST_IMAGE};
 use serde_json::Value;
-
-fn pod(skiff: &Skiff, name: &str) -> Result<Value> {
-    skiff.get_json(&["get", "pod", name])
-}
-
-fn condition<'a>(pod: &'a Value, kind: &str) -> &'a Value {
-    pod["status"]["conditions"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
 
 fn status_cell(skiff: &Skiff, name: &str) -> Result<String> {
     let line = skiff

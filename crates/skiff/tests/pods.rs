@@ -6,12 +6,8 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{Skiff, TEST_IMAGE};
+use common::{pod as pod_json, Skiff, TEST_IMAGE};
 use serde_json::Value;
-
-fn pod_json(skiff: &Skiff, name: &str) -> Result<Value> {
-    skiff.get_json(&["get", "pod", name])
-}
 
 fn wait_phase(skiff: &Skiff, name: &str, phase: &str) -> Result<Value> {
     let mut last = Value::Null;

@@ -7,24 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use common::{Skiff, TEST_IMAGE};
+use common::{pod, pod_condition as condition, Skiff, TEST_IMAGE};
 use serde_json::Value;
-
-fn pod(skiff: &Skiff, name: &str) -> Result<Value> {
-    skiff.get_json(&["get", "pod", name])
-}
 
 fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["status"]["containerStatuses"]
         .as_array()
         .and_then(|all| all.iter().find(|c| c["name"] == name))
-        .unwrap_or(&Value::Null)
-}
-
-fn condition<'a>(pod: &'a Value, kind: &str) -> &'a Value {
-    pod["status"]["conditions"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["type"] == kind))
         .unwrap_or(&Value::Null)
 }
 

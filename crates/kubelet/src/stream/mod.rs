@@ -97,15 +97,7 @@ pub fn status_response(code: StatusCode, message: &str) -> Response {
         StatusCode::FORBIDDEN => "Forbidden",
         _ => "BadRequest",
     };
-    let body = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code.as_u16(),
-    });
+    let body = skiff_api::Status::new(code.as_u16(), reason, message).to_json();
     (
         code,
         [(header::CONTENT_TYPE, "application/json")],

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{spdy, Connection, WebSocket};
 use crate::index::SandboxEntry;
+use crate::probe::dial_error;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,16 +83,6 @@ async fn serve_spdy(mut connection: spdy::Connection, sandbox: SandboxEntry) {
     }
 }
 
-/// Go's wording for a failed dial, which kubectl users know.
-fn dial_error(port: u16, error: &std::io::Error) -> String {
-    let cause = match error.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
-        _ => error.to_string(),
-    };
-    format!("dial tcp4 127.0.0.1:{port}: {cause}")
-}
-
 /// Relays one forwarded connection.
 async fn forward(mut data: spdy::Stream, error: Option<spdy::StreamWriter>, sandbox: SandboxEntry) {
     let port = data.header("port").parse::<u16>().ok().filter(|p| *p > 0);
@@ -122,7 +113,7 @@ async fn forward(mut data: spdy::Stream, error: Option<spdy::StreamWriter>, sand
                 "error forwarding port {port} to pod {}, uid : failed to connect to localhost:{port} inside namespace {:?}, IPv4: {}",
                 sandbox.id,
                 sandbox.id,
-                dial_error(port, &e)
+                dial_error("tcp4", &address, &e)
             );
             tracing::info!(sandbox = %sandbox.id, port, error = %e, "port-forward connect failed");
             fail(message).await;

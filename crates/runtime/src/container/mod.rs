@@ -44,11 +44,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
     }
 }
 
-/// Whether the host runs the unified cgroup v2 hierarchy only.
-pub fn cgroups_v2_only() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
 /// Picks the OCI runtime: `explicit` if given, else crun on a pure cgroup v2
 /// host, else runc (crun 1.8 refuses v1 and hybrid layouts).
 pub fn detect_runtime(explicit: Option<&Path>) -> Option<PathBuf> {
@@ -68,7 +63,7 @@ pub fn detect_runtime(explicit: Option<&Path>) -> Option<PathBuf> {
         .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
     };
-    let crun = find("crun").filter(|_| cgroups_v2_only());
+    let crun = find("crun").filter(|_| crate::cgroups::is_v2());
     crun.or_else(|| find("runc"))
 }
 
@@ -214,28 +209,21 @@ impl OciRuntime {
     }
 }
 
-/// Removes a cgroup (e.g. a pod's `/skiff/pod<uid>`, once its containers
-/// are gone) from every hierarchy: each v1 controller, or the v2 tree.
-pub fn remove_cgroup(path: &str) {
-    let relative = path.trim_start_matches('/');
-    if relative.is_empty() {
-        return;
-    }
-    let root = Path::new("/sys/fs/cgroup");
-    let hierarchies = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .chain([root.to_path_buf()]);
-    for hierarchy in hierarchies {
-        let dir = hierarchy.join(relative);
-        if dir.is_dir() {
-            if let Err(error) = std::fs::remove_dir(&dir) {
-                tracing::debug!(cgroup = %dir.display(), %error, "cgroup not removed");
-            }
-        }
-    }
+/// Unmounts every mount point under `dir` (a pod's memory-backed
+/// volumes); returns the ones that failed.
+pub fn unmount_all_under(dir: &Path) -> Vec<(String, nix::Error)> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .filter_map(|m| {
+            umount2(m, MntFlags::MNT_DETACH)
+                .err()
+                .map(|e| (m.to_string(), e))
+        })
+        .collect()
 }
 
 /// Reads `started.json` / `exit.json` of a bundle.

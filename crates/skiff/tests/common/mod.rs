@@ -571,6 +571,19 @@ impl Skiff {
 }
 
 /// The image every node test imports (built from the host's busybox-static).
+/// `kubectl get pod NAME -o json`.
+pub fn pod(skiff: &Skiff, name: &str) -> Result<serde_json::Value> {
+    skiff.get_json(&["get", "pod", name])
+}
+
+/// A pod's condition of type `kind` (Null when absent).
+pub fn pod_condition<'a>(pod: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
 pub const TEST_IMAGE: &str = "skiff.local/busybox:e2e";
 
 impl Drop for Skiff {
