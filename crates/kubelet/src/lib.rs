@@ -9,6 +9,7 @@
 //! Must not know: the store or the API server's internals. It reaches the
 //! API over HTTPS like any other client.
 
+pub mod checkpoint;
 pub mod env;
 pub mod index;
 pub mod logs;
@@ -68,24 +69,25 @@ pub struct Agent {
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-impl Agent {
-    /// Removes what an earlier agent on this node left running.
-    /// (Re-adopting it instead is future work.)
-    pub async fn clean_leftovers(&self) {
-        clean_node(&self.data_dir, &self.runtime, &self.cni).await;
-    }
-}
-
-/// Stops and removes every pod this node runs or ran: containers (through
-/// the OCI runtime), pod networks, sandboxes, memory-backed volumes, pod
-/// directories and pod cgroups. What `skiff killall` does.
-pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &Cni) {
+/// Stops and removes every pod this node runs or ran, except what `keep`
+/// names: containers (through the OCI runtime), pod networks, sandboxes,
+/// memory-backed volumes, pod directories and pod cgroups. With nothing
+/// kept, what `skiff killall` does.
+pub async fn clean_node(
+    data_dir: &std::path::Path,
+    runtime: &OciRuntime,
+    cni: &Cni,
+    keep: &checkpoint::Keep,
+) {
     for entry in std::fs::read_dir(data_dir.join("containers"))
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
     {
         let id = entry.file_name().to_string_lossy().into_owned();
+        if keep.containers.contains(&id) {
+            continue;
+        }
         let _ = runtime.kill(&id, "KILL").await;
         let _ = runtime.delete(&id).await;
         if let Err(error) = runtime.remove_bundle(&entry.path()) {
@@ -93,6 +95,9 @@ pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &
         }
     }
     for id in cni.attached() {
+        if keep.sandboxes.contains(&id) {
+            continue;
+        }
         if let Err(error) = cni.remove(&id).await {
             tracing::warn!(sandbox = %id, %error, "failed to remove a leftover pod network");
         }
@@ -102,6 +107,12 @@ pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &
         .flatten()
         .filter_map(|e| e.ok())
     {
+        if keep
+            .sandboxes
+            .contains(&*entry.file_name().to_string_lossy())
+        {
+            continue;
+        }
         if let Some(pid) = std::fs::read_to_string(entry.path())
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok())
@@ -110,11 +121,17 @@ pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &
         }
         let _ = std::fs::remove_file(entry.path());
     }
-    let pods = data_dir.join("pods");
-    for (mount_point, error) in skiff_runtime::container::unmount_all_under(&pods) {
-        tracing::warn!(mount = %mount_point, %error, "failed to unmount a leftover volume");
+    for entry in std::fs::read_dir(data_dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| !keep.pod_dirs.contains(&e.path()))
+    {
+        for (mount_point, error) in skiff_runtime::container::unmount_all_under(&entry.path()) {
+            tracing::warn!(mount = %mount_point, %error, "failed to unmount a leftover volume");
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
     }
-    let _ = std::fs::remove_dir_all(&pods);
     // Pod cgroups left empty by the containers above.
     for tree in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {
         let roots = [
@@ -128,6 +145,10 @@ pub async fn clean_node(data_dir: &std::path::Path, runtime: &OciRuntime, cni: &
                 .flatten()
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().starts_with("pod"))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !keep.pod_uids.contains(name.trim_start_matches("pod"))
+                })
             {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 skiff_runtime::cgroups::remove_cgroup(&format!("/{tree}/{name}"));
@@ -145,7 +166,16 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
             source,
         })?;
     }
-    agent.clean_leftovers().await;
+    // Pods an earlier agent left running are re-adopted; anything else it
+    // left behind is cleaned up.
+    let adopted = checkpoint::load_all(&agent.data_dir);
+    clean_node(
+        &agent.data_dir,
+        &agent.runtime,
+        &agent.cni,
+        &checkpoint::Keep::of(&adopted),
+    )
+    .await;
     node::register(&agent.client, &agent.node)
         .await
         .map_err(|source| AgentError::Register {
@@ -181,6 +211,11 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut seen_in_relist: Vec<String> = Vec::new();
+    for (_, checkpoint) in adopted {
+        let (sender, receiver) = watch::channel(Some(checkpoint.pod.clone()));
+        workers.insert(checkpoint.uid(), sender);
+        tokio::spawn(worker::adopt(agent.clone(), checkpoint, receiver));
+    }
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How a container ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Termination {
     pub exit_code: i32,
     pub signal: Option<i32>,
@@ -25,7 +26,7 @@ pub struct Termination {
 }
 
 /// Where a container is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     Waiting {
         reason: String,
@@ -38,7 +39,7 @@ pub enum State {
 }
 
 /// The node's record of one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub name: String,
     pub image: String,
@@ -90,7 +91,7 @@ impl ContainerRecord {
 }
 
 /// The node's record of one pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRecord {
     pub sandbox_ready: bool,
     pub pod_ip: Option<String>,

@@ -25,6 +25,7 @@ use skiff_runtime::sandbox::{hosts_file, Sandbox};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::checkpoint::{BackOff, Checkpoint, LiveContainer};
 use crate::env::{command_line, environment, NodeFacts};
 use crate::index::{ContainerEntry, ContainerIndex, SandboxEntry};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State, Termination, Update};
@@ -41,6 +42,8 @@ struct Live {
     id: String,
     bundle: PathBuf,
     stop_signal: String,
+    /// The `skiff monitor` process holding it.
+    monitor_pid: u32,
     /// Its probe tasks, stopped with it.
     probes: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -91,66 +94,230 @@ fn pod_name(pod: &Pod) -> (String, String, String) {
     )
 }
 
+type Inbox = (
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedReceiver<probe::Report>,
+);
+
 /// Runs one pod until it is deleted or forgotten.
 pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
     let Some(pod) = desired.borrow_and_update().clone() else {
         return;
     };
-    let (namespace, name, uid) = pod_name(&pod);
-    let (exits, mut exited) = mpsc::unbounded_channel();
-    let (probe_reports, mut probed) = mpsc::unbounded_channel();
     let record = initial_record(&pod, &agent.node.internal_ip);
-    let mut worker = Worker {
-        key: format!("{namespace}_{name}_{uid}"),
-        agent,
-        pod,
-        sandbox: None,
-        sandbox_id: random_id(),
-        record,
-        live: HashMap::new(),
-        backoff: HashMap::new(),
-        finished: false,
-        exits,
-        probe_reports,
-    };
-    tracing::info!(pod = %format!("{namespace}/{name}"), "pod worker started");
-    loop {
-        let latest = desired.borrow_and_update().clone();
-        match latest {
-            None => {
-                worker.stop_all(Duration::from_secs(2)).await;
-                worker.teardown().await;
-                return;
-            }
-            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
-                worker.pod = pod;
-                worker.terminate().await;
-                return;
-            }
-            Some(pod) => worker.pod = pod,
+    let (worker, inbox) = Worker::new(agent, pod, record);
+    worker.run(desired, inbox).await;
+}
+
+/// Takes over a pod an earlier agent ran, from its checkpoint: its sandbox,
+/// its record and its running containers (their monitors kept them going),
+/// then runs it as [`run`] does.
+pub async fn adopt(
+    agent: Arc<Agent>,
+    checkpoint: Checkpoint,
+    desired: watch::Receiver<Option<Pod>>,
+) {
+    let (mut worker, inbox) = Worker::new(agent, checkpoint.pod.clone(), checkpoint.record);
+    worker.sandbox_id = checkpoint.sandbox_id;
+    worker.finished = checkpoint.finished;
+    let now_ms = Timestamp::now().as_millisecond();
+    for backoff in checkpoint.backoff {
+        let left = u64::try_from(backoff.due_unix_ms - now_ms).unwrap_or(0);
+        worker.backoff.insert(
+            backoff.name,
+            (
+                Duration::from_millis(backoff.delay_ms),
+                Instant::now() + Duration::from_millis(left),
+            ),
+        );
+    }
+    let (namespace, name, uid) = pod_name(&worker.pod);
+    if let Some(pid) = checkpoint.sandbox_pid {
+        let sandbox = Sandbox { pid };
+        if !sandbox.alive() {
+            tracing::warn!(pod = %worker.key, pid, "the adopted pod's sandbox process is gone; its containers keep the namespaces");
         }
-        worker.sync().await;
-        worker.publish();
-        if worker.is_terminal() {
-            worker.release_sandbox().await;
-        }
-        let wake = worker.next_wake();
-        tokio::select! {
-            changed = desired.changed() => {
-                if changed.is_err() {
-                    worker.stop_all(Duration::from_secs(2)).await;
-                    worker.teardown().await;
-                    return;
-                }
+        worker.agent.containers.set_sandbox(
+            &namespace,
+            &name,
+            Some(SandboxEntry {
+                id: worker.sandbox_id.clone(),
+                pid,
+                uid,
+            }),
+        );
+        worker.sandbox = Some(sandbox);
+    }
+    for live in checkpoint.live {
+        // The monitor is no longer our child: wait on its pidfd. One that is
+        // gone (the container ended while no agent ran) reports at once;
+        // its exit.json holds the real exit code.
+        let exits = worker.exits.clone();
+        let (container, pid) = (live.name.clone(), live.monitor_pid);
+        let alive = skiff_runtime::process::runs_with_argument(pid, &live.id);
+        tokio::spawn(async move {
+            if alive {
+                let _ = skiff_runtime::process::exited(pid).await;
             }
-            Some(name) = exited.recv() => worker.on_exit(&name).await,
-            Some(report) = probed.recv() => worker.on_probe(report).await,
-            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            let _ = exits.send(container);
+        });
+        worker.live.insert(
+            live.name,
+            Live {
+                bundle: worker.agent.data_dir.join("containers").join(&live.id),
+                id: live.id,
+                stop_signal: live.stop_signal,
+                monitor_pid: pid,
+                probes: Vec::new(),
+            },
+        );
+    }
+    let records: Vec<ContainerRecord> = worker
+        .record
+        .init_containers
+        .iter()
+        .chain(worker.record.containers.iter())
+        .cloned()
+        .collect();
+    for record in records {
+        let live_id = worker.live.get(&record.name).map(|l| l.id.clone());
+        let runtime_id = live_id.clone().or_else(|| {
+            record
+                .container_id
+                .split_once("://")
+                .map(|(_, id)| id.to_string())
+        });
+        let Some(runtime_id) = runtime_id else {
+            continue;
+        };
+        let entry = ContainerEntry {
+            dir: worker.pod_dir().join(&record.name),
+            attempt: worker.attempt(&record.name),
+            running: live_id.is_some(),
+            runtime_id,
+        };
+        worker
+            .agent
+            .containers
+            .set(ContainerIndex::key(&namespace, &name, &record.name), entry);
+        if live_id.is_some() && record.running() {
+            if let Some(container) = worker.container_spec(&record.name).cloned() {
+                let kinds: &[probe::Kind] = if record.started {
+                    &[probe::Kind::Liveness, probe::Kind::Readiness]
+                } else {
+                    &[probe::Kind::Startup]
+                };
+                worker.start_probes(&container, kinds);
+            }
         }
     }
+    tracing::info!(pod = %worker.key, containers = worker.live.len(), "pod re-adopted");
+    worker.run(desired, inbox).await;
 }
 
 impl Worker {
+    fn new(agent: Arc<Agent>, pod: Pod, record: PodRecord) -> (Self, Inbox) {
+        let (namespace, name, uid) = pod_name(&pod);
+        let (exits, exited) = mpsc::unbounded_channel();
+        let (probe_reports, probed) = mpsc::unbounded_channel();
+        let worker = Worker {
+            key: format!("{namespace}_{name}_{uid}"),
+            agent,
+            pod,
+            sandbox: None,
+            sandbox_id: random_id(),
+            record,
+            live: HashMap::new(),
+            backoff: HashMap::new(),
+            finished: false,
+            exits,
+            probe_reports,
+        };
+        (worker, (exited, probed))
+    }
+
+    async fn run(mut self, mut desired: watch::Receiver<Option<Pod>>, inbox: Inbox) {
+        let (mut exited, mut probed) = inbox;
+        tracing::info!(pod = %self.key, "pod worker started");
+        loop {
+            let latest = desired.borrow_and_update().clone();
+            match latest {
+                None => {
+                    self.stop_all(Duration::from_secs(2)).await;
+                    self.teardown().await;
+                    return;
+                }
+                Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                    self.pod = pod;
+                    self.terminate().await;
+                    return;
+                }
+                Some(pod) => self.pod = pod,
+            }
+            self.sync().await;
+            self.publish();
+            if self.is_terminal() {
+                self.release_sandbox().await;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        self.stop_all(Duration::from_secs(2)).await;
+                        self.teardown().await;
+                        return;
+                    }
+                }
+                Some(name) = exited.recv() => self.on_exit(&name).await,
+                Some(report) = probed.recv() => self.on_probe(report).await,
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            }
+        }
+    }
+
+    /// The worker's state as a restarted agent needs it.
+    fn checkpoint(&self) -> Checkpoint {
+        let now = Instant::now();
+        let now_ms = Timestamp::now().as_millisecond();
+        Checkpoint {
+            pod: self.pod.clone(),
+            sandbox_id: self.sandbox_id.clone(),
+            sandbox_pid: self.sandbox.as_ref().map(|s| s.pid),
+            record: self.record.clone(),
+            finished: self.finished,
+            live: self
+                .live
+                .iter()
+                .map(|(name, live)| LiveContainer {
+                    name: name.clone(),
+                    id: live.id.clone(),
+                    stop_signal: live.stop_signal.clone(),
+                    monitor_pid: live.monitor_pid,
+                })
+                .collect(),
+            backoff: self
+                .backoff
+                .iter()
+                .map(|(name, (delay, at))| BackOff {
+                    name: name.clone(),
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    due_unix_ms: now_ms
+                        + i64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// The attempt number of a container's newest log (`<attempt>.log`).
+    fn attempt(&self, name: &str) -> i32 {
+        self.record
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.restart_count)
+            .unwrap_or(0)
+    }
+
     fn pod_dir(&self) -> PathBuf {
         self.agent.data_dir.join("pods").join(&self.key)
     }
@@ -230,7 +397,12 @@ impl Worker {
             .await;
     }
 
+    /// Sends the pod's status to the status manager and checkpoints the
+    /// worker's state beside the pod.
     fn publish(&self) {
+        if let Err(error) = self.checkpoint().save(&self.pod_dir()) {
+            tracing::warn!(pod = %self.key, %error, "failed to write the pod checkpoint");
+        }
         let (namespace, name, uid) = pod_name(&self.pod);
         let status = pod_status(&self.pod, &self.record, Timestamp::now());
         self.agent.status.send(Update {
@@ -686,13 +858,7 @@ impl Worker {
             return Err("no command specified".into());
         }
         let pod_dir = self.pod_dir();
-        let attempt = self
-            .record
-            .containers
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.restart_count)
-            .unwrap_or(0);
+        let attempt = self.attempt(&name);
         let log_dir = pod_dir.join(&name);
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
         let log = log_dir.join(format!("{attempt}.log"));
@@ -793,6 +959,7 @@ impl Worker {
         agent
             .containers
             .set(ContainerIndex::key(&namespace, &pod, &name), entry);
+        let monitor_pid = monitor.id().unwrap_or(0);
         let exits = self.exits.clone();
         let exit_name = name.clone();
         tokio::spawn(async move {
@@ -821,6 +988,7 @@ impl Worker {
                 id: id.clone(),
                 bundle: bundle.clone(),
                 stop_signal,
+                monitor_pid,
                 probes: Vec::new(),
             },
         );

@@ -11,4 +11,5 @@ pub mod cgroups;
 pub mod container;
 pub mod image;
 pub mod network;
+pub mod process;
 pub mod sandbox;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{sethostname, Pid};
 
 /// What can go wrong with a sandbox.
@@ -72,12 +73,9 @@ impl Sandbox {
             let _ = child.wait();
             return Err(SandboxError::NotReady(stderr.trim().to_string()));
         }
-        let sandbox = Self { pid: child.id() };
-        // Reap the child when it exits, so it never lingers as a zombie.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-        Ok(sandbox)
+        // No thread waits on it: `stop` reaps it (a sandbox that died
+        // early stays a zombie until then; its pod is torn down anyway).
+        Ok(Self { pid: child.id() })
     }
 
     /// Connects to `address` from inside the sandbox's network namespace
@@ -113,10 +111,16 @@ impl Sandbox {
         let Ok(pid) = i32::try_from(self.pid) else {
             return;
         };
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let pid = Pid::from_raw(pid);
+        let _ = kill(pid, Signal::SIGKILL);
         for _ in 0..100 {
-            if !self.alive() || is_zombie(self.pid) {
-                return;
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(_) => return,
+                // Not our child (a sandbox adopted after a restart): its
+                // parent reaps it; wait until it is gone or a zombie.
+                Err(_) if !self.alive() || is_zombie(self.pid) => return,
+                Err(_) => {}
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -442,7 +442,7 @@ async fn killall(args: &KillallArgs) -> Result<()> {
         conf_dir: cni_dir.join("net.d"),
         cache_dir: cni_dir.join("results"),
     };
-    skiff_kubelet::clean_node(&args.data_dir, &runtime, &cni).await;
+    skiff_kubelet::clean_node(&args.data_dir, &runtime, &cni, &Default::default()).await;
     println!("stopped every pod of {}", args.data_dir.display());
     Ok(())
 }

@@ -1,0 +1,61 @@
+//! Waiting on processes that are not (or no longer) our children, such as
+//! container monitors adopted after a restart of the agent: a pidfd becomes
+//! readable when its process exits, so waiting costs no thread and no poll.
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// Resolves once process `pid` has exited (at once if it is already gone).
+pub async fn exited(pid: u32) -> std::io::Result<()> {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Ok(());
+    };
+    let fd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let watched = register(fd)?;
+    let _ready = watched.readable().await?;
+    Ok(())
+}
+
+/// Registers a pidfd with tokio's reactor.
+#[allow(unsafe_code)]
+fn register(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an OwnedFd is a valid open descriptor that stays the same
+    // until the AsyncFd, which owns it, is dropped.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(Into::into)
+}
+
+/// Whether process `pid` runs and its command line contains `needle`
+/// (guards against a recycled pid).
+pub fn runs_with_argument(pid: u32, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == needle.as_bytes())
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolves_when_a_process_exits() -> std::io::Result<()> {
+        let mut child = std::process::Command::new("sleep").arg("0.2").spawn()?;
+        let pid = child.id();
+        assert!(runs_with_argument(pid, "0.2"));
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), exited(pid)).await;
+        assert!(matches!(waited, Ok(Ok(()))));
+        let _ = child.wait();
+        assert!(!runs_with_argument(pid, "0.2"));
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! The node agent survives itself: pods keep running through a SIGKILL of
+//! `skiff server` and are re-adopted (same containers, same PIDs, logs
+//! continuing, exits during the downtime reported with their real codes);
+//! static pods run from a manifest directory and show as mirror pods.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::{pod, Skiff, TEST_IMAGE};
+use serde_json::Value;
+
+/// The host PID the container's monitor recorded when it started.
+fn container_pid(data: &Path, container_id: &str) -> Result<u64> {
+    let id = container_id.split_once("://").context("runtime://id")?.1;
+    let started: Value = serde_json::from_slice(&std::fs::read(
+        data.join("containers").join(id).join("started.json"),
+    )?)?;
+    started["pid"].as_u64().context("pid")
+}
+
+fn alive(pid: u64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    matches!(state, Some(s) if s != 'Z')
+}
+
+fn ticks(skiff: &Skiff) -> Result<Vec<u64>> {
+    let logs = skiff.kubectl(&["logs", "ticker"])?.ok()?.stdout;
+    Ok(logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect())
+}
+
+#[test]
+fn a_killed_server_re_adopts_its_pods_on_restart() -> Result<()> {
+    let mut skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done\"]
+    readinessProbe:
+      exec: {{command: [\"true\"]}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ender
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"sleep 3; echo bye; exit 3\"]
+"
+    );
+    skiff
+        .kubectl_stdin(&["apply", "-f", "-"], &manifest)?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "both pods to run", || {
+        Ok(
+            pod(&skiff, "ticker")?["status"]["containerStatuses"][0]["ready"] == true
+                && pod(&skiff, "ender")?["status"]["phase"] == "Running",
+        )
+    })?;
+    let data = skiff.data_dir_path().to_path_buf();
+    let before = pod(&skiff, "ticker")?;
+    let status_before = before["status"]["containerStatuses"][0].clone();
+    let container_id = status_before["containerID"]
+        .as_str()
+        .context("containerID")?
+        .to_string();
+    let pid = container_pid(&data, &container_id)?;
+    let ender = pod(&skiff, "ender")?;
+    let ender_id = ender["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .context("containerID")?
+        .to_string();
+
+    skiff.kill9()?;
+    let pod_dirs = std::fs::read_dir(data.join("pods"))?.count();
+    assert_eq!(pod_dirs, 2, "both pod directories stay");
+    // While no agent runs, `ender` exits with 3; its monitor records that.
+    let ender_exit = data
+        .join("containers")
+        .join(ender_id.split_once("://").context("id")?.1)
+        .join("exit.json");
+    skiff.wait_for(Duration::from_secs(15), "ender to exit unobserved", || {
+        Ok(ender_exit.exists())
+    })?;
+    assert!(alive(pid), "the ticker's process runs on without skiff");
+
+    skiff.restart()?;
+    skiff.wait_for(
+        Duration::from_secs(30),
+        "ender's exit to be reported",
+        || Ok(pod(&skiff, "ender")?["status"]["phase"] == "Failed"),
+    )?;
+    let ender = pod(&skiff, "ender")?;
+    let terminated = &ender["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 3, "{ender}");
+    assert_eq!(terminated["reason"], "Error", "{ender}");
+    assert_eq!(
+        skiff.kubectl(&["logs", "ender"])?.ok()?.stdout.trim(),
+        "bye"
+    );
+
+    let after = pod(&skiff, "ticker")?;
+    let status_after = &after["status"]["containerStatuses"][0];
+    assert_eq!(status_after["containerID"], status_before["containerID"]);
+    assert_eq!(status_after["restartCount"], 0);
+    assert_eq!(
+        status_after["state"]["running"]["startedAt"],
+        status_before["state"]["running"]["startedAt"]
+    );
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(container_pid(&data, &container_id)?, pid);
+    assert!(alive(pid), "the same process still runs");
+    // The log runs on without a gap across the downtime.
+    let seen = ticks(&skiff)?;
+    let last = *seen.last().context("ticks")?;
+    skiff.wait_for(Duration::from_secs(10), "new ticks", || {
+        Ok(ticks(&skiff)?.last().is_some_and(|t| *t > last + 3))
+    })?;
+    let seen = ticks(&skiff)?;
+    let expected: Vec<u64> = (1..=seen.len() as u64).collect();
+    assert_eq!(seen, expected, "ticks with no gap and no restart");
+    // Probes, exec and deletion work on the adopted pod.
+    skiff.wait_for(Duration::from_secs(10), "ticker ready", || {
+        Ok(pod(&skiff, "ticker")?["status"]["containerStatuses"][0]["ready"] == true)
+    })?;
+    let exec = skiff
+        .kubectl(&["exec", "ticker", "--", "echo", "inside"])?
+        .ok()?;
+    assert_eq!(exec.stdout.trim(), "inside");
+    skiff
+        .kubectl(&[
+            "delete",
+            "pod",
+            "ticker",
+            "ender",
+            "--wait=true",
+            "--timeout=30s",
+        ])?
+        .ok()?;
+    assert!(!alive(pid), "deleting the adopted pod stopped its process");
+    assert_eq!(std::fs::read_dir(data.join("containers"))?.count(), 0);
+    Ok(())
+}
