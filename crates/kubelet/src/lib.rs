@@ -16,6 +16,7 @@ pub mod logs;
 pub mod node;
 pub mod probe;
 mod server;
+pub mod static_pods;
 pub mod status;
 mod stream;
 mod worker;
@@ -32,7 +33,7 @@ use skiff_client::EventRecorder;
 use skiff_runtime::container::OciRuntime;
 use skiff_runtime::image::ImageStore;
 use skiff_runtime::network::Cni;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::NodeInfo;
@@ -67,6 +68,8 @@ pub struct Agent {
     pub containers: index::ContainerIndex,
     /// TLS for the node API (logs); `None` serves no node API.
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where static pod manifests live (`--pod-manifest-path`), if anywhere.
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 /// Stops and removes every pod this node runs or ran, except what `keep`
@@ -206,19 +209,62 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
         ));
     }
     let agent = Arc::new(agent);
-    let pods: Api<Pod> = Api::all(agent.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node.name));
-    let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
-    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
-    let mut seen_in_relist: Vec<String> = Vec::new();
+    let mut pods = Pods {
+        agent: agent.clone(),
+        workers: HashMap::new(),
+        static_pods: HashMap::new(),
+        static_tasks: HashMap::new(),
+        mirrors: static_pods::Mirrors {
+            client: agent.client.clone(),
+            node: agent.node.name.clone(),
+        },
+        mirror_created: mpsc::unbounded_channel(),
+    };
     for (_, checkpoint) in adopted {
+        if static_pods::is_static(&checkpoint.pod) {
+            pods.static_pods
+                .insert(checkpoint.uid(), checkpoint.pod.clone());
+        }
         let (sender, receiver) = watch::channel(Some(checkpoint.pod.clone()));
-        workers.insert(checkpoint.uid(), sender);
-        tokio::spawn(worker::adopt(agent.clone(), checkpoint, receiver));
+        pods.workers.insert(checkpoint.uid(), sender);
+        let name = full_name(&checkpoint.pod);
+        let is_static = static_pods::is_static(&checkpoint.pod);
+        let task = tokio::spawn(worker::adopt(agent.clone(), checkpoint, receiver));
+        if is_static {
+            pods.static_tasks.insert(name, task);
+        }
     }
+    // Static pods first: they run whatever the API server does.
+    let (static_sender, mut static_receiver) = mpsc::channel(4);
+    match agent.pod_manifest_path.clone() {
+        Some(dir) => {
+            tokio::spawn(static_pods::watch(
+                dir,
+                agent.node.name.clone(),
+                static_sender,
+                shutdown.clone(),
+            ));
+            if let Some(first) = static_receiver.recv().await {
+                pods.set_static(first);
+            }
+        }
+        None => pods.set_static(Vec::new()),
+    }
+    let api: Api<Pod> = Api::all(agent.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node.name));
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut seen_in_relist: Vec<String> = Vec::new();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            Some(set) = static_receiver.recv() => {
+                pods.set_static(set);
+                continue;
+            }
+            Some(uid) = pods.mirror_created.1.recv() => {
+                pods.resync(&uid);
+                continue;
+            }
             event = events.try_next() => event,
         };
         let event = match event {
@@ -230,38 +276,199 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
             }
         };
         match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)
+                if static_pods::is_mirror(&pod) =>
+            {
+                pods.check_mirror(&pod, false);
+            }
+            watcher::Event::Delete(pod) if static_pods::is_mirror(&pod) => {
+                pods.check_mirror(&pod, true);
+            }
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
-                seen_in_relist.push(uid.clone());
-                match workers.get(&uid) {
-                    Some(sender) if !sender.is_closed() => {
-                        let _ = sender.send(Some(pod));
-                    }
-                    _ => {
-                        let (sender, receiver) = watch::channel(Some(pod));
-                        tokio::spawn(worker::run(agent.clone(), receiver));
-                        workers.insert(uid, sender);
-                    }
-                }
+                seen_in_relist.push(uid);
+                pods.desire(pod);
             }
             watcher::Event::Delete(pod) => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                if let Some(sender) = workers.remove(&uid) {
-                    let _ = sender.send(None);
-                }
+                pods.forget(&pod.metadata.uid.clone().unwrap_or_default());
             }
             watcher::Event::Init => seen_in_relist.clear(),
             watcher::Event::InitDone => {
                 // Pods that vanished while the watch was down are forgotten.
-                workers.retain(|uid, sender| {
-                    let keep = seen_in_relist.contains(uid);
-                    if !keep {
-                        let _ = sender.send(None);
+                let gone: Vec<String> = pods
+                    .workers
+                    .keys()
+                    .filter(|uid| {
+                        !seen_in_relist.contains(uid) && !pods.static_pods.contains_key(*uid)
+                    })
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    pods.forget(&uid);
+                }
+            }
+        }
+        pods.workers.retain(|_, sender| !sender.is_closed());
+    }
+}
+
+/// `namespace/name`.
+fn full_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The pods this node runs: a worker per pod UID, fed from the API server's
+/// watch or from the static pod directory.
+struct Pods {
+    agent: Arc<Agent>,
+    workers: HashMap<String, watch::Sender<Option<Pod>>>,
+    /// Static pods by UID (the manifest hash).
+    static_pods: HashMap<String, Pod>,
+    /// The newest worker of each static pod name: a new version of a
+    /// static pod starts once the old one is gone, as upstream.
+    static_tasks: HashMap<String, tokio::task::JoinHandle<()>>,
+    mirrors: static_pods::Mirrors,
+    /// UIDs of static pods whose mirror pod was just created.
+    mirror_created: (
+        mpsc::UnboundedSender<String>,
+        mpsc::UnboundedReceiver<String>,
+    ),
+}
+
+impl Pods {
+    /// Hands the latest version of a pod to its worker, starting one if needed.
+    fn desire(&mut self, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        match self.workers.get(&uid) {
+            Some(sender) if !sender.is_closed() => {
+                let _ = sender.send(Some(pod));
+            }
+            _ => {
+                let (sender, receiver) = watch::channel(Some(pod));
+                tokio::spawn(worker::run(self.agent.clone(), receiver));
+                self.workers.insert(uid, sender);
+            }
+        }
+    }
+
+    /// Tells a pod's worker to stop the pod.
+    fn forget(&mut self, uid: &str) {
+        if let Some(sender) = self.workers.remove(uid) {
+            let _ = sender.send(None);
+        }
+    }
+
+    /// Makes the worker sync and report again (after its mirror was created).
+    fn resync(&self, uid: &str) {
+        if let (Some(sender), Some(pod)) = (self.workers.get(uid), self.static_pods.get(uid)) {
+            let _ = sender.send(Some(pod.clone()));
+        }
+    }
+
+    /// The static pod directory changed: start new pods, stop removed ones
+    /// (an edited file is both), and make sure every mirror pod exists.
+    fn set_static(&mut self, set: Vec<Pod>) {
+        let new: HashMap<String, Pod> = set
+            .into_iter()
+            .map(|p| (p.metadata.uid.clone().unwrap_or_default(), p))
+            .collect();
+        let removed: Vec<String> = self
+            .static_pods
+            .keys()
+            .filter(|uid| !new.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in removed {
+            if let Some(pod) = self.static_pods.remove(&uid) {
+                tracing::info!(pod = %pod.metadata.name.clone().unwrap_or_default(), "static pod removed");
+                self.forget(&uid);
+                let mirrors = self.mirrors.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = mirrors.remove(&pod).await {
+                        tracing::warn!(%error, "failed to delete a mirror pod");
                     }
-                    keep
                 });
             }
         }
-        workers.retain(|_, sender| !sender.is_closed());
+        for (uid, pod) in new {
+            if !self.static_pods.contains_key(&uid) {
+                tracing::info!(pod = %pod.metadata.name.clone().unwrap_or_default(), "static pod added");
+                let (sender, receiver) = watch::channel(Some(pod.clone()));
+                let previous = self.static_tasks.remove(&full_name(&pod));
+                let agent = self.agent.clone();
+                let task = tokio::spawn(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    worker::run(agent, receiver).await;
+                });
+                self.static_tasks.insert(full_name(&pod), task);
+                self.workers.insert(uid.clone(), sender);
+                self.static_pods.insert(uid.clone(), pod);
+            }
+            self.ensure_mirror(&uid);
+        }
+    }
+
+    fn ensure_mirror(&self, uid: &str) {
+        let Some(pod) = self.static_pods.get(uid).cloned() else {
+            return;
+        };
+        let (mirrors, created, uid) = (
+            self.mirrors.clone(),
+            self.mirror_created.0.clone(),
+            uid.to_string(),
+        );
+        tokio::spawn(async move {
+            match mirrors.ensure(&pod).await {
+                Ok(true) => {
+                    let _ = created.send(uid);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "mirror pod not reconciled; retried on the next rescan")
+                }
+            }
+        });
+    }
+
+    /// A mirror pod changed or went: a deleted, outdated or orphaned mirror
+    /// is replaced or removed, as kubelet does.
+    fn check_mirror(&self, mirror: &Pod, deleted: bool) {
+        let name = mirror.metadata.name.as_deref();
+        let namespace = mirror.metadata.namespace.as_deref();
+        let owner = self.static_pods.iter().find(|(_, p)| {
+            p.metadata.name.as_deref() == name && p.metadata.namespace.as_deref() == namespace
+        });
+        match owner {
+            Some((uid, _)) => {
+                let hash = mirror
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(static_pods::MIRROR_ANNOTATION));
+                if deleted || mirror.metadata.deletion_timestamp.is_some() || hash != Some(uid) {
+                    self.ensure_mirror(uid);
+                }
+            }
+            None if !deleted => {
+                let (mirrors, mirror) = (self.mirrors.clone(), mirror.clone());
+                tokio::spawn(async move {
+                    match mirrors.remove_orphan(&mirror).await {
+                        Ok(()) => {
+                            tracing::info!(pod = ?mirror.metadata.name, "orphaned mirror pod deleted")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "failed to delete an orphaned mirror pod")
+                        }
+                    }
+                });
+            }
+            None => {}
+        }
     }
 }

@@ -424,6 +424,9 @@ pub struct Update {
     pub name: String,
     pub uid: String,
     pub status: Value,
+    /// A static pod: the status goes to its mirror pod (the mirror whose
+    /// `kubernetes.io/config.mirror` is `uid`), whatever the mirror's UID.
+    pub mirror: bool,
 }
 
 /// The handle pod workers send status through.
@@ -436,40 +439,94 @@ impl StatusSender {
     }
 }
 
+/// A failed write is tried again after this long (the API server may be
+/// down, or a static pod's mirror not created yet).
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A mirror pod that is still missing after this many tries is given up on
+/// (its static pod is gone); the next change of the pod tries again.
+const MIRROR_TRIES: u32 = 30;
+
+/// What writing one update came to.
+enum Outcome {
+    Written(String),
+    Gone,
+    Retry,
+}
+
+async fn write(client: &kube::Client, update: &Update) -> Outcome {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &update.namespace);
+    // The UID precondition keeps a status from landing on a newer pod of
+    // the same name; for a mirror pod, that is the mirror's own UID.
+    let target_uid = if update.mirror {
+        match api.get_opt(&update.name).await {
+            Ok(Some(mirror))
+                if mirror
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::static_pods::MIRROR_ANNOTATION))
+                    == Some(&update.uid) =>
+            {
+                mirror.metadata.uid.unwrap_or_default()
+            }
+            Ok(_) => return Outcome::Gone,
+            Err(_) => return Outcome::Retry,
+        }
+    } else {
+        update.uid.clone()
+    };
+    let patch = json!({"metadata": {"uid": target_uid}, "status": update.status});
+    match api
+        .patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Outcome::Written(target_uid),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Outcome::Gone,
+        Err(error) => {
+            tracing::warn!(pod = %format!("{}/{}", update.namespace, update.name), %error, "status update failed; retrying");
+            Outcome::Retry
+        }
+    }
+}
+
 /// Starts the status manager; it alone patches pod status.
 pub fn start_manager(client: kube::Client, shutdown: CancellationToken) -> StatusSender {
     let (tx, mut rx) = mpsc::unbounded_channel::<Update>();
     tokio::spawn(async move {
+        // The last status written, by the UID of the object written to.
         let mut written: HashMap<String, Value> = HashMap::new();
+        // Updates to try again, with how many times they were tried.
+        let mut pending: HashMap<String, (Update, u32)> = HashMap::new();
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                update = rx.recv() => match update { Some(u) => u, None => return },
+                update = rx.recv() => match update { Some(u) => Some(u), None => return },
+                _ = tokio::time::sleep(RETRY), if !pending.is_empty() => None,
             };
             // Coalesce: only the latest status of each pod is written.
-            let mut latest: HashMap<String, Update> = HashMap::new();
-            latest.insert(first.uid.clone(), first);
-            while let Ok(more) = rx.try_recv() {
-                latest.insert(more.uid.clone(), more);
+            let mut latest = std::mem::take(&mut pending);
+            for update in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
+                latest.insert(update.uid.clone(), (update, 0));
             }
-            for (uid, update) in latest {
-                if written.get(&uid) == Some(&update.status) {
+            for (uid, (update, tries)) in latest {
+                if !update.mirror && written.get(&uid) == Some(&update.status) {
                     continue;
                 }
-                let api: Api<Pod> = Api::namespaced(client.clone(), &update.namespace);
-                let patch = json!({"metadata": {"uid": update.uid}, "status": update.status});
-                match api
-                    .patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => {
-                        written.insert(uid, update.status);
+                match write(&client, &update).await {
+                    Outcome::Written(target) => {
+                        written.insert(target, update.status);
                     }
-                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                    Outcome::Gone if update.mirror && tries < MIRROR_TRIES => {
+                        pending.insert(uid, (update, tries + 1));
+                    }
+                    Outcome::Gone => {
                         written.remove(&uid);
                     }
-                    Err(error) => {
-                        tracing::warn!(pod = %format!("{}/{}", update.namespace, update.name), %error, "status update failed")
+                    Outcome::Retry => {
+                        pending.insert(uid, (update, tries + 1));
                     }
                 }
             }

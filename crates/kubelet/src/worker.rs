@@ -242,6 +242,12 @@ impl Worker {
         loop {
             let latest = desired.borrow_and_update().clone();
             match latest {
+                // A static pod whose file went: stopped as gracefully as a
+                // deleted pod.
+                None if crate::static_pods::is_static(&self.pod) => {
+                    self.terminate().await;
+                    return;
+                }
                 None => {
                     self.stop_all(Duration::from_secs(2)).await;
                     self.teardown().await;
@@ -410,6 +416,7 @@ impl Worker {
             name,
             uid,
             status,
+            mirror: crate::static_pods::is_static(&self.pod),
         });
     }
 
@@ -1527,6 +1534,10 @@ impl Worker {
         self.stop_all(left).await;
         self.publish();
         self.teardown().await;
+        if crate::static_pods::is_static(&self.pod) {
+            // Its mirror pod is the agent's to remove.
+            return;
+        }
         let (namespace, name, uid) = pod_name(&self.pod);
         let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &namespace);
         let params = DeleteParams {

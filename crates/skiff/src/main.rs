@@ -145,6 +145,10 @@ struct ServerArgs {
     /// Port of the node agent's HTTPS API (logs), as kubelet's 10250.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// A directory of Pod manifests to run as static pods (kubelet's
+    /// --pod-manifest-path); each shows in the API as a mirror pod.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -538,6 +542,7 @@ async fn build_agent(
         status,
         containers: skiff_kubelet::index::ContainerIndex::default(),
         server_tls: Some(server_tls),
+        pod_manifest_path: args.pod_manifest_path.clone(),
     })
 }
 

@@ -161,3 +161,122 @@ spec:
     assert_eq!(std::fs::read_dir(data.join("containers"))?.count(), 0);
     Ok(())
 }
+
+fn mirror_name(skiff: &Skiff) -> Result<String> {
+    let node = skiff
+        .kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])?
+        .ok()?
+        .stdout;
+    Ok(format!("static-web-{}", node.trim()))
+}
+
+fn static_manifest(greeting: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: static-web
+  labels: {{app: web}}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo {greeting}; while true; do sleep 1; done\"]
+"
+    )
+}
+
+fn running_container_id(skiff: &Skiff, name: &str) -> Result<Option<String>> {
+    let Ok(mirror) = pod(skiff, name) else {
+        return Ok(None);
+    };
+    let status = &mirror["status"]["containerStatuses"][0];
+    Ok(status["state"]["running"].is_object().then(|| {
+        status["containerID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }))
+}
+
+#[test]
+fn static_pods_run_from_files_and_show_as_mirror_pods() -> Result<()> {
+    let mut skiff = Skiff::start_node_with(&["--pod-manifest-path", "{data}/manifests"])?;
+    let data = skiff.data_dir_path().to_path_buf();
+    let file = data.join("manifests").join("web.yaml");
+    std::fs::create_dir_all(data.join("manifests"))?;
+    std::fs::write(&file, static_manifest("hello"))?;
+    let name = mirror_name(&skiff)?;
+    skiff.wait_for(Duration::from_secs(30), "the mirror pod to run", || {
+        Ok(running_container_id(&skiff, &name)?.is_some())
+    })?;
+    let mirror = pod(&skiff, &name)?;
+    let annotations = &mirror["metadata"]["annotations"];
+    assert_eq!(annotations["kubernetes.io/config.source"], "file");
+    assert_eq!(
+        annotations["kubernetes.io/config.mirror"],
+        annotations["kubernetes.io/config.hash"]
+    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(mirror["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        skiff.kubectl(&["logs", &name])?.ok()?.stdout.trim(),
+        "hello"
+    );
+    let container = running_container_id(&skiff, &name)?.context("running")?;
+
+    // Deleting the mirror pod does not stop the static pod; the mirror returns.
+    let first_uid = mirror["metadata"]["uid"].clone();
+    skiff
+        .kubectl(&["delete", "pod", &name, "--timeout=30s"])?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "the mirror pod to return", || {
+        let Ok(again) = pod(&skiff, &name) else {
+            return Ok(false);
+        };
+        Ok(again["metadata"]["uid"] != first_uid
+            && running_container_id(&skiff, &name)?.as_ref() == Some(&container))
+    })?;
+
+    // Static pods outlive the server, and are re-adopted.
+    skiff.kill9()?;
+    let pid = container_pid(&data, &container)?;
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(alive(pid));
+    skiff.restart()?;
+    skiff.wait_for(
+        Duration::from_secs(30),
+        "the static pod after a restart",
+        || Ok(running_container_id(&skiff, &name)?.as_ref() == Some(&container)),
+    )?;
+    assert!(alive(pid));
+
+    // An edited file is a new pod.
+    std::fs::write(&file, static_manifest("edited"))?;
+    skiff.wait_for(Duration::from_secs(40), "the edited static pod", || {
+        Ok(
+            running_container_id(&skiff, &name)?.is_some_and(|id| id != container)
+                && skiff.kubectl(&["logs", &name])?.stdout.trim() == "edited",
+        )
+    })?;
+    assert!(!alive(pid), "the old version was stopped");
+
+    // A removed file removes the pod and its mirror.
+    let edited = container_pid(
+        &data,
+        &running_container_id(&skiff, &name)?.context("running")?,
+    )?;
+    std::fs::remove_file(&file)?;
+    skiff.wait_for(Duration::from_secs(30), "the mirror pod to go", || {
+        Ok(!skiff
+            .kubectl(&["get", "pods", "-o", "name"])?
+            .ok()?
+            .stdout
+            .contains("static-web"))
+    })?;
+    skiff.wait_for(Duration::from_secs(15), "the static pod to stop", || {
+        Ok(!alive(edited))
+    })?;
+    Ok(())
+}
