@@ -24,6 +24,7 @@ mod worker;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -312,6 +313,9 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     }
 }
 
+/// How long a deleted mirror pod stays away before it is recreated.
+const MIRROR_RECREATE_DELAY: Duration = Duration::from_secs(1);
+
 /// `namespace/name`.
 fn full_name(pod: &Pod) -> String {
     format!(
@@ -410,11 +414,12 @@ impl Pods {
                 self.workers.insert(uid.clone(), sender);
                 self.static_pods.insert(uid.clone(), pod);
             }
-            self.ensure_mirror(&uid);
+            self.ensure_mirror(&uid, Duration::ZERO);
         }
     }
 
-    fn ensure_mirror(&self, uid: &str) {
+    /// Reconciles a static pod's mirror, after `delay`.
+    fn ensure_mirror(&self, uid: &str, delay: Duration) {
         let Some(pod) = self.static_pods.get(uid).cloned() else {
             return;
         };
@@ -424,6 +429,7 @@ impl Pods {
             uid.to_string(),
         );
         tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             match mirrors.ensure(&pod).await {
                 Ok(true) => {
                     let _ = created.send(uid);
@@ -452,7 +458,10 @@ impl Pods {
                     .as_ref()
                     .and_then(|a| a.get(static_pods::MIRROR_ANNOTATION));
                 if deleted || mirror.metadata.deletion_timestamp.is_some() || hash != Some(uid) {
-                    self.ensure_mirror(uid);
+                    // Someone deleted it, likely `kubectl delete`, which
+                    // then lists the name and waits for a DELETED event: a
+                    // mirror back before that list would keep it waiting.
+                    self.ensure_mirror(uid, MIRROR_RECREATE_DELAY);
                 }
             }
             None if !deleted => {

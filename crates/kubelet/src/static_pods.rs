@@ -231,6 +231,7 @@ impl Mirrors {
             if current {
                 return Ok(false);
             }
+            tracing::info!(pod = %name, "replacing a deleted or outdated mirror pod");
             delete_now(&api, &existing).await?;
         }
         let node_uid = Api::<Node>::all(self.client.clone())

@@ -49,13 +49,20 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_when_a_process_exits() -> std::io::Result<()> {
-        let mut child = std::process::Command::new("sleep").arg("0.2").spawn()?;
+        let mut child = std::process::Command::new("sleep").arg("0.5").spawn()?;
         let pid = child.id();
-        assert!(runs_with_argument(pid, "0.2"));
+        // Until it execs, the child still shows our command line.
+        for _ in 0..200 {
+            if runs_with_argument(pid, "0.5") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(runs_with_argument(pid, "0.5"));
         let waited = tokio::time::timeout(std::time::Duration::from_secs(5), exited(pid)).await;
         assert!(matches!(waited, Ok(Ok(()))));
         let _ = child.wait();
-        assert!(!runs_with_argument(pid, "0.2"));
+        assert!(!runs_with_argument(pid, "0.5"));
         Ok(())
     }
 }

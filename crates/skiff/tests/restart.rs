@@ -230,7 +230,8 @@ fn static_pods_run_from_files_and_show_as_mirror_pods() -> Result<()> {
     let first_uid = mirror["metadata"]["uid"].clone();
     skiff
         .kubectl(&["delete", "pod", &name, "--timeout=30s"])?
-        .ok()?;
+        .ok()
+        .with_context(|| skiff.log())?;
     skiff.wait_for(Duration::from_secs(30), "the mirror pod to return", || {
         let Ok(again) = pod(&skiff, &name) else {
             return Ok(false);
