@@ -145,6 +145,9 @@ struct ServerArgs {
     /// Port of the node agent's HTTPS API (logs), as kubelet's 10250.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// How many pods the node takes (its `pods` capacity), as kubelet's --max-pods.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
     /// A directory of Pod manifests to run as static pods (kubelet's
     /// --pod-manifest-path); each shows in the API as a mirror pod.
     #[arg(long)]
@@ -509,6 +512,7 @@ async fn build_agent(
     let mut node = skiff_kubelet::node::NodeInfo::detect(&node_name, data_dir, &runtime_version);
     node.pod_cidr = args.node_pod_cidr.clone();
     node.kubelet_port = args.kubelet_port;
+    node.max_pods = args.max_pods;
     let (cert, key) = pki
         .kubelet_serving(&node_name, std::slice::from_ref(&node.internal_ip))
         .context("failed to issue the node agent's certificate")?;
