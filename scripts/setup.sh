@@ -17,10 +17,16 @@ command -v crun >/dev/null 2>&1 || need_apt+=(crun)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
+# The benchmark's peers: podman kube play (with catatonit for its infra
+# container) and a bare runc run of a bundle unpacked by umoci.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
+command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+command -v umoci >/dev/null 2>&1 || need_apt+=(umoci)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 # The second real client used by the tests: the official Kubernetes Python client.

@@ -99,7 +99,10 @@ pub struct Cni {
     pub cache_dir: PathBuf,
 }
 
-/// Skiff's default conflist: bridge with host-local IPAM and masquerade, then portmap.
+/// Skiff's default conflist: bridge with host-local IPAM, then portmap.
+/// Masquerading is one node-wide rule ([`ensure_masquerade`]) rather than
+/// the bridge plugin's `ipMasq`, whose per-pod chains make every pod start
+/// and stop rewrite the NAT table (quadratic at hundreds of pods).
 pub fn default_conflist(network: &DefaultNetwork, ipam_dir: &Path) -> Value {
     json!({
         "cniVersion": CNI_VERSION,
@@ -109,7 +112,7 @@ pub fn default_conflist(network: &DefaultNetwork, ipam_dir: &Path) -> Value {
                 "type": "bridge",
                 "bridge": network.bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -121,6 +124,60 @@ pub fn default_conflist(network: &DefaultNetwork, ipam_dir: &Path) -> Value {
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
         ]
     })
+}
+
+/// Makes sure traffic from the pod CIDR to elsewhere is masqueraded (one
+/// rule per node, as flannel's for k3s), with `iptables -w`.
+pub async fn ensure_masquerade(pod_cidr: &str) -> Result<()> {
+    let rule = [
+        "POSTROUTING",
+        "-s",
+        pod_cidr,
+        "!",
+        "-d",
+        pod_cidr,
+        "-m",
+        "comment",
+        "--comment",
+        "skiff pod masquerade",
+        "-j",
+        "MASQUERADE",
+    ];
+    let iptables = |action: &'static str| {
+        let mut command = tokio::process::Command::new("iptables");
+        command
+            .args(["-w", "-t", "nat", action])
+            .args(rule)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let present = iptables("-C")
+        .status()
+        .await
+        .map_err(io_err(Path::new("iptables")))?;
+    if present.success() {
+        return Ok(());
+    }
+    let output = iptables("-A")
+        .output()
+        .await
+        .map_err(io_err(Path::new("iptables")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(NetworkError::Plugin {
+        plugin: "iptables".into(),
+        command: "ADD",
+        message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    })
+}
+
+/// portmap only acts on port mappings; for a pod without host ports it is
+/// not called at all (it would still scan the NAT table on every DEL).
+fn needed(plugin: &Value, attachment: &Attachment) -> bool {
+    plugin["type"] != "portmap" || !attachment.ports.is_empty()
 }
 
 impl Cni {
@@ -268,7 +325,12 @@ impl Cni {
         self.invoke(&loopback, "ADD", attachment, "lo").await?;
         let list = self.load_config()?;
         let mut result = Value::Null;
-        for plugin in list["plugins"].as_array().into_iter().flatten() {
+        for plugin in list["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| needed(p, attachment))
+        {
             let input = Self::plugin_input(&list, plugin, attachment, &result);
             match self.invoke(&input, "ADD", attachment, POD_INTERFACE).await {
                 Ok(output) => result = output,
@@ -294,7 +356,13 @@ impl Cni {
         result: &Value,
     ) -> Result<()> {
         let mut first_error = None;
-        for plugin in list["plugins"].as_array().into_iter().flatten().rev() {
+        for plugin in list["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter(|p| needed(p, attachment))
+        {
             let input = Self::plugin_input(list, plugin, attachment, result);
             if let Err(error) = self.invoke(&input, "DEL", attachment, POD_INTERFACE).await {
                 first_error.get_or_insert(error);

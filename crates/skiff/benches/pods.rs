@@ -20,7 +20,9 @@ use anyhow::{bail, Context, Result};
 use common::Skiff;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::{json, Value};
@@ -165,7 +167,12 @@ fn millis(d: Duration) -> f64 {
 }
 
 /// p50/p90/p99/max rows for a set of durations.
-fn distribution(name: &str, samples: &[Duration], podman: &[Duration], floor: &[Duration]) -> Vec<Row> {
+fn distribution(
+    name: &str,
+    samples: &[Duration],
+    podman: &[Duration],
+    floor: &[Duration],
+) -> Vec<Row> {
     let sort = |s: &[Duration]| {
         let mut v: Vec<f64> = s.iter().copied().map(millis).collect();
         v.sort_by(f64::total_cmp);
@@ -257,7 +264,12 @@ impl Tracker {
     }
 
     /// Waits until `check` holds for the seen times of `names`.
-    async fn wait_all(&self, names: &[String], timeout: Duration, check: impl Fn(&Seen) -> bool) -> Result<Instant> {
+    async fn wait_all(
+        &self,
+        names: &[String],
+        timeout: Duration,
+        check: impl Fn(&Seen) -> bool,
+    ) -> Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
@@ -267,7 +279,10 @@ impl Tracker {
             }
             if Instant::now() > deadline {
                 let missing = names.iter().filter(|n| !check(&self.get(n))).count();
-                bail!("{missing} of {} pods did not get there within {timeout:?}", names.len());
+                bail!(
+                    "{missing} of {} pods did not get there within {timeout:?}",
+                    names.len()
+                );
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         }
@@ -336,7 +351,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         .rsplit_once(") ")
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 (11 and 12 after the name); 100 Hz.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -378,7 +398,11 @@ async fn first_byte(ip: &str) -> bool {
         return false;
     };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if stream.write_all(b"GET /hostname HTTP/1.0\r\n\r\n").await.is_err() {
+    if stream
+        .write_all(b"GET /hostname HTTP/1.0\r\n\r\n")
+        .await
+        .is_err()
+    {
         return false;
     }
     let mut byte = [0u8; 1];
@@ -408,23 +432,33 @@ impl Bench<'_> {
         self.rows.push(
             Row::new(format!("idle CPU, {label}"), "% core", Some(percent))
                 .goal_at_most(1.0)
-                .note(format!("{used:.2} CPU s over {} s", self.plan.idle.as_secs())),
+                .note(format!(
+                    "{used:.2} CPU s over {} s",
+                    self.plan.idle.as_secs()
+                )),
         );
-        self.rows
-            .push(Row::new(format!("idle RSS of skiff, {label}"), "MiB", Some(mib(rss))));
+        self.rows.push(Row::new(
+            format!("idle RSS of skiff, {label}"),
+            "MiB",
+            Some(mib(rss)),
+        ));
         Ok(())
     }
 
     /// Sequential create → Running / Ready, then sequential delete → gone.
     async fn latency(&mut self) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
         let (mut running, mut ready, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
-        let names: Vec<String> = (0..self.plan.latency_pods).map(|i| format!("lat-{i}")).collect();
+        let names: Vec<String> = (0..self.plan.latency_pods)
+            .map(|i| format!("lat-{i}"))
+            .collect();
         for name in &names {
             let pod = pod_manifest(name, SLEEPER, json!({}))?;
             let start = Instant::now();
             create(&self.api, &pod).await?;
             let n = std::slice::from_ref(name);
-            self.tracker.wait_all(n, Duration::from_secs(60), |s| s.ready.is_some()).await?;
+            self.tracker
+                .wait_all(n, Duration::from_secs(60), |s| s.ready.is_some())
+                .await?;
             let seen = self.tracker.get(name);
             running.push(seen.running.context("running")?.duration_since(start));
             ready.push(seen.ready.context("ready")?.duration_since(start));
@@ -433,7 +467,10 @@ impl Bench<'_> {
             let start = Instant::now();
             delete(&self.api, name).await?;
             let n = std::slice::from_ref(name);
-            let gone = self.tracker.wait_all(n, Duration::from_secs(60), |s| s.gone.is_some()).await?;
+            let gone = self
+                .tracker
+                .wait_all(n, Duration::from_secs(60), |s| s.gone.is_some())
+                .await?;
             deleted.push(gone.duration_since(start));
             self.tracker.forget(name);
         }
@@ -450,7 +487,12 @@ impl Bench<'_> {
             create(&self.api, &pod).await?;
             let deadline = start + Duration::from_secs(60);
             loop {
-                let ip = self.tracker.ips.lock().ok().and_then(|i| i.get(&name).cloned());
+                let ip = self
+                    .tracker
+                    .ips
+                    .lock()
+                    .ok()
+                    .and_then(|i| i.get(&name).cloned());
                 if let Some(ip) = ip {
                     if first_byte(&ip).await {
                         samples.push(start.elapsed());
@@ -462,7 +504,8 @@ impl Bench<'_> {
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            delete(&self.api, &name).await?;
+            self.delete_many(std::slice::from_ref(&name), Duration::from_secs(60))
+                .await?;
         }
         Ok(samples)
     }
@@ -476,7 +519,10 @@ impl Bench<'_> {
             async move { create(&api, &pod_manifest(&name, SLEEPER, json!({}))?).await }
         })
         .await?;
-        let done = self.tracker.wait_all(names, timeout, |s| s.running.is_some()).await?;
+        let done = self
+            .tracker
+            .wait_all(names, timeout, |s| s.running.is_some())
+            .await?;
         Ok(done.duration_since(start))
     }
 
@@ -488,7 +534,10 @@ impl Bench<'_> {
             async move { delete(&api, &name).await }
         })
         .await?;
-        let done = self.tracker.wait_all(names, timeout, |s| s.gone.is_some()).await?;
+        let done = self
+            .tracker
+            .wait_all(names, timeout, |s| s.gone.is_some())
+            .await?;
         for name in names {
             self.tracker.forget(name);
         }
@@ -512,7 +561,10 @@ impl Bench<'_> {
     /// A watch from resourceVersion 0: time until every pod arrived.
     async fn watch_all_ms(&self, count: usize) -> Result<f64> {
         let start = Instant::now();
-        let stream = self.api.watch(&WatchParams::default().timeout(60), "0").await?;
+        let stream = self
+            .api
+            .watch(&WatchParams::default().timeout(60), "0")
+            .await?;
         let mut stream = std::pin::pin!(stream);
         let mut seen = 0;
         while let Some(event) = stream.try_next().await? {
@@ -530,7 +582,9 @@ impl Bench<'_> {
         let mut names: Vec<String> = Vec::new();
         let density = self.plan.density.clone();
         for target in density {
-            let new: Vec<String> = (names.len()..target).map(|i| format!("dense-{i}")).collect();
+            let new: Vec<String> = (names.len()..target)
+                .map(|i| format!("dense-{i}"))
+                .collect();
             let took = self.create_many(&new, Duration::from_secs(600)).await?;
             names.extend(new);
             let pid = self.server_pid()?;
@@ -541,31 +595,55 @@ impl Bench<'_> {
             let per_pod_pss = mib(h_pss) / target as f64;
             let get_ms = self.kubectl_get_pods_ms()?;
             let watch_ms = self.watch_all_ms(target).await?;
-            let mut rss_row = Row::new(format!("skiff RSS with {target} pods"), "MiB", Some(mib(rss)));
-            let mut per_pod = Row::new(format!("per-pod overhead (PSS) at {target} pods"), "MiB", Some(per_pod_pss))
-                .note(format!(
-                    "{processes} monitor+sandbox processes, RSS sum {:.0} MiB ({:.2} MiB/pod)",
-                    mib(h_rss),
-                    mib(h_rss) / target as f64
-                ));
+            let mut rss_row = Row::new(
+                format!("skiff RSS with {target} pods"),
+                "MiB",
+                Some(mib(rss)),
+            );
+            let mut per_pod = Row::new(
+                format!("per-pod overhead (PSS) at {target} pods"),
+                "MiB",
+                Some(per_pod_pss),
+            )
+            .note(format!(
+                "{processes} monitor+sandbox processes, RSS sum {:.0} MiB ({:.2} MiB/pod)",
+                mib(h_rss),
+                mib(h_rss) / target as f64
+            ));
             if target >= 1000 {
                 rss_row = rss_row.goal_at_most(150.0);
                 per_pod = per_pod.goal_at_most(1.5);
             }
             self.rows.push(
-                Row::new(format!("{target} pods Running"), "s", Some(took.as_secs_f64()))
-                    .note(format!("{:.1} pods/s", new_rate(target, took))),
+                Row::new(
+                    format!("{target} pods Running"),
+                    "s",
+                    Some(took.as_secs_f64()),
+                )
+                .note(format!("{:.1} pods/s", new_rate(target, took))),
             );
             self.rows.push(rss_row);
             self.rows.push(per_pod);
-            self.rows.push(Row::new(format!("kubectl get pods, {target} pods"), "ms", Some(get_ms)));
-            self.rows.push(Row::new(format!("watch delivering {target} pods"), "ms", Some(watch_ms)));
+            self.rows.push(Row::new(
+                format!("kubectl get pods, {target} pods"),
+                "ms",
+                Some(get_ms),
+            ));
+            self.rows.push(Row::new(
+                format!("watch delivering {target} pods"),
+                "ms",
+                Some(watch_ms),
+            ));
         }
         self.api_latency(names.len()).await?;
         let took = self.delete_many(&names, Duration::from_secs(900)).await?;
         self.rows.push(
-            Row::new(format!("delete {} pods", names.len()), "s", Some(took.as_secs_f64()))
-                .note(format!("{:.1} pods/s", new_rate(names.len(), took))),
+            Row::new(
+                format!("delete {} pods", names.len()),
+                "s",
+                Some(took.as_secs_f64()),
+            )
+            .note(format!("{:.1} pods/s", new_rate(names.len(), took))),
         );
         Ok(())
     }
@@ -580,23 +658,37 @@ impl Bench<'_> {
             let pod = pod_manifest(name, SLEEPER, json!({"nodeSelector": {"bench": "nowhere"}}))?;
             let start = Instant::now();
             create(&self.api, &pod).await?;
-            timings.entry("create").or_default().push(millis(start.elapsed()));
+            timings
+                .entry("create")
+                .or_default()
+                .push(millis(start.elapsed()));
         }
         for name in &names {
             let start = Instant::now();
             self.api.get(name).await?;
-            timings.entry("get").or_default().push(millis(start.elapsed()));
+            timings
+                .entry("get")
+                .or_default()
+                .push(millis(start.elapsed()));
         }
         for name in &names {
             let patch = json!({"metadata": {"labels": {"touched": "yes"}}});
             let start = Instant::now();
-            self.api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-            timings.entry("patch").or_default().push(millis(start.elapsed()));
+            self.api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            timings
+                .entry("patch")
+                .or_default()
+                .push(millis(start.elapsed()));
         }
         for _ in 0..(ops / 10).max(2) {
             let start = Instant::now();
             let list = self.api.list(&ListParams::default()).await?;
-            timings.entry("list").or_default().push(millis(start.elapsed()));
+            timings
+                .entry("list")
+                .or_default()
+                .push(millis(start.elapsed()));
             if list.items.len() < stored {
                 bail!("list returned {} of {stored} pods", list.items.len());
             }
@@ -605,8 +697,16 @@ impl Bench<'_> {
             let mut v = timings.remove(verb).unwrap_or_default();
             v.sort_by(f64::total_cmp);
             let total = stored + if verb == "list" { ops } else { 0 };
-            self.rows.push(Row::new(format!("API {verb} p50, {total} pods stored"), "ms", percentile(&v, 50.0)));
-            self.rows.push(Row::new(format!("API {verb} p99, {total} pods stored"), "ms", percentile(&v, 99.0)));
+            self.rows.push(Row::new(
+                format!("API {verb} p50, {total} pods stored"),
+                "ms",
+                percentile(&v, 50.0),
+            ));
+            self.rows.push(Row::new(
+                format!("API {verb} p99, {total} pods stored"),
+                "ms",
+                percentile(&v, 99.0),
+            ));
         }
         // Fan-out: every watcher waits for one update of one pod.
         let target = names.first().context("an api pod")?.clone();
@@ -614,7 +714,9 @@ impl Bench<'_> {
         let version = current.metadata.resource_version.unwrap_or_default();
         let mut watchers = Vec::new();
         for _ in 0..self.plan.watchers {
-            let params = WatchParams::default().fields(&format!("metadata.name={target}")).timeout(60);
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={target}"))
+                .timeout(60);
             let stream = self.api.watch(&params, &version).await?;
             watchers.push(tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
@@ -631,7 +733,9 @@ impl Bench<'_> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let start = Instant::now();
         let patch = json!({"metadata": {"labels": {"fan": "out"}}});
-        self.api.patch(&target, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        self.api
+            .patch(&target, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let mut delivery = Vec::new();
         for watcher in watchers {
             let at = watcher.await?.context("a watcher missed the update")?;
@@ -645,7 +749,13 @@ impl Bench<'_> {
         ));
         for name in &names {
             self.api
-                .delete(name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                .delete(
+                    name,
+                    &DeleteParams {
+                        grace_period_seconds: Some(0),
+                        ..Default::default()
+                    },
+                )
                 .await?;
         }
         Ok(())
@@ -738,16 +848,25 @@ impl Podman {
         Ok(start.elapsed())
     }
 
-    fn parallel(&self, names: &[String], clients: usize, work: impl Fn(&str) -> Result<Duration> + Sync) -> Result<Duration> {
+    fn parallel(
+        &self,
+        names: &[String],
+        clients: usize,
+        work: impl Fn(&str) -> Result<Duration> + Sync,
+    ) -> Result<Duration> {
         let start = Instant::now();
-        let chunks: Vec<&[String]> = names.chunks(names.len().div_ceil(clients.max(1)).max(1)).collect();
+        let chunks: Vec<&[String]> = names
+            .chunks(names.len().div_ceil(clients.max(1)).max(1))
+            .collect();
         std::thread::scope(|scope| -> Result<()> {
             let handles: Vec<_> = chunks
                 .into_iter()
                 .map(|chunk| scope.spawn(|| chunk.iter().try_for_each(|n| work(n).map(|_| ()))))
                 .collect();
             for handle in handles {
-                handle.join().map_err(|_| anyhow::anyhow!("podman thread panicked"))??;
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("podman thread panicked"))??;
             }
             Ok(())
         })?;
@@ -761,7 +880,11 @@ impl Drop for Podman {
         let _ = self.run(&["system", "reset", "--force"]);
         let root = self.dir.path().display().to_string();
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for mount in mounts.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|m| m.starts_with(&root)) {
+            for mount in mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(4))
+                .filter(|m| m.starts_with(&root))
+            {
                 let _ = Command::new("umount").args(["-l", mount]).status();
             }
         }
@@ -777,22 +900,36 @@ struct PodmanResults {
 
 fn podman_bench(plan: &Plan) -> Result<PodmanResults> {
     let podman = Podman::setup()?;
-    let mut results = PodmanResults { start: Vec::new(), down: Vec::new(), throughput: None, density: None };
+    let mut results = PodmanResults {
+        start: Vec::new(),
+        down: Vec::new(),
+        throughput: None,
+        density: None,
+    };
     for i in 0..plan.podman_latency_pods {
         results.start.push(podman.play(&format!("pl-{i}"))?);
     }
     for i in 0..plan.podman_latency_pods {
         results.down.push(podman.down(&format!("pl-{i}"))?);
     }
-    let names: Vec<String> = (0..plan.podman_throughput_pods).map(|i| format!("pt-{i}")).collect();
+    let names: Vec<String> = (0..plan.podman_throughput_pods)
+        .map(|i| format!("pt-{i}"))
+        .collect();
     let up = podman.parallel(&names, plan.clients, |n| podman.play(n))?;
     let down = podman.parallel(&names, plan.clients, |n| podman.down(n))?;
     results.throughput = Some((names.len(), up, down));
-    let names: Vec<String> = (0..plan.podman_density).map(|i| format!("pd-{i}")).collect();
+    let names: Vec<String> = (0..plan.podman_density)
+        .map(|i| format!("pd-{i}"))
+        .collect();
     let up = podman.parallel(&names, plan.clients, |n| podman.play(n))?;
     let root = podman.dir.path().display().to_string();
     let (rss, pss, _) = helpers_kib(&[&["conmon", &root], &["catatonit", "-P"]]);
-    results.density = Some((names.len(), up, mib(pss) / names.len() as f64, mib(rss) / names.len() as f64));
+    results.density = Some((
+        names.len(),
+        up,
+        mib(pss) / names.len() as f64,
+        mib(rss) / names.len() as f64,
+    ));
     podman.parallel(&names, plan.clients, |n| podman.down(n))?;
     Ok(results)
 }
@@ -809,9 +946,18 @@ fn runc_floor(runs: usize) -> Result<Vec<Duration>> {
         }
         Ok(())
     };
-    ok(Command::new("skopeo").args(["copy", "--src-tls-verify=false", &format!("docker://{IMAGE}")]).arg(format!("oci:{}:bench", layout.display())))?;
+    ok(Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{IMAGE}"),
+        ])
+        .arg(format!("oci:{}:bench", layout.display())))?;
     let bundle = dir.path().join("bundle");
-    ok(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:bench", layout.display())).arg(&bundle))?;
+    ok(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:bench", layout.display()))
+        .arg(&bundle))?;
     let config_path = bundle.join("config.json");
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
     config["process"]["args"] = json!(["sh", "-c", SLEEPER]);
@@ -834,26 +980,54 @@ fn runc_floor(runs: usize) -> Result<Vec<Duration>> {
             .stdout(Stdio::null())
             .stderr(Stdio::null()))?;
         samples.push(start.elapsed());
-        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).output();
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", &id])
+            .output();
     }
     Ok(samples)
 }
 
 fn print_table(rows: &[Row]) {
-    let cell = |v: Option<f64>| v.map(|v| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }).unwrap_or_else(|| "-".into());
+    let cell = |v: Option<f64>| {
+        v.map(|v| {
+            if v >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+        .unwrap_or_else(|| "-".into())
+    };
     println!(
         "{:<46} {:>7} {:>10} {:>10} {:>9} {:>8} {:>12}  {}",
         "metric", "unit", "skiff", "podman", "ratio", "floor", "goal", "note"
     );
     for row in rows {
         let goal = match (row.goal, row.met()) {
-            (Some((g, lower)), Some(met)) => format!("{}{} {}", if lower { "≤" } else { "≥" }, g, if met { "met" } else { "NOT met" }),
+            (Some((g, lower)), Some(met)) => format!(
+                "{}{} {}",
+                if lower { "≤" } else { "≥" },
+                g,
+                if met { "met" } else { "NOT met" }
+            ),
             _ => String::new(),
         };
-        let ratio = row.ratio().map(|r| format!("{r:.1}×")).unwrap_or_else(|| "-".into());
+        let ratio = row
+            .ratio()
+            .map(|r| format!("{r:.1}×"))
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:<46} {:>7} {:>10} {:>10} {:>9} {:>8} {:>12}  {}",
-            row.metric, row.unit, cell(row.skiff), cell(row.podman), ratio, cell(row.floor), goal, row.note
+            row.metric,
+            row.unit,
+            cell(row.skiff),
+            cell(row.podman),
+            ratio,
+            cell(row.floor),
+            goal,
+            row.note
         );
     }
 }
@@ -871,8 +1045,10 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("target/bench/pods.json"));
     let plan = if smoke { Plan::smoke() } else { Plan::full() };
     let began = Instant::now();
-    let max_pods = (plan.density.iter().max().copied().unwrap_or(0) + plan.api_ops + 100).to_string();
-    let skiff = Skiff::start_node_with(&["--max-pods", &max_pods, "--node-pod-cidr", "10.42.0.0/21"])?;
+    let max_pods =
+        (plan.density.iter().max().copied().unwrap_or(0) + plan.api_ops + 100).to_string();
+    let skiff =
+        Skiff::start_node_with(&["--max-pods", &max_pods, "--node-pod-cidr", "10.42.0.0/21"])?;
     skiff.start_registry(IMAGE)?;
     // The measurements run on a thread (and runtime) inside the node's
     // network namespace; this process stays outside, so the node's cleanup
@@ -880,50 +1056,85 @@ fn main() -> Result<()> {
     let ns = skiff.netns.clone().context("netns")?;
     let result = std::thread::scope(|scope| {
         scope
-            .spawn(|| -> Result<Vec<Row>> {
+            .spawn(|| -> Result<(Vec<Row>, Option<anyhow::Error>)> {
                 let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
-                nix::sched::setns(std::os::fd::AsFd::as_fd(&netns), nix::sched::CloneFlags::CLONE_NEWNET)?;
-                let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                nix::sched::setns(
+                    std::os::fd::AsFd::as_fd(&netns),
+                    nix::sched::CloneFlags::CLONE_NEWNET,
+                )?;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
                 runtime.block_on(async {
                     let client = skiff_client::from_kubeconfig(&skiff.kubeconfig()).await?;
                     let api: Api<Pod> = Api::namespaced(client, "default");
                     let tracker = Tracker::start(api.clone());
-                    let mut bench = Bench { skiff: &skiff, api, tracker, plan, rows: Vec::new() };
-                    run_all(&mut bench, with_podman).await?;
-                    anyhow::Ok(bench.rows)
+                    let mut bench = Bench {
+                        skiff: &skiff,
+                        api,
+                        tracker,
+                        plan,
+                        rows: Vec::new(),
+                    };
+                    // A failed phase still reports what was measured before it.
+                    let failed = run_all(&mut bench, with_podman).await.err();
+                    anyhow::Ok((bench.rows, failed))
                 })
             })
             .join()
             .map_err(|_| anyhow::anyhow!("the benchmark thread panicked"))?
     });
-    let rows = match result {
-        Ok(rows) => rows,
+    let (rows, failed) = match result {
+        Ok(result) => result,
         Err(error) => {
-            eprintln!("benchmark failed: {error:#}\n{}", skiff.log().lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+            eprintln!(
+                "benchmark failed: {error:#}\n{}",
+                skiff
+                    .log()
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             return Err(error);
         }
     };
     drop(skiff);
     print_table(&rows);
     println!("\nwhole run: {:.0} s", began.elapsed().as_secs_f64());
+    if let Some(error) = &failed {
+        println!("the run stopped early: {error:#}");
+    }
     if let Some(parent) = json_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let report = json!({
         "smoke": smoke,
+        "failed": failed.as_ref().map(|e| format!("{e:#}")),
         "seconds": began.elapsed().as_secs_f64(),
         "machine": machine(),
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
     });
     std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)?;
     println!("written: {}", json_path.display());
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 fn machine() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpus = read("/proc/cpuinfo").lines().filter(|l| l.starts_with("processor")).count();
-    let model = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
+    let cpus = read("/proc/cpuinfo")
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
     json!({"cpus": cpus, "model": model, "kernel": read("/proc/sys/kernel/osrelease").trim()})
 }
 
@@ -931,13 +1142,25 @@ async fn run_all(bench: &mut Bench<'_>, with_podman: bool) -> Result<()> {
     // Warm-up: the image is pulled once, outside every measurement.
     let warm = pod_manifest("warmup", SLEEPER, json!({}))?;
     create(&bench.api, &warm).await?;
-    bench.tracker.wait_all(&["warmup".to_string()], Duration::from_secs(120), |s| s.running.is_some()).await?;
-    bench.delete_many(&["warmup".to_string()], Duration::from_secs(60)).await?;
+    bench
+        .tracker
+        .wait_all(&["warmup".to_string()], Duration::from_secs(120), |s| {
+            s.running.is_some()
+        })
+        .await?;
+    bench
+        .delete_many(&["warmup".to_string()], Duration::from_secs(60))
+        .await?;
     bench.idle("0 pods").await?;
 
     let (running, ready, deleted) = bench.latency().await?;
     let httpd = bench.httpd().await?;
-    let podman = if with_podman && Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    let podman = if with_podman
+        && Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
         // podman runs in between, while skiff idles with no pods.
         Some(tokio::task::block_in_place(|| podman_bench(&bench.plan)))
     } else {
@@ -960,10 +1183,19 @@ async fn run_all(bench: &mut Bench<'_>, with_podman: bool) -> Result<()> {
     rows[0] = rows[0].clone().goal_at_most(100.0);
     rows[2] = rows[2].clone().goal_at_most(250.0);
     bench.rows.extend(rows);
-    bench.rows.extend(distribution("create → Ready", &ready, &podman_start, &[]));
-    bench.rows.extend(distribution("create → first HTTP byte", &httpd, &[], &[]));
+    bench
+        .rows
+        .extend(distribution("create → Ready", &ready, &podman_start, &[]));
+    bench
+        .rows
+        .extend(distribution("create → first HTTP byte", &httpd, &[], &[]));
     let podman_down = podman.as_ref().map(|p| p.down.clone()).unwrap_or_default();
-    let mut rows = distribution("delete → gone (exits on SIGTERM)", &deleted, &podman_down, &[]);
+    let mut rows = distribution(
+        "delete → gone (exits on SIGTERM)",
+        &deleted,
+        &podman_down,
+        &[],
+    );
     rows[0] = rows[0].clone().goal_at_most(150.0);
     bench.rows.extend(rows);
     let speedup = {
@@ -977,23 +1209,43 @@ async fn run_all(bench: &mut Bench<'_>, with_podman: bool) -> Result<()> {
             _ => None,
         }
     };
-    bench.rows.push(Row::new("start p50 speed-up over podman", "×", speedup).goal_at_least(5.0));
+    bench
+        .rows
+        .push(Row::new("start p50 speed-up over podman", "×", speedup).goal_at_least(5.0));
 
     // Throughput, with an idle minute at 100 pods in between.
-    let names: Vec<String> = (0..bench.plan.throughput_pods).map(|i| format!("burst-{i}")).collect();
+    let names: Vec<String> = (0..bench.plan.throughput_pods)
+        .map(|i| format!("burst-{i}"))
+        .collect();
     let up = bench.create_many(&names, Duration::from_secs(300)).await?;
     let n = names.len();
-    let mut up_row = Row::new(format!("{n} pods created → all Running"), "s", Some(up.as_secs_f64()));
+    let mut up_row = Row::new(
+        format!("{n} pods created → all Running"),
+        "s",
+        Some(up.as_secs_f64()),
+    );
     if n >= 100 {
         up_row = up_row.goal_at_most(10.0);
     }
-    let mut rate_up = Row::new(format!("create throughput ({n} pods)"), "pods/s", Some(new_rate(n, up)));
+    let mut rate_up = Row::new(
+        format!("create throughput ({n} pods)"),
+        "pods/s",
+        Some(new_rate(n, up)),
+    );
     bench.idle(&format!("{n} pods")).await?;
     let down = bench.delete_many(&names, Duration::from_secs(300)).await?;
-    let mut rate_down = Row::new(format!("delete throughput ({n} pods)"), "pods/s", Some(new_rate(n, down)));
+    let mut rate_down = Row::new(
+        format!("delete throughput ({n} pods)"),
+        "pods/s",
+        Some(new_rate(n, down)),
+    );
     if let Some((pn, pup, pdown)) = podman.as_ref().and_then(|p| p.throughput) {
-        rate_up = rate_up.podman(Some(new_rate(pn, pup))).note(format!("podman: {pn} pods"));
-        rate_down = rate_down.podman(Some(new_rate(pn, pdown))).note(format!("podman: {pn} pods"));
+        rate_up = rate_up
+            .podman(Some(new_rate(pn, pup)))
+            .note(format!("podman: {pn} pods"));
+        rate_down = rate_down
+            .podman(Some(new_rate(pn, pdown)))
+            .note(format!("podman: {pn} pods"));
     }
     bench.rows.push(up_row);
     bench.rows.push(rate_up);
@@ -1002,9 +1254,16 @@ async fn run_all(bench: &mut Bench<'_>, with_podman: bool) -> Result<()> {
     bench.density().await?;
     if let Some((pn, up, pss, rss)) = podman.as_ref().and_then(|p| p.density) {
         bench.rows.push(
-            Row::new(format!("per-pod overhead (PSS), podman at {pn} pods"), "MiB", None)
-                .podman(Some(pss))
-                .note(format!("conmon + infra; RSS {rss:.2} MiB/pod; {pn} pods up in {:.1} s", up.as_secs_f64())),
+            Row::new(
+                format!("per-pod overhead (PSS), podman at {pn} pods"),
+                "MiB",
+                None,
+            )
+            .podman(Some(pss))
+            .note(format!(
+                "conmon + infra; RSS {rss:.2} MiB/pod; {pn} pods up in {:.1} s",
+                up.as_secs_f64()
+            )),
         );
     }
     Ok(())

@@ -503,6 +503,9 @@ async fn build_agent(
         };
         cni.write_default_config(&network, &cni_dir.join("ipam"))
             .context("failed to write the CNI config")?;
+        skiff_runtime::network::ensure_masquerade(&args.node_pod_cidr)
+            .await
+            .context("failed to set up pod masquerading")?;
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
