@@ -973,16 +973,20 @@ impl Worker {
             let _ = monitor.wait().await;
             let _ = exits.send(exit_name);
         });
-        // The monitor writes started.json once the runtime started the process.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The monitor writes started.json once the runtime started the
+        // process, or exit.json if it could not; on a loaded node that can
+        // take long, so there is no deadline, only the monitor's own end.
+        let mut pause = Duration::from_millis(2);
         let started = loop {
             if let Some(started) = read_state::<Started>(&bundle, "started.json") {
                 break Some(started);
             }
-            if read_state::<Exited>(&bundle, "exit.json").is_some() || Instant::now() > deadline {
+            let monitor_gone = !skiff_runtime::process::running(monitor_pid);
+            if read_state::<Exited>(&bundle, "exit.json").is_some() || monitor_gone {
                 break None;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         };
         let stop_signal = image_config["config"]["StopSignal"]
             .as_str()

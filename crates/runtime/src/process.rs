@@ -31,6 +31,17 @@ fn register(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::Ow
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(Into::into)
 }
 
+/// Whether process `pid` exists and has not exited (a zombie has).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(") ")?;
+            Some(!rest.starts_with('Z') && !rest.starts_with('X'))
+        })
+        .unwrap_or(false)
+}
+
 /// Whether process `pid` runs and its command line contains `needle`
 /// (guards against a recycled pid).
 pub fn runs_with_argument(pid: u32, needle: &str) -> bool {

@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1001,8 +1001,8 @@ fn print_table(rows: &[Row]) {
         .unwrap_or_else(|| "-".into())
     };
     println!(
-        "{:<46} {:>7} {:>10} {:>10} {:>9} {:>8} {:>12}  {}",
-        "metric", "unit", "skiff", "podman", "ratio", "floor", "goal", "note"
+        "{:<46} {:>7} {:>10} {:>10} {:>9} {:>8} {:>12}  note",
+        "metric", "unit", "skiff", "podman", "ratio", "floor", "goal"
     );
     for row in rows {
         let goal = match (row.goal, row.met()) {
@@ -1043,6 +1043,9 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench/pods.json"));
+    // cargo runs benchmarks in the package directory; paths are the workspace's.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let json_path = workspace.join(json_path);
     let plan = if smoke { Plan::smoke() } else { Plan::full() };
     let began = Instant::now();
     let max_pods =
