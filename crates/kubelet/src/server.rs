@@ -285,13 +285,15 @@ async fn container_logs(
                     return None;
                 }
                 loop {
+                    // Whether it still runs is asked before reading: a
+                    // container that ended has written its last line by then.
+                    let still_running = index
+                        .get(&key)
+                        .is_some_and(|e| e.running && path.ends_with(format!("{}.log", e.attempt)));
                     let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
                     let complete = text[offset.min(text.len())..]
                         .rfind('\n')
                         .map(|i| offset + i + 1);
-                    let still_running = index
-                        .get(&key)
-                        .is_some_and(|e| e.running && path.ends_with(format!("{}.log", e.attempt)));
                     if let Some(end) = complete {
                         let chunk = render(&parse(&text[offset..end]), &options);
                         offset = end;
