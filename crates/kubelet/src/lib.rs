@@ -452,12 +452,8 @@ impl Pods {
         });
         match owner {
             Some((uid, _)) => {
-                let hash = mirror
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(static_pods::MIRROR_ANNOTATION));
-                if deleted || mirror.metadata.deletion_timestamp.is_some() || hash != Some(uid) {
+                let outdated = static_pods::mirrored_uid(mirror) != Some(uid.as_str());
+                if deleted || mirror.metadata.deletion_timestamp.is_some() || outdated {
                     // Someone deleted it, likely `kubectl delete`, which
                     // then lists the name and waits for a DELETED event: a
                     // mirror back before that list would keep it waiting.

@@ -34,9 +34,14 @@ fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// The UID (manifest hash) of the static pod a mirror pod stands for.
+pub fn mirrored_uid(pod: &Pod) -> Option<&str> {
+    annotation(pod, MIRROR_ANNOTATION)
+}
+
 /// A mirror pod: the API server's picture of a static pod.
 pub fn is_mirror(pod: &Pod) -> bool {
-    annotation(pod, MIRROR_ANNOTATION).is_some()
+    mirrored_uid(pod).is_some()
 }
 
 /// A pod that came from a manifest file.
@@ -226,7 +231,7 @@ impl Mirrors {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let hash = pod.metadata.uid.clone().unwrap_or_default();
         if let Some(existing) = api.get_opt(&name).await? {
-            let current = annotation(&existing, MIRROR_ANNOTATION) == Some(hash.as_str())
+            let current = mirrored_uid(&existing) == Some(hash.as_str())
                 && existing.metadata.deletion_timestamp.is_none();
             if current {
                 return Ok(false);
@@ -255,7 +260,7 @@ impl Mirrors {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let hash = pod.metadata.uid.clone().unwrap_or_default();
         match api.get_opt(&name).await? {
-            Some(existing) if annotation(&existing, MIRROR_ANNOTATION) == Some(hash.as_str()) => {
+            Some(existing) if mirrored_uid(&existing) == Some(hash.as_str()) => {
                 delete_now(&api, &existing).await
             }
             _ => Ok(()),
@@ -327,7 +332,7 @@ spec:
         assert_ne!(edited.metadata.uid, pod.metadata.uid);
         let mirror = mirror_of(&pod, Some("node-uid".into()));
         assert!(is_mirror(&mirror));
-        assert_eq!(annotation(&mirror, MIRROR_ANNOTATION), Some(uid.as_str()));
+        assert_eq!(mirrored_uid(&mirror), Some(uid.as_str()));
         assert_eq!(mirror.metadata.uid, None);
         Ok(())
     }

@@ -460,12 +460,7 @@ async fn write(client: &kube::Client, update: &Update) -> Outcome {
     let target_uid = if update.mirror {
         match api.get_opt(&update.name).await {
             Ok(Some(mirror))
-                if mirror
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(crate::static_pods::MIRROR_ANNOTATION))
-                    == Some(&update.uid) =>
+                if crate::static_pods::mirrored_uid(&mirror) == Some(update.uid.as_str()) =>
             {
                 mirror.metadata.uid.unwrap_or_default()
             }
