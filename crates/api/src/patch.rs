@@ -15,7 +15,19 @@ use crate::schema;
 pub enum PatchError {
     #[error("{0}")]
     Invalid(String),
+    /// The patch would grow the object past a bound (upstream answers 413).
+    #[error("{0}")]
+    TooLarge(String),
 }
+
+/// Upstream's `maxJSONPatchOperations`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// Upstream's `JSONPatchMaxCopyBytes` (the CVE-2019-1002100 bound): the
+/// total size that `copy` operations of one patch may add.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+/// How deep a patched document may nest (the JSON decoder's own limit), so
+/// that repeated `add`s cannot build a value too deep to encode.
+pub const MAX_DEPTH: usize = 128;
 
 /// RFC 7386 merge patch.
 pub fn merge_patch(original: &Value, patch: &Value) -> Value {
@@ -24,13 +36,75 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
     doc
 }
 
-/// RFC 6902 JSON patch.
+/// RFC 6902 JSON patch, with upstream's bounds on the number of operations
+/// and on the bytes that `copy` operations add.
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::Invalid(format!("invalid JSON patch: {e}")))?;
+    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.0.len()
+        )));
+    }
     let mut doc = original.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    let mut copied = 0usize;
+    for op in &ops.0 {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            if let Some(value) = doc.pointer(copy.from.as_str()) {
+                copied = copied.saturating_add(encoded_len(value));
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(PatchError::TooLarge(format!(
+                        "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                    )));
+                }
+            }
+        }
+        // `doc` is our own copy: a failed patch is thrown away, no undo needed.
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op))
+            .map_err(|e| PatchError::Invalid(e.to_string()))?;
+    }
+    if depth(&doc) > MAX_DEPTH {
+        return Err(PatchError::Invalid(format!(
+            "the patched object nests deeper than {MAX_DEPTH} levels"
+        )));
+    }
     Ok(doc)
+}
+
+/// The length of `value` encoded as JSON, without building the text.
+fn encoded_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        // Encoding a Value to a counter cannot fail; count it as too big if it does.
+        Err(_) => usize::MAX,
+    }
+}
+
+/// How deeply `value` nests (a scalar is 0), computed without recursion.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, level + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Strategic merge patch of `original` with `patch`, for an object whose
@@ -336,5 +410,42 @@ mod tests {
         assert_eq!(patched["metadata"]["labels"]["x"], "y");
         assert!(json_patch(&original, &json!([{"op": "remove", "path": "/nope"}])).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn copies_that_amplify_are_refused() {
+        // CVE-2019-1002100's shape: each copy doubles the annotations.
+        let original = json!({"metadata": {"annotations": {"a": "x".repeat(1000)}}});
+        let ops: Vec<Value> = (0..30)
+            .map(|i| json!({"op": "copy", "from": "/metadata/annotations", "path": format!("/metadata/annotations/k{i}")}))
+            .collect();
+        match json_patch(&original, &Value::Array(ops)) {
+            Err(PatchError::TooLarge(message)) => {
+                assert!(message.contains("exceeding the limit 3145728"), "{message}")
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let many = vec![json!({"op": "test", "path": "/metadata", "value": null}); 10_001];
+        assert!(matches!(
+            json_patch(&original, &Value::Array(many)),
+            Err(PatchError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn patches_cannot_nest_past_the_depth_limit() {
+        let mut deep = json!("leaf");
+        for _ in 0..100 {
+            deep = json!({ "x": deep });
+        }
+        let ops = json!([
+            {"op": "add", "path": "/a", "value": deep},
+            {"op": "copy", "from": "/a", "path": "/a/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x"}
+        ]);
+        assert!(matches!(
+            json_patch(&json!({}), &ops),
+            Err(PatchError::Invalid(_))
+        ));
+        assert_eq!(depth(&json!({"a": [1, {"b": 2}]})), 3);
     }
 }

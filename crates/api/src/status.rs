@@ -269,6 +269,22 @@ impl Status {
         Self::new(400, "BadRequest", message)
     }
 
+    /// `errors.NewRequestEntityTooLargeError`.
+    pub fn request_entity_too_large(message: &str) -> Self {
+        Self::request_entity_too_large_raw(format!("Request entity too large: {message}"))
+    }
+    /// A 413 whose message is given whole.
+    pub fn request_entity_too_large_raw(message: impl Into<String>) -> Self {
+        Self::new(413, "RequestEntityTooLarge", message)
+    }
+    /// `errors.NewTimeoutError` as the request-timeout filter writes it.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline exceeded",
+        )
+    }
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }

@@ -32,6 +32,9 @@ use crate::watch::{self, WatchEvent, WatchRequest};
 
 /// Upstream's limit on request bodies.
 const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Upstream's `--request-timeout` default, for requests that are not watches
+/// or streams.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const JSON: &str = "application/json";
 const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2";
 
@@ -100,7 +103,30 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, JSON)], value.to_string()).into_response()
 }
 
-/// The one entry point for every request.
+/// The one entry point for every request, with a last-resort guard: a panic
+/// in a handler is a bug, logged and answered with a 500, and the server
+/// goes on serving.
+pub async fn handle_guarded(state: State<Arc<AppState>>, request: Request) -> Response {
+    use futures::FutureExt;
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    match std::panic::AssertUnwindSafe(handle(state, request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, panic = %what, "a request handler panicked");
+            status_response(&Status::internal("the request handler failed"))
+        }
+    }
+}
+
+/// Serves one request.
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
@@ -119,13 +145,23 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 None => resource.to_string(),
             };
             match request::verb(&parts.method, &target, &query) {
-                Some(verb) => {
+                Some(verb @ (Verb::Watch | Verb::Connect)) => {
                     let response = serve_resource(&state, &parts, body, target, &query, verb).await;
                     (
                         verb.as_str(),
                         label,
                         response.unwrap_or_else(IntoResponse::into_response),
                     )
+                }
+                Some(verb) => {
+                    // Upstream's request timeout for everything but long-running
+                    // requests: a body that never arrives does not hold a task.
+                    let serving = serve_resource(&state, &parts, body, target, &query, verb);
+                    let response = match tokio::time::timeout(REQUEST_TIMEOUT, serving).await {
+                        Ok(response) => response.unwrap_or_else(IntoResponse::into_response),
+                        Err(_) => status_response(&Status::request_timeout()),
+                    };
+                    (verb.as_str(), label, response)
                 }
                 None => {
                     let status =
@@ -134,6 +170,18 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 }
             }
         }
+        // Discovery, OpenAPI, health and metrics are read-only paths.
+        Route::NotFound => ("", String::new(), status_response(&Status::path_not_found())),
+        _ if !matches!(parts.method, http::Method::GET | http::Method::HEAD) => (
+            "",
+            String::new(),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "405: Method Not Allowed",
+            )
+                .into_response(),
+        ),
         other => (
             "get",
             String::new(),
@@ -378,6 +426,33 @@ async fn decode_object(
     Ok((object, warnings))
 }
 
+/// `dryRun`: only `All` is a valid value (`ValidateDryRun`); the options
+/// kind (`CreateOptions`, ...) names what was invalid, as upstream does.
+fn dry_run(query: &Query, options_kind: &str) -> Result<bool> {
+    let values: Vec<&str> = query.all("dryRun").collect();
+    if values.iter().all(|v| *v == "All") {
+        return Ok(!values.is_empty());
+    }
+    let listed: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    let error = skiff_api::FieldError::not_supported("dryRun", Value::Null, &["All"]);
+    let mut status = Status::invalid(options_kind, "meta.k8s.io", "", &[error]);
+    status.message = format!(
+        "{options_kind}.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{{{}}}: supported values: \"All\"",
+        listed.join(", ")
+    );
+    Err(status.into())
+}
+
+/// The options kind whose `dryRun` a verb reads.
+fn options_kind(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Create => "CreateOptions",
+        Verb::Update => "UpdateOptions",
+        Verb::Patch => "PatchOptions",
+        _ => "DeleteOptions",
+    }
+}
+
 fn list_params(query: &Query, resource: &'static ResourceInfo) -> Result<ListParams> {
     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
@@ -407,7 +482,7 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions> {
         grace_period_seconds: query
             .number("gracePeriodSeconds")
             .map_err(ApiError::bad_request)?,
-        dry_run: query.get("dryRun") == Some("All"),
+        dry_run: dry_run(query, "DeleteOptions")?,
         ..Default::default()
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
@@ -416,12 +491,12 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions> {
                 "DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: {e}"
             ))
         })?;
-        apply_delete_body(&mut options, &parsed);
+        apply_delete_body(&mut options, &parsed)?;
     }
     Ok(options)
 }
 
-fn apply_delete_body(options: &mut DeleteOptions, body: &Value) {
+fn apply_delete_body(options: &mut DeleteOptions, body: &Value) -> Result<()> {
     if let Some(grace) = body["gracePeriodSeconds"].as_i64() {
         options.grace_period_seconds = Some(grace);
     }
@@ -431,12 +506,14 @@ fn apply_delete_body(options: &mut DeleteOptions, body: &Value) {
     if let Some(rv) = body["preconditions"]["resourceVersion"].as_str() {
         options.precondition_resource_version = Some(rv.to_string());
     }
-    if body["dryRun"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|v| v == "All"))
-    {
-        options.dry_run = true;
+    if let Some(values) = body["dryRun"].as_array() {
+        let values: Vec<(String, String)> = values
+            .iter()
+            .map(|v| ("dryRun".to_string(), v.as_str().unwrap_or("").to_string()))
+            .collect();
+        options.dry_run |= dry_run(&Query(values), "DeleteOptions")?;
     }
+    Ok(())
 }
 
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
@@ -543,11 +620,9 @@ fn list_body(
 
 async fn read_body(body: Body) -> Result<Bytes> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::from(Status::new(
-            413,
-            "RequestEntityTooLarge",
-            "Request entity too large: limit is 3145728",
-        ))
+        ApiError::from(Status::request_entity_too_large(&format!(
+            "limit is {MAX_BODY}"
+        )))
     })
 }
 
@@ -565,6 +640,10 @@ async fn serve_resource(
     {
         return Err(ApiError::from(Status::path_not_found()));
     }
+    if target.name.as_deref() == Some("") {
+        // upstream's namer: `errEmptyName`
+        return Err(ApiError::bad_request("name must be provided"));
+    }
     let resource = target.resource;
     let storage = storage_resource(resource);
     let registry = &state.registry;
@@ -575,7 +654,12 @@ async fn serve_resource(
         .and_then(|v| v.to_str().ok());
     let output = request::output(accept, query);
     let now = registry.now();
-    let dry_run = query.get("dryRun") == Some("All");
+    let dry_run = match verb {
+        Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection => {
+            dry_run(query, options_kind(verb))?
+        }
+        _ => false,
+    };
     let name = target.name.as_deref().unwrap_or("");
     let sub = target.subresource.as_deref();
     let response = match verb {
@@ -616,7 +700,7 @@ async fn serve_resource(
             let bytes = read_body(body).await?;
             let (eviction, _) = parse_body(parts, &bytes, resource)?;
             let mut options = delete_options(query, b"")?;
-            apply_delete_body(&mut options, &eviction["deleteOptions"]);
+            apply_delete_body(&mut options, &eviction["deleteOptions"])?;
             registry.delete(storage, ns, name, &options).await?;
             json_response(StatusCode::CREATED, &Status::success_json(None))
         }
@@ -701,7 +785,7 @@ async fn serve_patch(
     let ns = target.namespace.as_deref();
     let name = target.name.as_deref().unwrap_or("");
     let sub = target.subresource.as_deref();
-    let dry_run = query.get("dryRun") == Some("All");
+    let dry_run = dry_run(query, "PatchOptions")?;
     let validation = FieldValidation::parse(query)?;
     let content_type = parts
         .headers
@@ -715,14 +799,23 @@ async fn serve_patch(
         .trim()
         .to_string();
     let (patch_body, duplicates) = parse_body(parts, bytes, resource)?;
+    if media == "application/apply-patch+yaml" {
+        check_apply_body(resource, &patch_body)?;
+    }
     let object_schema = schema::for_kind(resource.group, resource.version, resource.kind);
     // Warnings are the same on every retry; keep the last attempt's.
     let collected = std::sync::Mutex::new(Vec::new());
     let apply = |old: &Value| -> Result<Value> {
         let old = present(resource, old.clone());
         let patched = match media.as_str() {
-            "application/json-patch+json" => patch::json_patch(&old, &patch_body)
-                .map_err(|e| ApiError::from(Status::new(422, "Invalid", e.to_string())))?,
+            "application/json-patch+json" => {
+                patch::json_patch(&old, &patch_body).map_err(|e| match e {
+                    patch::PatchError::TooLarge(message) => {
+                        ApiError::from(Status::request_entity_too_large(&message))
+                    }
+                    other => ApiError::from(Status::new(422, "Invalid", other.to_string())),
+                })?
+            }
             "application/merge-patch+json" => patch::merge_patch(&old, &patch_body),
             "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
                 patch::strategic_merge_patch(&old, &patch_body, object_schema)
@@ -773,6 +866,48 @@ async fn serve_patch(
     ))
 }
 
+/// What upstream's apply patcher refuses before merging: a body that is not
+/// an object, and one whose apiVersion or kind is not the resource's.
+fn check_apply_body(resource: &ResourceInfo, body: &Value) -> Result<()> {
+    let Some(map) = body.as_object() else {
+        let go_type = match body {
+            Value::Array(_) => "array",
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Bool(_) => "bool",
+            _ => "null",
+        };
+        if body.is_null() {
+            return Err(ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{body}'"
+            )));
+        }
+        return Err(ApiError::bad_request(format!(
+            "error decoding YAML: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {go_type} into Go value of type map[string]interface {{}}"
+        )));
+    };
+    if map.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
+        return Err(cannot_handle(resource, "metadata must be an object"));
+    }
+    let version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if version != resource.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "Incorrect version specified in apply patch. Specified patch version: {version}, expected: {}",
+            resource.api_version()
+        )));
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        Some(kind) if kind == resource.kind => Ok(()),
+        Some(kind) if !kind.is_empty() => Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            resource.kind
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{body}'"
+        ))),
+    }
+}
+
 async fn serve_watch(
     state: &Arc<AppState>,
     resource: &'static ResourceInfo,
@@ -793,6 +928,8 @@ async fn serve_watch(
         .map_err(ApiError::bad_request)?
     {
         Some(seconds) if seconds > 0 => Duration::from_secs(seconds.unsigned_abs()),
+        // A negative timeout has already passed: upstream's watch ends at once.
+        Some(seconds) if seconds < 0 => Duration::ZERO,
         // Upstream picks a random timeout in [30m, 60m) so watches spread out.
         _ => Duration::from_secs(1800 + u64::from(rand::random::<u16>()) % 1800),
     };

@@ -101,7 +101,7 @@ impl ApiServer {
     /// The HTTP application (no TLS): every route.
     pub fn router(&self) -> Router {
         Router::new()
-            .fallback(handlers::handle)
+            .fallback(handlers::handle_guarded)
             .with_state(self.state.clone())
     }
 

@@ -69,17 +69,24 @@ pub struct Registry {
 /// Namespaces that always exist and cannot be deleted.
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
+/// etcd's default request limit (`--max-request-bytes`), which bounds every
+/// object kube-apiserver stores; Skiff holds every backend to it.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
 fn encode(object: &Value) -> Result<Bytes> {
     let mut object = object.clone();
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&object)
-        .map(Bytes::from)
-        .map_err(|source| ApiError::Encode {
-            what: "object",
-            source,
-        })
+    let bytes = serde_json::to_vec(&object).map_err(|source| ApiError::Encode {
+        what: "object",
+        source,
+    })?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        // What kube-apiserver passes on from etcd for an object this big.
+        return Err(Status::request_entity_too_large_raw("etcdserver: request is too large").into());
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// Decodes a stored value and stamps its resourceVersion.

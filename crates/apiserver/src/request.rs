@@ -48,16 +48,37 @@ impl PartialEq for Target {
     }
 }
 
-/// Parses a URL path (without query).
+/// The named checks under `/healthz`, `/livez` and `/readyz`.
+const HEALTH_CHECKS: &[&str] = &["ping", "log", "etcd"];
+
+/// Parses a URL path (without query). A trailing slash after a collection
+/// addresses an item with an empty name (go-restful matches `{name}` to the
+/// empty segment), which the handler refuses; empty segments elsewhere match
+/// nothing.
 pub fn route(path: &str) -> Route {
-    let segments: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let Some(rest) = path.strip_prefix('/') else {
+        return Route::NotFound;
+    };
+    let (rest, trailing_slash) = match rest.strip_suffix('/') {
+        Some(rest) => (rest, true),
+        None => (rest, false),
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) && !rest.is_empty() {
+        return Route::NotFound;
+    }
     match segments.as_slice() {
+        [""] => Route::NotFound,
         ["version"] => Route::Version,
-        [probe @ ("healthz" | "livez" | "readyz"), ..] => Route::Health((*probe).to_string()),
+        [probe @ ("healthz" | "livez" | "readyz")] => Route::Health((*probe).to_string()),
+        [probe @ ("healthz" | "livez" | "readyz"), check]
+            if HEALTH_CHECKS.contains(check) || (*probe == "readyz" && *check == "shutdown") =>
+        {
+            Route::Health(format!("{probe}/{check}"))
+        }
+        [probe @ ("healthz" | "livez" | "readyz"), "poststarthook", _hook] => {
+            Route::Health((*probe).to_string())
+        }
         ["metrics"] => Route::Metrics,
         ["openapi", "v3"] => Route::OpenApiIndex,
         ["openapi", "v3", rest @ ..] => Route::OpenApiDocument(rest.join("/")),
@@ -73,13 +94,18 @@ pub fn route(path: &str) -> Route {
             group: (*group).to_string(),
             version: (*version).to_string(),
         },
-        ["api", version, rest @ ..] => target("", version, rest),
-        ["apis", group, version, rest @ ..] => target(group, version, rest),
+        ["api", version, rest @ ..] => target("", version, rest, trailing_slash),
+        ["apis", group, version, rest @ ..] => target(group, version, rest, trailing_slash),
         _ => Route::NotFound,
     }
 }
 
-fn target(group: &str, version: &str, rest: &[&str]) -> Route {
+fn target(group: &str, version: &str, rest: &[&str], trailing_slash: bool) -> Route {
+    if trailing_slash {
+        let mut with_empty_name = rest.to_vec();
+        with_empty_name.push("");
+        return target(group, version, &with_empty_name, false);
+    }
     let find = |plural: &str| resources::find(group, version, plural);
     let make = |resource: &'static ResourceInfo,
                 namespace: Option<&str>,
@@ -194,6 +220,14 @@ impl Query {
         self.0
             .iter()
             .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated parameter, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
 
@@ -330,6 +364,16 @@ mod tests {
             Route::OpenApiDocument("api/v1".into())
         );
         assert_eq!(route("/apis"), Route::Groups);
+        // A trailing slash names an empty item, never the collection.
+        assert_eq!(
+            target_of("/api/v1/namespaces/x/pods/"),
+            Some(("pods".into(), Some("x".into()), Some(String::new()), None))
+        );
+        assert_eq!(route("/api/v1/namespaces/x/pods/web/"), Route::NotFound);
+        assert_eq!(route("/api/v1//pods"), Route::NotFound);
+        assert_eq!(route("/healthz/x"), Route::NotFound);
+        assert_eq!(route("/healthz/ping"), Route::Health("healthz/ping".into()));
+        assert_eq!(route("/"), Route::NotFound);
     }
 
     #[test]

@@ -153,7 +153,43 @@ pub fn validate_create(resource: &ResourceInfo, object: &Value) -> Vec<FieldErro
         "Event" if resource.group.is_empty() => errors.extend(validate_event(object)),
         _ => {}
     }
+    errors.extend(validate_data_size(resource, object));
     errors
+}
+
+/// upstream's `MaxSecretSize`, which bounds ConfigMaps too.
+const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// ConfigMap and Secret data is at most 1 MiB (values, decoded), as upstream
+/// validates it (`ValidateConfigMap`, `ValidateSecret`).
+fn validate_data_size(resource: &ResourceInfo, object: &Value) -> Vec<FieldError> {
+    use base64::Engine;
+    let decoded_len = |value: &Value| {
+        let text = value.as_str().unwrap_or("");
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_or(text.len(), |bytes| bytes.len())
+    };
+    let values = |field: &str| {
+        object[field]
+            .as_object()
+            .into_iter()
+            .flat_map(|map| map.values())
+    };
+    let (total, field) = match resource.kind {
+        "ConfigMap" => (
+            values("data").map(|v| v.as_str().map_or(0, str::len)).sum::<usize>()
+                + values("binaryData").map(decoded_len).sum::<usize>(),
+            "[]",
+        ),
+        "Secret" => (values("data").map(decoded_len).sum(), "data"),
+        _ => return Vec::new(),
+    };
+    if total > MAX_DATA_BYTES {
+        vec![FieldError::too_long(field, MAX_DATA_BYTES)]
+    } else {
+        Vec::new()
+    }
 }
 
 fn validate_event(event: &Value) -> Vec<FieldError> {
@@ -261,6 +297,7 @@ pub fn validate_update(resource: &ResourceInfo, old: &Value, new: &Value) -> Vec
             (_, Err(e)) | (Err(e), _) => errors.push(FieldError::invalid("spec", "", e)),
         }
     }
+    errors.extend(validate_data_size(resource, new));
     if resource.kind == "Node" {
         let (old_cidr, new_cidr) = (&old["spec"]["podCIDR"], &new["spec"]["podCIDR"]);
         if !old_cidr.is_null() && old_cidr != new_cidr {

@@ -13,6 +13,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -249,8 +250,24 @@ async fn container_logs(
             )
         };
     }
-    let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
-    let first = render(&parse(&text), &options);
+    // One open file for the whole request: the log stays readable after the
+    // pod's directory is removed (a deleted pod's last lines still arrive),
+    // and bytes are read once, never re-read. Invalid UTF-8 is replaced,
+    // not a reason to show nothing.
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to open the log of container {container:?}: {e}"),
+            )
+        }
+    };
+    let mut seen = Vec::new();
+    if let Err(e) = file.read_to_end(&mut seen).await {
+        tracing::warn!(log = %path.display(), error = %e, "failed to read a container log");
+    }
+    let first = render(&parse(&String::from_utf8_lossy(&seen)), &options);
     if !follow || previous {
         return (
             StatusCode::OK,
@@ -260,25 +277,24 @@ async fn container_logs(
             .into_response();
     }
     // Follow: new complete lines as they arrive, until the container ends.
-    let offset = text.len();
+    let unfinished = match seen.iter().rposition(|b| *b == b'\n') {
+        Some(end) => seen.split_off(end + 1),
+        None => std::mem::take(&mut seen),
+    };
+    let options = LogOptions {
+        tail_lines: None,
+        since: None,
+        ..options
+    };
     let stream = futures::stream::unfold(
-        (Some(first), offset, false),
-        move |(pending, mut offset, done)| {
-            let (index, key, path, options) = (
-                index.clone(),
-                key.clone(),
-                path.clone(),
-                LogOptions {
-                    tail_lines: None,
-                    since: None,
-                    ..options.clone()
-                },
-            );
+        (Some(first), file, unfinished, false),
+        move |(pending, mut file, mut partial, done)| {
+            let (index, key, path, options) = (index.clone(), key.clone(), path.clone(), options.clone());
             async move {
                 if let Some(chunk) = pending {
                     return Some((
                         Ok::<_, std::io::Error>(Bytes::from(chunk)),
-                        (None, offset, done),
+                        (None, file, partial, done),
                     ));
                 }
                 if done {
@@ -290,14 +306,14 @@ async fn container_logs(
                     let still_running = index
                         .get(&key)
                         .is_some_and(|e| e.running && path.ends_with(format!("{}.log", e.attempt)));
-                    let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
-                    let complete = text[offset.min(text.len())..]
-                        .rfind('\n')
-                        .map(|i| offset + i + 1);
-                    if let Some(end) = complete {
-                        let chunk = render(&parse(&text[offset..end]), &options);
-                        offset = end;
-                        return Some((Ok(Bytes::from(chunk)), (None, offset, !still_running)));
+                    if let Err(e) = file.read_to_end(&mut partial).await {
+                        tracing::warn!(log = %path.display(), error = %e, "failed to follow a container log");
+                        return None;
+                    }
+                    if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
+                        let rest = partial.split_off(end + 1);
+                        let chunk = render(&parse(&String::from_utf8_lossy(&partial)), &options);
+                        return Some((Ok(Bytes::from(chunk)), (None, file, rest, !still_running)));
                     }
                     if !still_running {
                         return None;

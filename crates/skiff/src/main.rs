@@ -360,10 +360,57 @@ fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
     std::fs::rename(&partial, path).with_context(|| format!("failed to write {}", path.display()))
 }
 
+/// The data directory holds the store (every Secret), keys and tokens:
+/// only root may enter it. Checked at every start; a looser mode is fixed
+/// and said. (Pods do not need it: their files reach them as mounts.)
+fn secure_data_dir(data_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let mode = std::fs::metadata(data_dir)
+        .with_context(|| format!("failed to read {}", data_dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 {
+        tracing::warn!(dir = %data_dir.display(), mode = format!("{mode:o}"), "the data directory was open to other users; now 0700");
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("failed to restrict {}", data_dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Go programs (kube-apiserver among them) raise the soft open-files limit
+/// to the hard one at start; a server with many pods and watches needs it.
+fn raise_open_files_limit() {
+    match rlimit_nofile() {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(error) = set_rlimit_nofile(hard, hard) {
+                tracing::warn!(%error, soft, hard, "cannot raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the open-files limit"),
+    }
+}
+
+fn rlimit_nofile() -> std::io::Result<(u64, u64)> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_err(std::io::Error::from)
+}
+
+fn set_rlimit_nofile(soft: u64, hard: u64) -> std::io::Result<()> {
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
+        .map_err(std::io::Error::from)
+}
+
 async fn server(args: ServerArgs) -> Result<()> {
     let data_dir = &args.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("failed to create {}", data_dir.display()))?;
+    secure_data_dir(data_dir)?;
+    raise_open_files_limit();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&data_dir.join("state.db"))
             .with_context(|| format!("failed to open the store in {}", data_dir.display()))?,

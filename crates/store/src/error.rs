@@ -23,6 +23,11 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("cannot restrict access to {path}")]
+    Permissions {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("storage task failed")]
     Join(#[from] tokio::task::JoinError),
 }

@@ -60,6 +60,42 @@ struct Inner {
     events: broadcast::Sender<Arc<Event>>,
 }
 
+/// The database holds every Secret, so only its owner may read it: the file
+/// is created 0600 (SQLite gives its -wal and -shm files the database's
+/// mode), and files left looser by an older version are tightened.
+fn restrict_to_owner(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Permissions { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail(path))?;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files {
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(fail(&file)(e)),
+        };
+        if mode & 0o077 != 0 {
+            tracing::warn!(file = %file.display(), mode = format!("{mode:o}"), "store file was readable by others; now 0600");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(fail(&file))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
@@ -68,6 +104,7 @@ impl SqliteStore {
             path: path_text.clone(),
             source,
         };
+        restrict_to_owner(path)?;
         let writer = Connection::open(path).map_err(sql_err)?;
         writer
             .execute_batch(

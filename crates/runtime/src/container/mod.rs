@@ -116,8 +116,9 @@ impl OciRuntime {
             bundle: bundle.display().to_string(),
             source,
         })?;
+        // The config holds the container's environment (Secrets among it).
         let path = bundle.join("config.json");
-        std::fs::write(&path, config.to_string()).map_err(io_err(&path))
+        write_owner_only(&path, config.to_string().as_bytes()).map_err(io_err(&path))
     }
 
     /// Starts the container under a new `skiff monitor`; the returned child
@@ -231,4 +232,17 @@ pub fn read_state<T: serde::de::DeserializeOwned>(bundle: &Path, file: &str) -> 
     std::fs::read(bundle.join(file))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Writes a file only its owner (root) can read.
+fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)
 }

@@ -681,13 +681,20 @@ impl Api {
         })
     }
 
+    /// A raw TLS connection to the server, authenticated as the admin.
+    pub async fn tls_stream(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
+        Ok(self.connector.connect(name, tcp).await?)
+    }
+
     async fn send(
         &self,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
-        let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
-        let tls = self.connector.connect(name, tcp).await?;
+        let tls = self.tls_stream().await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(connection);
