@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{
+use k8s_openapi::api::core::v1::{SeccompProfile, 
     Container, Pod, PodSpec, Probe, ResourceRequirements, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
@@ -169,6 +169,9 @@ pub fn apply_defaults(pod: &mut Pod) {
     spec.scheduler_name
         .get_or_insert_with(|| "default-scheduler".to_string());
     spec.security_context.get_or_insert_with(Default::default);
+    // Kubernetes 1.32 drops fields whose feature gates are off by default
+    // (UserNamespacesSupport, ProcMountType): hostUsers and procMount.
+    spec.host_users = None;
     spec.enable_service_links.get_or_insert(true);
     match spec.termination_grace_period_seconds {
         None => spec.termination_grace_period_seconds = Some(30),
@@ -177,6 +180,9 @@ pub fn apply_defaults(pod: &mut Pod) {
     }
     for container in all_containers_mut(spec) {
         default_container(container, host_network);
+        if let Some(context) = container.security_context.as_mut() {
+            context.proc_mount = None;
+        }
     }
     for volume in spec.volumes.iter_mut().flatten() {
         default_volume(volume);
@@ -669,6 +675,87 @@ fn validate_container(
 }
 
 /// Validates a pod spec for create (everything but object metadata).
+const SECCOMP_TYPES: &[&str] = &["RuntimeDefault", "Unconfined", "Localhost"];
+
+fn validate_seccomp(errors: &mut Vec<FieldError>, path: &str, profile: Option<&SeccompProfile>) {
+    let Some(profile) = profile else {
+        return;
+    };
+    if !SECCOMP_TYPES.contains(&profile.type_.as_str()) {
+        errors.push(FieldError::not_supported(
+            format!("{path}.type"),
+            profile.type_.as_str(),
+            SECCOMP_TYPES,
+        ));
+    }
+    match (profile.type_.as_str(), profile.localhost_profile.as_deref()) {
+        ("Localhost", None | Some("")) => errors.push(FieldError::required(
+            format!("{path}.localhostProfile"),
+            "must be set when seccomp type is Localhost",
+        )),
+        ("Localhost", _) | (_, None) => {}
+        (_, Some(value)) => errors.push(FieldError::invalid(
+            format!("{path}.localhostProfile"),
+            value,
+            "can only be set when seccomp type is Localhost",
+        )),
+    }
+}
+
+/// Upstream's checks on security settings: seccomp profiles, escalation
+/// against privileged/CAP_SYS_ADMIN, hostPort under hostNetwork.
+fn validate_security(spec: &PodSpec, errors: &mut Vec<FieldError>) {
+    validate_seccomp(
+        errors,
+        "spec.securityContext.seccompProfile",
+        spec.security_context.as_ref().and_then(|c| c.seccomp_profile.as_ref()),
+    );
+    let host_network = spec.host_network.unwrap_or(false);
+    for (list, i, container) in all_containers(spec) {
+        let path = format!("{list}[{i}]");
+        if host_network {
+            for (p, port) in container.ports.iter().flatten().enumerate() {
+                if let Some(host_port) = port.host_port.filter(|h| *h != port.container_port) {
+                    errors.push(FieldError::invalid(
+                        format!("{path}.ports[{p}].hostPort"),
+                        host_port,
+                        "must match `containerPort` when `hostNetwork` is true",
+                    ));
+                }
+            }
+        }
+        let Some(context) = container.security_context.as_ref() else {
+            continue;
+        };
+        validate_seccomp(
+            errors,
+            &format!("{path}.securityContext.seccompProfile"),
+            context.seccomp_profile.as_ref(),
+        );
+        if context.allow_privilege_escalation == Some(false) {
+            if context.privileged == Some(true) {
+                errors.push(FieldError::invalid(
+                    format!("{path}.securityContext"),
+                    "",
+                    "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                ));
+            }
+            let adds_sys_admin = context
+                .capabilities
+                .as_ref()
+                .and_then(|c| c.add.as_ref())
+                .is_some_and(|add| add.iter().any(|c| c == "CAP_SYS_ADMIN" || c == "SYS_ADMIN"));
+            if adds_sys_admin {
+                errors.push(FieldError::invalid(
+                    format!("{path}.securityContext"),
+                    "",
+                    "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+                ));
+            }
+        }
+    }
+}
+
 pub fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut volumes = HashSet::new();
@@ -703,6 +790,7 @@ pub fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
             ));
         }
     }
+    validate_security(spec, &mut errors);
     if let Some(policy) = spec
         .restart_policy
         .as_deref()
@@ -941,6 +1029,28 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn security_settings_are_validated_as_upstream() {
+        assert_eq!(
+            messages(json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]})),
+            vec!["spec.containers[0].ports[0].hostPort: Invalid value: 8080: must match `containerPort` when `hostNetwork` is true"]
+        );
+        assert_eq!(
+            messages(json!({"securityContext": {"seccompProfile": {"type": "Localhost"}}, "containers": [{"name": "c", "image": "i",
+                "securityContext": {"seccompProfile": {"type": "Bogus"}, "privileged": true, "allowPrivilegeEscalation": false}}]})),
+            vec![
+                "spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost",
+                "spec.containers[0].securityContext.seccompProfile.type: Unsupported value: \"Bogus\": supported values: \"RuntimeDefault\", \"Unconfined\", \"Localhost\"",
+                "spec.containers[0].securityContext: Invalid value: \"\": cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            ]
+        );
+        let mut pod: Pod = serde_json::from_value(json!({"spec": {"hostUsers": false, "containers": [{"name": "c", "securityContext": {"procMount": "Unmasked"}}]}})).unwrap_or_default();
+        apply_defaults(&mut pod);
+        let spec = pod.spec.unwrap_or_default();
+        assert_eq!(spec.host_users, None, "dropped: UserNamespacesSupport is off in 1.32");
+        assert_eq!(spec.containers[0].security_context.as_ref().and_then(|c| c.proc_mount.clone()), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod index;
 pub mod logs;
 pub mod node;
 pub mod probe;
+pub mod security;
 mod server;
 pub mod static_pods;
 pub mod status;

@@ -533,6 +533,36 @@ pub fn start_manager(client: kube::Client, shutdown: CancellationToken) -> Statu
     StatusSender(tx)
 }
 
+/// What a new sandbox means for the pod's containers (the kubelet's
+/// `computePodActions` when the sandbox changed): under `Never` a pod whose
+/// containers already ran is not started again (returns `false`);
+/// otherwise every container starts again in the new sandbox, init
+/// containers first, except those that succeeded under `OnFailure`. Each
+/// container to start again keeps its last termination and counts a restart.
+pub fn restart_in_new_sandbox(policy: &str, record: &mut PodRecord) -> bool {
+    let ran = |c: &ContainerRecord| c.restart_count > 0 || !matches!(c.state, State::Waiting { .. });
+    if policy == "Never" && record.containers.iter().chain(&record.init_containers).any(ran) {
+        return false;
+    }
+    for container in record.init_containers.iter_mut().chain(record.containers.iter_mut()) {
+        let State::Terminated(termination) = &container.state else {
+            continue;
+        };
+        if policy == "OnFailure" && termination.exit_code == 0 && !container.sidecar {
+            continue;
+        }
+        container.last = Some(termination.clone());
+        container.restart_count += 1;
+        container.started = false;
+        container.ready = false;
+        container.state = State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +587,27 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_new_sandbox_restarts_containers_as_compute_pod_actions_does() {
+        let cases = [
+            ("Always", vec![ended(137), ended(0)], true, vec![1, 1]),
+            ("OnFailure", vec![ended(137), ended(0)], true, vec![1, 0]),
+            ("Never", vec![ended(137), ended(0)], false, vec![0, 0]),
+        ];
+        for (policy, ends, restarts, counts) in cases {
+            let mut pod = record(ends.into_iter().map(|t| (State::Terminated(t), None)).collect());
+            assert_eq!(restart_in_new_sandbox(policy, &mut pod), restarts, "{policy}");
+            let got: Vec<i32> = pod.containers.iter().map(|c| c.restart_count).collect();
+            assert_eq!(got, counts, "{policy}");
+            for c in pod.containers.iter().filter(|c| c.restart_count == 1) {
+                assert!(matches!(c.state, State::Waiting { .. }) && c.last.is_some(), "{policy}: {c:?}");
+            }
+        }
+        // Never, before anything ran (the first sandbox died at once): start.
+        let mut fresh = record(vec![(State::Waiting { reason: "ContainerCreating".into(), message: None }, None)]);
+        assert!(restart_in_new_sandbox("Never", &mut fresh));
     }
 
     fn ended(code: i32) -> Termination {

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::Value;
 use skiff_client::{pod_reference, EventType};
-use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits};
+use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits, Namespace, Namespaces};
 use skiff_runtime::container::{read_state, Exited, Started};
 use skiff_runtime::image::registries::Credentials;
 use skiff_runtime::image::{Image, ImageError};
@@ -76,6 +76,79 @@ struct Worker {
     finished: bool,
     exits: mpsc::UnboundedSender<String>,
     probe_reports: mpsc::UnboundedSender<probe::Report>,
+    /// The pid of a sandbox process that exited.
+    sandbox_exits: mpsc::UnboundedSender<u32>,
+}
+
+/// Why a container could not be created.
+#[derive(Debug)]
+enum Refused {
+    /// Its configuration cannot be honoured (`CreateContainerConfigError`).
+    Config(String),
+    /// Creating it failed (`CreateContainerError`).
+    Create(String),
+    /// The pod's sandbox is gone: the pod needs a new one.
+    SandboxGone,
+}
+
+impl Refused {
+    fn reason_and_message(self) -> (&'static str, String) {
+        match self {
+            Self::Config(message) => ("CreateContainerConfigError", message),
+            Self::Create(message) => ("CreateContainerError", message),
+            Self::SandboxGone => ("CreateContainerError", "the pod sandbox is gone".into()),
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Self {
+        Self::Create(message)
+    }
+}
+
+/// A sandbox adopted from an agent older than sandbox ids runs
+/// `skiff pause` without `--id`; it is recognized by its command alone.
+fn sandbox_predates_ids(sandbox: &Sandbox) -> bool {
+    skiff_runtime::process::runs_with_argument(sandbox.pid, "pause")
+        && !skiff_runtime::process::runs_with_argument(sandbox.pid, "--id")
+}
+
+/// An emptyDir is writable by everyone (0777, as the kubelet makes it);
+/// with `fsGroup` its group is that group, with setgid so new files get it
+/// too (the kubelet's `SetVolumeOwnership`; a fresh emptyDir is the same
+/// under `fsGroupChangePolicy` Always and OnRootMismatch).
+fn set_volume_ownership(dir: &std::path::Path, fs_group: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match fs_group {
+        Some(gid) => {
+            std::os::unix::fs::chown(dir, None, Some(gid))?;
+            0o2777
+        }
+        None => 0o777,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// The capabilities this agent holds (its bounding set): no container
+/// gets more.
+fn node_capabilities() -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| {
+            tracing::warn!("cannot read the agent's capabilities; assuming all");
+            u64::MAX
+        });
+    skiff_runtime::container::spec::capabilities_in_mask(mask)
+}
+
+/// An I/O error as Go prints it (`no such file or directory`).
+fn io_message(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_lowercase()
 }
 
 fn random_id() -> String {
@@ -97,6 +170,7 @@ fn pod_name(pod: &Pod) -> (String, String, String) {
 type Inbox = (
     mpsc::UnboundedReceiver<String>,
     mpsc::UnboundedReceiver<probe::Report>,
+    mpsc::UnboundedReceiver<u32>,
 );
 
 /// Runs one pod until it is deleted or forgotten.
@@ -135,8 +209,9 @@ pub async fn adopt(
     if let Some(pid) = checkpoint.sandbox_pid {
         let sandbox = Sandbox { pid };
         if !sandbox.alive() {
-            tracing::warn!(pod = %worker.key, pid, "the adopted pod's sandbox process is gone; its containers keep the namespaces");
+            tracing::warn!(pod = %worker.key, pid, "the adopted pod's sandbox process is gone; the pod gets a new sandbox");
         }
+        worker.watch_sandbox(pid);
         worker.agent.containers.set_sandbox(
             &namespace,
             &name,
@@ -220,6 +295,7 @@ impl Worker {
         let (namespace, name, uid) = pod_name(&pod);
         let (exits, exited) = mpsc::unbounded_channel();
         let (probe_reports, probed) = mpsc::unbounded_channel();
+        let (sandbox_exits, sandbox_exited) = mpsc::unbounded_channel();
         let worker = Worker {
             key: format!("{namespace}_{name}_{uid}"),
             agent,
@@ -232,12 +308,55 @@ impl Worker {
             finished: false,
             exits,
             probe_reports,
+            sandbox_exits,
         };
-        (worker, (exited, probed))
+        (worker, (exited, probed, sandbox_exited))
+    }
+
+    /// Watches the sandbox process through a pidfd: its exit is reported at
+    /// once (no polling), and the pod gets a new sandbox.
+    fn watch_sandbox(&self, pid: u32) {
+        let sandbox_exits = self.sandbox_exits.clone();
+        tokio::spawn(async move {
+            if let Err(error) = skiff_runtime::process::exited(pid).await {
+                tracing::warn!(pid, %error, "cannot watch a sandbox process");
+                return;
+            }
+            let _ = sandbox_exits.send(pid);
+        });
+    }
+
+    /// The sandbox process died (killed, OOM, a bug): as the kubelet does,
+    /// its containers are killed and the pod starts again in a new sandbox
+    /// (`SandboxChanged`). Under `restartPolicy: Never` a pod whose
+    /// containers already ran is not restarted.
+    async fn on_sandbox_exit(&mut self, pid: u32) {
+        if self.sandbox.as_ref().map(|s| s.pid) != Some(pid) || self.finished {
+            return;
+        }
+        tracing::warn!(pod = %self.key, pid, "the pod's sandbox process is gone; recreating the sandbox");
+        self.event(
+            EventType::Normal,
+            "SandboxChanged",
+            "Pod sandbox changed, it will be killed and re-created.",
+            None,
+        )
+        .await;
+        self.stop_all(Duration::from_secs(2)).await;
+        self.stop_sandbox().await;
+        self.record.sandbox_ready = false;
+        self.sandbox_id = random_id();
+        let policy = self.restart_policy();
+        if crate::status::restart_in_new_sandbox(&policy, &mut self.record) {
+            // They start at once in the new sandbox, not after a back-off.
+            self.backoff.clear();
+            self.record.pod_ip = None;
+        }
+        self.publish();
     }
 
     async fn run(mut self, mut desired: watch::Receiver<Option<Pod>>, inbox: Inbox) {
-        let (mut exited, mut probed) = inbox;
+        let (mut exited, mut probed, mut sandbox_exited) = inbox;
         tracing::info!(pod = %self.key, "pod worker started");
         loop {
             let latest = desired.borrow_and_update().clone();
@@ -276,6 +395,7 @@ impl Worker {
                 }
                 Some(name) = exited.recv() => self.on_exit(&name).await,
                 Some(report) = probed.recv() => self.on_probe(report).await,
+                Some(pid) = sandbox_exited.recv() => self.on_sandbox_exit(pid).await,
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
@@ -346,6 +466,12 @@ impl Worker {
 
     fn hostname(&self) -> String {
         let spec = self.pod.spec.as_ref();
+        if spec.and_then(|s| s.host_network).unwrap_or(false) {
+            // The host's UTS namespace: the machine's own name.
+            if let Some(name) = nix::unistd::gethostname().ok().and_then(|n| n.into_string().ok()) {
+                return name;
+            }
+        }
         let name = spec
             .and_then(|s| s.hostname.clone())
             .or_else(|| self.pod.metadata.name.clone())
@@ -475,9 +601,34 @@ impl Worker {
         true
     }
 
+    /// The kubelet's admission: a pod it cannot run as specified (unsafe
+    /// sysctls, AppArmor) is rejected: Failed, with the reason and
+    /// `Pod was rejected: ...`, never started half-way.
+    async fn admit(&mut self) -> bool {
+        let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|v| v.trim() == "Y");
+        match crate::security::admit(&self.pod, apparmor) {
+            Ok(()) => true,
+            Err(rejection) => {
+                tracing::warn!(pod = %self.key, reason = rejection.reason, message = %rejection.message, "pod rejected");
+                self.event(EventType::Warning, rejection.reason, &rejection.message, None)
+                    .await;
+                self.record.failed = Some((
+                    rejection.reason.to_string(),
+                    format!("Pod was rejected: {}", rejection.message),
+                ));
+                self.publish();
+                false
+            }
+        }
+    }
+
     /// Brings the pod towards its spec: sandbox, network, then containers.
     async fn sync(&mut self) {
         if self.finished || self.enforce_deadline().await {
+            return;
+        }
+        if self.sandbox.is_none() && self.live.is_empty() && (self.is_terminal() || !self.admit().await) {
             return;
         }
         if self.sandbox.is_none() {
@@ -580,10 +731,13 @@ impl Worker {
             .map_err(|e| format!("Failed to create pod sandbox: pod cgroup: {e}"))?;
         let skiff = self.agent.skiff.clone();
         let hostname = self.hostname();
-        let sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&skiff, &hostname))
+        let options = crate::security::sandbox_options(&self.pod, &self.sandbox_id);
+        let host_network = options.host_network;
+        let sandbox = tokio::task::spawn_blocking(move || Sandbox::start_with(&skiff, &hostname, &options))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("Failed to create pod sandbox: {e}"))?;
+        self.watch_sandbox(sandbox.pid);
         let (namespace, name, _) = pod_name(&self.pod);
         let ports: Vec<PortMapping> = self
             .pod
@@ -612,13 +766,18 @@ impl Worker {
             name,
             ports,
         };
-        let address = match self.agent.cni.add(&attachment).await {
-            Ok(address) => address,
-            Err(error) => {
-                sandbox.stop();
-                return Err(format!(
-                    "Failed to create pod sandbox: failed to set up pod network: {error}"
-                ));
+        // hostNetwork: the node's network, no CNI; the pod's IP is the node's.
+        let pod_ip = if host_network {
+            self.agent.node.internal_ip.clone()
+        } else {
+            match self.agent.cni.add(&attachment).await {
+                Ok(address) => address.ip,
+                Err(error) => {
+                    sandbox.stop();
+                    return Err(format!(
+                        "Failed to create pod sandbox: failed to set up pod network: {error}"
+                    ));
+                }
             }
         };
         let aliases: Vec<(String, Vec<String>)> = self
@@ -630,11 +789,18 @@ impl Worker {
             .collect();
         let hostname = self.hostname();
         let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let hosts = if host_network {
+            // kubelet gives hostNetwork pods the node's own hosts file.
+            let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for (ip, names) in &aliases {
+                text.push_str(&format!("{ip}\t{}\n", names.join("\t")));
+            }
+            text
+        } else {
+            hosts_file(Some(&pod_ip), &hostname, &aliases)
+        };
         let files = [
-            (
-                "etc-hosts",
-                hosts_file(Some(&address.ip), &hostname, &aliases),
-            ),
+            ("etc-hosts", hosts),
             ("etc-hostname", format!("{hostname}\n")),
             ("resolv.conf", resolv_conf(&namespace)),
         ];
@@ -647,7 +813,7 @@ impl Worker {
             sandbox.pid.to_string(),
         )
         .ok();
-        self.record.pod_ip = Some(address.ip);
+        self.record.pod_ip = Some(pod_ip);
         self.record.sandbox_ready = true;
         let (namespace, name, uid) = pod_name(&self.pod);
         self.agent.containers.set_sandbox(
@@ -823,7 +989,15 @@ impl Worker {
         };
         match self.create_and_start(container, &image).await {
             Ok(()) => {}
-            Err(message) => {
+            Err(Refused::SandboxGone) => {
+                // Not this container's fault: the pod gets a new sandbox.
+                if let Some(pid) = self.sandbox.as_ref().map(|s| s.pid) {
+                    tracing::warn!(pod = %self.key, container = %name, pid, "the sandbox's pid is no longer its sandbox process");
+                    self.on_sandbox_exit(pid).await;
+                }
+            }
+            Err(refused) => {
+                let (reason, message) = refused.reason_and_message();
                 self.back_off(&name, None);
                 self.container_event(
                     &name,
@@ -832,20 +1006,88 @@ impl Worker {
                     &format!("Error: {message}"),
                 )
                 .await;
-                self.set_waiting(&name, "CreateContainerError", Some(message));
+                self.set_waiting(&name, reason, Some(message));
             }
         }
+    }
+
+    /// The security settings and namespaces of `container`, or why it
+    /// cannot be created as specified.
+    fn decide_security(
+        &self,
+        container: &Container,
+        image_config: &Value,
+        sandbox: &Sandbox,
+    ) -> Result<(skiff_runtime::container::spec::Security, Namespaces), Refused> {
+        let image_user = image_config["config"]["User"].as_str().unwrap_or("");
+        crate::security::verify_run_as_non_root(&self.pod, container, image_user)
+            .map_err(Refused::Config)?;
+        let privileged = container
+            .security_context
+            .as_ref()
+            .and_then(|c| c.privileged)
+            .unwrap_or(false);
+        let node_capabilities = node_capabilities();
+        let capabilities = crate::security::capabilities(container, &node_capabilities);
+        // containerd runs privileged containers without seccomp.
+        let seccomp = match crate::security::seccomp_profile(&self.pod, container) {
+            Some(profile) if !privileged => match profile.type_.as_str() {
+                "RuntimeDefault" => Some(skiff_runtime::container::seccomp::runtime_default(&capabilities)),
+                "Localhost" => {
+                    let name = profile.localhost_profile.unwrap_or_default();
+                    let path = self.agent.data_dir.join("seccomp").join(&name);
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        Refused::Create(format!(
+                            "failed to generate seccomp spec opts: cannot load seccomp profile {:?}: open {}: {}",
+                            path.display().to_string(),
+                            path.display(),
+                            io_message(&e)
+                        ))
+                    })?;
+                    Some(
+                        skiff_runtime::container::seccomp::from_profile(&text, &capabilities)
+                            .map_err(|e| Refused::Create(format!("failed to generate seccomp spec opts: {e}")))?,
+                    )
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        // The sandbox's namespaces are joined only while its pid is still it.
+        if !sandbox.is(&self.sandbox_id) && !sandbox_predates_ids(sandbox) {
+            return Err(Refused::SandboxGone);
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let join = |kind: &str| Namespace::Join(format!("/proc/{}/ns/{kind}", sandbox.pid));
+        let host_network = spec.host_network.unwrap_or(false);
+        let namespaces = Namespaces {
+            network: if host_network { Namespace::Host } else { join("net") },
+            uts: if host_network { Namespace::Host } else { join("uts") },
+            ipc: if spec.host_ipc.unwrap_or(false) { Namespace::Host } else { join("ipc") },
+            pid: if spec.host_pid.unwrap_or(false) {
+                Namespace::Host
+            } else if spec.share_process_namespace.unwrap_or(false) {
+                join("pid")
+            } else {
+                Namespace::Private
+            },
+        };
+        Ok((
+            crate::security::security(&self.pod, container, &node_capabilities, seccomp),
+            namespaces,
+        ))
     }
 
     async fn create_and_start(
         &mut self,
         container: &Container,
         image: &Image,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refused> {
         let agent = self.agent.clone();
         let name = container.name.clone();
-        let sandbox = self.sandbox.clone().ok_or("no sandbox")?;
+        let sandbox = self.sandbox.clone().ok_or(Refused::SandboxGone)?;
         let image_config = agent.images.config(image).map_err(|e| e.to_string())?;
+        let (security, namespaces) = self.decide_security(container, &image_config, &sandbox)?;
         let facts = NodeFacts {
             node_name: agent.node.name.clone(),
             host_ip: agent.node.internal_ip.clone(),
@@ -862,7 +1104,7 @@ impl Worker {
         );
         let args = command_line(container, &image_config, &env);
         if args.is_empty() {
-            return Err("no command specified".into());
+            return Err(Refused::Create("no command specified".into()));
         }
         let pod_dir = self.pod_dir();
         let attempt = self.attempt(&name);
@@ -922,9 +1164,10 @@ impl Worker {
                 .unwrap_or_else(|| "/".into()),
             uid,
             gid,
-            additional_gids: Vec::new(),
+            additional_gids: crate::security::additional_gids(&self.pod),
             hostname: self.hostname(),
-            sandbox_pid: sandbox.pid,
+            namespaces,
+            security,
             mounts,
             readonly_rootfs: container
                 .security_context
@@ -1319,6 +1562,8 @@ impl Worker {
                 .map_err(|e| format!("failed to mount a tmpfs for volume {volume}: {e}"))?;
             }
         }
+        set_volume_ownership(&dir, crate::security::fs_group(&self.pod))
+            .map_err(|e| format!("failed to set the ownership of volume {volume}: {e}"))?;
         Ok(dir)
     }
 

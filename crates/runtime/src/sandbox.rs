@@ -1,7 +1,9 @@
 //! The pod sandbox: one small process per pod (`skiff pause`, no image
-//! needed) that creates the pod's network, UTS and IPC namespaces, sets the
-//! hostname, and holds the namespaces until it is stopped. Containers join
-//! them through `/proc/<pid>/ns/*`.
+//! needed) that creates the pod's network, UTS and IPC namespaces (those the
+//! pod does not take from the host), and with `shareProcessNamespace` a PID
+//! namespace whose init it is; it sets the hostname and holds the
+//! namespaces until it is stopped. Containers join them through
+//! `/proc/<pid>/ns/*`, after checking that `<pid>` is still this sandbox.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +35,49 @@ pub struct Sandbox {
     pub pid: u32,
 }
 
+/// Which namespaces a sandbox makes: those the pod does not take from the
+/// host, and a PID namespace when its containers share one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// Names the process (`--id`), so a recycled pid is never taken for it.
+    pub id: String,
+    /// `hostNetwork`: the host's network and UTS namespaces.
+    pub host_network: bool,
+    /// `hostIPC`.
+    pub host_ipc: bool,
+    /// `shareProcessNamespace`: the sandbox is PID 1 of the pod's PID namespace.
+    pub share_pid: bool,
+}
+
+impl SandboxOptions {
+    fn args(&self, hostname: &str) -> Vec<String> {
+        let mut args = vec!["pause".to_string(), "--hostname".into(), hostname.into()];
+        if !self.id.is_empty() {
+            args.extend(["--id".into(), self.id.clone()]);
+        }
+        for (set, flag) in [
+            (self.host_network, "--host-network"),
+            (self.host_ipc, "--host-ipc"),
+            (self.share_pid, "--share-pid"),
+        ] {
+            if set {
+                args.push(flag.into());
+            }
+        }
+        args
+    }
+}
+
 impl Sandbox {
+    /// Whether `pid` is still the sandbox `id` (a `skiff pause --id <id>`):
+    /// checked before a container joins its namespaces, so a dead sandbox
+    /// whose pid was reused is never joined.
+    pub fn is(&self, id: &str) -> bool {
+        crate::process::running(self.pid)
+            && crate::process::runs_with_argument(self.pid, "pause")
+            && crate::process::runs_with_argument(self.pid, id)
+    }
+
     /// The path of one of the sandbox's namespaces (`net`, `uts`, `ipc`).
     pub fn namespace(&self, kind: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
@@ -44,9 +88,18 @@ impl Sandbox {
         Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
-    /// Starts `binary pause --hostname <hostname>` in its own process group
-    /// and waits until its namespaces exist.
+    /// Starts a sandbox with the pod's own network, UTS and IPC namespaces.
     pub fn start(binary: &Path, hostname: &str) -> Result<Self, SandboxError> {
+        Self::start_with(binary, hostname, &SandboxOptions::default())
+    }
+
+    /// Starts `binary pause --hostname <hostname> ...` in its own process
+    /// group and waits until its namespaces exist.
+    pub fn start_with(
+        binary: &Path,
+        hostname: &str,
+        options: &SandboxOptions,
+    ) -> Result<Self, SandboxError> {
         let spawn_err = |source| SandboxError::Spawn {
             binary: binary.display().to_string(),
             source,
@@ -54,7 +107,7 @@ impl Sandbox {
         let mut child = {
             use std::os::unix::process::CommandExt;
             Command::new(binary)
-                .args(["pause", "--hostname", hostname])
+                .args(options.args(hostname))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -62,20 +115,38 @@ impl Sandbox {
                 .spawn()
                 .map_err(spawn_err)?
         };
-        // The child writes one byte once its namespaces and hostname are set.
-        let mut ready = [0u8; 1];
-        let read = child.stdout.take().map(|mut out| out.read(&mut ready));
-        if !matches!(read, Some(Ok(1))) {
+        // The sandbox writes the pid holding its namespaces and a newline
+        // once they and the hostname are set.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        if let Some(mut out) = child.stdout.take() {
+            while line.len() < 16 && matches!(out.read(&mut byte), Ok(1)) && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+        }
+        let holder = std::str::from_utf8(&line).ok().and_then(|l| l.trim().parse::<u32>().ok());
+        let Some(pid) = holder else {
             let mut stderr = String::new();
             if let Some(mut err) = child.stderr.take() {
-                let _ = err.read_to_string(&mut stderr);
+                if let Err(error) = err.read_to_string(&mut stderr) {
+                    stderr = format!("(its error output could not be read: {error})");
+                }
             }
-            let _ = child.wait();
+            if let Err(error) = child.wait() {
+                tracing::warn!(%error, "failed to reap a sandbox that did not start");
+            }
             return Err(SandboxError::NotReady(stderr.trim().to_string()));
+        };
+        if pid != child.id() {
+            // With a shared PID namespace the holder is pause's child, PID 1
+            // of the pod; the process we started leaves once it is ready.
+            if let Err(error) = child.wait() {
+                tracing::warn!(%error, "failed to reap the sandbox's launcher");
+            }
         }
         // No thread waits on it: `stop` reaps it (a sandbox that died
         // early stays a zombie until then; its pod is torn down anyway).
-        Ok(Self { pid: child.id() })
+        Ok(Self { pid })
     }
 
     /// Connects to `address` from inside the sandbox's network namespace
@@ -174,22 +245,63 @@ pub fn hosts_file(
     text
 }
 
-/// The body of `skiff pause`: new network, UTS and IPC namespaces, the
-/// hostname, a ready byte on stdout, then sleep until SIGTERM or SIGINT.
-/// Must run before any other thread starts.
-pub fn pause(hostname: &str) -> Result<(), SandboxError> {
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
-        .map_err(SandboxError::Namespaces)?;
-    sethostname(hostname).map_err(SandboxError::Namespaces)?;
+/// The body of `skiff pause`: new namespaces (all but those taken from the
+/// host), the hostname, then the pid holding them and a newline on stdout,
+/// then sleep until SIGTERM or SIGINT. With `share_pid` it forks PID 1 of a
+/// new PID namespace, which holds the namespaces and reaps the orphans of
+/// the pod's containers, and returns. Must run before any other thread starts.
+pub fn pause(hostname: &str, options: &SandboxOptions) -> Result<(), SandboxError> {
+    let mut flags = CloneFlags::empty();
+    if !options.host_network {
+        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
+    }
+    if !options.host_ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+    }
+    if options.share_pid {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
+    unshare(flags).map_err(SandboxError::Namespaces)?;
+    if !options.host_network {
+        sethostname(hostname).map_err(SandboxError::Namespaces)?;
+    }
     let mut signals = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
         signals.add(signal);
     }
     signals.thread_block().map_err(SandboxError::Namespaces)?;
+    if options.share_pid {
+        // SAFETY: fork is sound here: no other thread exists yet in this
+        // process (pause runs first thing in main), so no lock is held.
+        #[allow(unsafe_code)]
+        let forked = unsafe { nix::unistd::fork() }.map_err(SandboxError::Namespaces)?;
+        if let nix::unistd::ForkResult::Parent { child } = forked {
+            announce(u32::try_from(child.as_raw()).unwrap_or(0));
+            return Ok(());
+        }
+    } else {
+        announce(std::process::id());
+    }
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => {
+                // Orphans of the pod's containers end up here when we are PID 1.
+                while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    if status == WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+            }
+            Ok(_) | Err(_) => return Ok(()),
+        }
+    }
+}
+
+fn announce(pid: u32) {
     let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(b"1").and_then(|()| stdout.flush());
-    let _ = signals.wait();
-    Ok(())
+    if let Err(error) = writeln!(stdout, "{pid}").and_then(|()| stdout.flush()) {
+        eprintln!("sandbox: cannot report readiness: {error}");
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +319,20 @@ mod tests {
         assert!(hosts.contains("10.42.0.7\tweb\n"));
         assert!(hosts.ends_with("# Entries added by HostAliases.\n123.45.67.89\tfoo\tbar\n"));
         assert!(!hosts_file(None, "web", &[]).contains("web"));
+    }
+
+    #[test]
+    fn pause_arguments_name_the_sandbox_and_its_host_namespaces() {
+        let options = SandboxOptions {
+            id: "abc".into(),
+            host_network: true,
+            host_ipc: false,
+            share_pid: true,
+        };
+        assert_eq!(
+            options.args("web"),
+            ["pause", "--hostname", "web", "--id", "abc", "--host-network", "--share-pid"]
+        );
+        assert_eq!(SandboxOptions::default().args("web"), ["pause", "--hostname", "web"]);
     }
 }

@@ -39,6 +39,15 @@ enum Command {
     Pause {
         #[arg(long)]
         hostname: String,
+        /// The sandbox's id (names the process).
+        #[arg(long, default_value = "")]
+        id: String,
+        #[arg(long)]
+        host_network: bool,
+        #[arg(long)]
+        host_ipc: bool,
+        #[arg(long)]
+        share_pid: bool,
     },
     /// The per-container monitor: runs one container, writes its log and exit status.
     #[command(hide = true)]
@@ -157,8 +166,21 @@ struct ServerArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // The sandbox must create its namespaces while it is single-threaded.
-    if let Command::Pause { hostname } = &cli.command {
-        return skiff_runtime::sandbox::pause(hostname).context("sandbox failed");
+    if let Command::Pause {
+        hostname,
+        id,
+        host_network,
+        host_ipc,
+        share_pid,
+    } = &cli.command
+    {
+        let options = skiff_runtime::sandbox::SandboxOptions {
+            id: id.clone(),
+            host_network: *host_network,
+            host_ipc: *host_ipc,
+            share_pid: *share_pid,
+        };
+        return skiff_runtime::sandbox::pause(hostname, &options).context("sandbox failed");
     }
     if let Command::Monitor {
         runtime,

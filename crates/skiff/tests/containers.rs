@@ -65,7 +65,7 @@ impl Node {
             env: vec!["PATH=/bin".into()],
             // The runtime sets this in the shared UTS namespace, so it is the pod's.
             hostname: self.hostname.clone(),
-            sandbox_pid: self.sandbox.pid,
+            namespaces: skiff_runtime::container::spec::Namespaces::of_sandbox(self.sandbox.pid),
             mounts,
             cgroups_path: format!("/skiff-test/{}/{id}", std::process::id()),
             ..Default::default()

@@ -3,6 +3,7 @@
 //! under its own `skiff monitor` process.
 
 pub mod exec;
+pub mod seccomp;
 pub mod monitor;
 pub mod spec;
 

@@ -1,7 +1,11 @@
 //! The OCI runtime config of one container, decided from a plain
-//! description: Docker's default capabilities, masked and read-only paths,
-//! its own mount and PID namespaces, the pod sandbox's network, UTS and IPC
-//! namespaces, resource limits. Pure; checked against `oci_spec`'s `Spec`.
+//! description: capabilities (Docker's default set unless told otherwise),
+//! privileged mode, no_new_privs, seccomp, sysctls, masked and read-only
+//! paths, its own mount namespace and the pod's (or the host's) network,
+//! UTS, IPC and PID namespaces, resource limits. Pure; checked against
+//! `oci_spec`'s `Spec`.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
@@ -22,6 +26,61 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
+
+/// Every capability runc knows, in bit order (`CAP_CHOWN` is bit 0).
+pub const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities set in a `CapBnd`-style hex mask (`/proc/self/status`).
+pub fn capabilities_in_mask(mask: u64) -> Vec<String> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
 
 const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
@@ -62,6 +121,68 @@ pub struct Limits {
     pub cpu_period: Option<u64>,
 }
 
+/// How a container gets one of its namespaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Namespace {
+    /// A new one of its own.
+    #[default]
+    Private,
+    /// The one at this path (`/proc/<sandbox>/ns/net`).
+    Join(String),
+    /// The host's (the runtime's own).
+    Host,
+}
+
+/// The container's network, UTS, IPC and PID namespaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub network: Namespace,
+    pub uts: Namespace,
+    pub ipc: Namespace,
+    pub pid: Namespace,
+}
+
+impl Namespaces {
+    /// Network, UTS and IPC of the sandbox process `pid`, a PID namespace of its own.
+    pub fn of_sandbox(pid: u32) -> Self {
+        let join = |kind: &str| Namespace::Join(format!("/proc/{pid}/ns/{kind}"));
+        Self {
+            network: join("net"),
+            uts: join("uts"),
+            ipc: join("ipc"),
+            pid: Namespace::Private,
+        }
+    }
+}
+
+/// The security settings of one container, already decided from its
+/// securityContext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    /// Bounding, effective and permitted set (`CAP_`-prefixed names); for
+    /// a privileged container, every capability the node holds.
+    pub capabilities: Vec<String>,
+    /// The host's devices, no masked paths, writable /sys.
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    /// An OCI `linux.seccomp` object; `None` runs unconfined.
+    pub seccomp: Option<Value>,
+    /// Namespaced sysctls to set in the container's namespaces.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            privileged: false,
+            no_new_privileges: false,
+            seccomp: None,
+            sysctls: BTreeMap::new(),
+        }
+    }
+}
+
 /// Everything that decides one container's OCI config.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerConfig {
@@ -72,8 +193,8 @@ pub struct ContainerConfig {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub hostname: String,
-    /// The sandbox process whose network, UTS and IPC namespaces are joined.
-    pub sandbox_pid: u32,
+    pub namespaces: Namespaces,
+    pub security: Security,
     pub mounts: Vec<BindMount>,
     pub readonly_rootfs: bool,
     pub cgroups_path: String,
@@ -82,15 +203,24 @@ pub struct ContainerConfig {
 
 /// The `config.json` of the bundle.
 pub fn oci_config(config: &ContainerConfig) -> Value {
-    let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+    let security = &config.security;
+    let privileged = security.privileged;
+    // A privileged container sees the host's devices and may write /sys.
+    let sys_mode = if privileged { "rw" } else { "ro" };
+    let mut mounts = Vec::new();
+    if privileged {
+        mounts.push(json!({"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind", "rslave", "nosuid"]}));
+    } else {
+        mounts.push(json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}));
+    }
+    mounts.splice(0..0, [json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]})]);
+    mounts.extend([
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
-    ];
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys_mode]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", sys_mode]}),
+    ]);
     for mount in &config.mounts {
         let mode = if mount.read_only { "ro" } else { "rw" };
         mounts.push(
@@ -98,8 +228,8 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
                            "options": ["rbind", "rprivate", mode]}),
         );
     }
-    let namespace = |kind: &str| format!("/proc/{}/ns/{kind}", config.sandbox_pid);
-    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let devices = json!([{"allow": privileged, "access": "rwm"}]);
+    let mut resources = json!({"devices": devices});
     if let Some(limit) = config.limits.memory_bytes {
         resources["memory"] = json!({"limit": limit});
     }
@@ -117,12 +247,40 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
     }
-    let caps: Vec<&str> = DEFAULT_CAPABILITIES.to_vec();
+    let caps = &security.capabilities;
     let mut user = json!({"uid": config.uid, "gid": config.gid});
     if !config.additional_gids.is_empty() {
         user["additionalGids"] = json!(config.additional_gids);
     }
-    json!({
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for (kind, namespace) in [
+        ("pid", &config.namespaces.pid),
+        ("network", &config.namespaces.network),
+        ("uts", &config.namespaces.uts),
+        ("ipc", &config.namespaces.ipc),
+    ] {
+        match namespace {
+            Namespace::Private => namespaces.push(json!({"type": kind})),
+            Namespace::Join(path) => namespaces.push(json!({"type": kind, "path": path})),
+            Namespace::Host => {}
+        }
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": config.cgroups_path,
+        "resources": resources,
+    });
+    if !privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    if let Some(seccomp) = &security.seccomp {
+        linux["seccomp"] = seccomp.clone();
+    }
+    if !security.sysctls.is_empty() {
+        linux["sysctl"] = json!(security.sysctls);
+    }
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -131,25 +289,17 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
             "env": config.env,
             "cwd": if config.cwd.is_empty() { "/" } else { config.cwd.as_str() },
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false,
+            "noNewPrivileges": security.no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": config.readonly_rootfs},
-        "hostname": config.hostname,
         "mounts": mounts,
-        "linux": {
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "mount"},
-                {"type": "network", "path": namespace("net")},
-                {"type": "uts", "path": namespace("uts")},
-                {"type": "ipc", "path": namespace("ipc")},
-            ],
-            "cgroupsPath": config.cgroups_path,
-            "resources": resources,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        }
-    })
+        "linux": linux,
+    });
+    // A container in the host's UTS namespace must not set its hostname.
+    if config.namespaces.uts != Namespace::Host {
+        spec["hostname"] = json!(config.hostname);
+    }
+    spec
 }
 
 /// Checks the config against the OCI runtime spec's types.
@@ -169,7 +319,7 @@ mod tests {
             args: vec!["sh".into(), "-c".into(), "echo hi".into()],
             env: vec!["PATH=/bin".into()],
             hostname: "web".into(),
-            sandbox_pid: 42,
+            namespaces: Namespaces::of_sandbox(42),
             mounts: vec![BindMount {
                 source: "/var/lib/skiff/pods/x/hosts".into(),
                 destination: "/etc/hosts".into(),
@@ -190,6 +340,10 @@ mod tests {
             spec["linux"]["namespaces"][2],
             json!({"type": "network", "path": "/proc/42/ns/net"})
         );
+        assert_eq!(spec["linux"]["namespaces"][1], json!({"type": "pid"}));
+        assert_eq!(spec["process"]["noNewPrivileges"], false);
+        assert!(spec["linux"].get("seccomp").is_none());
+        assert_eq!(spec["linux"]["maskedPaths"].as_array().map(Vec::len), Some(11));
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(
             spec["linux"]["resources"]["cpu"],
@@ -209,6 +363,52 @@ mod tests {
         assert!(spec["mounts"]
             .as_array()
             .is_some_and(|m| m.iter().any(|m| m["destination"] == "/etc/hosts")));
+        Ok(())
+    }
+
+    #[test]
+    fn privileged_host_namespaces_and_security_settings() -> Result<(), String> {
+        let mut sysctls = BTreeMap::new();
+        sysctls.insert("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string());
+        let config = ContainerConfig {
+            args: vec!["sh".into()],
+            hostname: "web".into(),
+            namespaces: Namespaces {
+                network: Namespace::Host,
+                uts: Namespace::Host,
+                ipc: Namespace::Join("/proc/7/ns/ipc".into()),
+                pid: Namespace::Join("/proc/8/ns/pid".into()),
+            },
+            security: Security {
+                capabilities: capabilities_in_mask(u64::MAX),
+                privileged: true,
+                no_new_privileges: true,
+                seccomp: Some(json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+                sysctls,
+            },
+            ..Default::default()
+        };
+        let spec = oci_config(&config);
+        validate(&spec)?;
+        let kinds: Vec<&str> = spec["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["mount", "pid", "ipc"], "host network and UTS are not listed");
+        assert!(spec.get("hostname").is_none());
+        assert!(spec["linux"].get("maskedPaths").is_none());
+        assert_eq!(spec["linux"]["resources"]["devices"][0]["allow"], true);
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"].as_array().map(Vec::len),
+            Some(ALL_CAPABILITIES.len())
+        );
+        assert_eq!(spec["process"]["noNewPrivileges"], true);
+        assert_eq!(spec["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"], "0");
+        assert_eq!(capabilities_in_mask(0x400), ["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(capabilities_in_mask(0xa80425fb).len(), DEFAULT_CAPABILITIES.len());
+        assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
         Ok(())
     }
 }
