@@ -107,6 +107,14 @@ impl Quantity {
         }
     }
 
+    /// The sum, in this quantity's format (Go's `Quantity.Add`).
+    pub fn plus(self, other: Quantity) -> Quantity {
+        Quantity {
+            milli: self.milli + other.milli,
+            format: self.format,
+        }
+    }
+
     pub fn is_negative(&self) -> bool {
         self.milli < 0
     }

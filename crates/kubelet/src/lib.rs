@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod env;
+pub mod eviction;
 pub mod index;
 pub mod logs;
 pub mod node;

@@ -78,6 +78,8 @@ struct Worker {
     probe_reports: mpsc::UnboundedSender<probe::Report>,
     /// The pid of a sandbox process that exited.
     sandbox_exits: mpsc::UnboundedSender<u32>,
+    /// When local storage was last measured against its limits.
+    storage_checked_at: Option<Instant>,
 }
 
 /// Why a container could not be created.
@@ -309,6 +311,7 @@ impl Worker {
             exits,
             probe_reports,
             sandbox_exits,
+            storage_checked_at: None,
         };
         (worker, (exited, probed, sandbox_exited))
     }
@@ -601,6 +604,89 @@ impl Worker {
         true
     }
 
+    /// Every monitoring period while containers run, as the eviction
+    /// manager: a pod over a local-storage limit is evicted (its
+    /// containers killed at once, Failed with reason `Evicted`).
+    async fn enforce_storage_limits(&mut self) -> bool {
+        if self.live.is_empty() || !crate::eviction::has_limits(&self.pod) {
+            return false;
+        }
+        let now = Instant::now();
+        if self
+            .storage_checked_at
+            .is_some_and(|at| now < at + crate::eviction::MONITORING_PERIOD)
+        {
+            return false;
+        }
+        self.storage_checked_at = Some(now);
+        let usage = self.storage_usage().await;
+        let Some(message) = crate::eviction::violation(&self.pod, &usage) else {
+            return false;
+        };
+        tracing::warn!(pod = %self.key, %message, "evicting the pod");
+        self.event(EventType::Warning, crate::eviction::REASON, &message, None)
+            .await;
+        self.record.failed = Some((crate::eviction::REASON.into(), message));
+        for live in self.live.values_mut() {
+            live.stop_probes();
+        }
+        // Grace 0 becomes the runtime's minimum of 2 s, as upstream.
+        self.stop_all(Duration::from_secs(2)).await;
+        true
+    }
+
+    /// What the pod uses on disk: its disk emptyDirs, and each running
+    /// container's writable layer and logs.
+    async fn storage_usage(&self) -> crate::eviction::Usage {
+        let pod_dir = self.pod_dir();
+        let volumes: Vec<(String, PathBuf)> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|v| v.empty_dir.as_ref().is_some_and(|e| e.medium.as_deref() != Some("Memory")))
+            .map(|v| (v.name.clone(), pod_dir.join("volumes").join(&v.name)))
+            .collect();
+        let containers: Vec<(String, [PathBuf; 2])> = self
+            .live
+            .iter()
+            .map(|(name, live)| (name.clone(), [live.bundle.join("upper"), pod_dir.join(name)]))
+            .collect();
+        let key = self.key.clone();
+        let measure = move || {
+            let usage_of = |paths: &[PathBuf]| -> u64 {
+                paths
+                    .iter()
+                    .map(|path| {
+                        crate::eviction::disk_usage(path).unwrap_or_else(|error| {
+                            tracing::warn!(pod = %key, path = %path.display(), %error, "cannot measure disk usage");
+                            0
+                        })
+                    })
+                    .sum()
+            };
+            crate::eviction::Usage {
+                volumes: volumes
+                    .iter()
+                    .map(|(name, path)| (name.clone(), usage_of(std::slice::from_ref(path))))
+                    .collect(),
+                containers: containers
+                    .iter()
+                    .map(|(name, paths)| (name.clone(), usage_of(paths)))
+                    .collect(),
+            }
+        };
+        match tokio::task::spawn_blocking(measure).await {
+            Ok(usage) => usage,
+            Err(error) => {
+                tracing::warn!(pod = %self.key, %error, "disk usage measurement failed");
+                crate::eviction::Usage::default()
+            }
+        }
+    }
+
     /// The kubelet's admission: a pod it cannot run as specified (unsafe
     /// sysctls, AppArmor) is rejected: Failed, with the reason and
     /// `Pod was rejected: ...`, never started half-way.
@@ -625,7 +711,7 @@ impl Worker {
 
     /// Brings the pod towards its spec: sandbox, network, then containers.
     async fn sync(&mut self) {
-        if self.finished || self.enforce_deadline().await {
+        if self.finished || self.enforce_deadline().await || self.enforce_storage_limits().await {
             return;
         }
         if self.sandbox.is_none() && self.live.is_empty() && (self.is_terminal() || !self.admit().await) {
@@ -706,12 +792,20 @@ impl Worker {
             .any(|c| matches!(&c.state, State::Waiting { reason, .. } if reason == "ErrImagePull"))
             .then(|| Instant::now() + Duration::from_secs(1));
         let deadline = self.deadline().filter(|_| self.record.failed.is_none());
+        let storage_check = (!self.live.is_empty()
+            && self.record.failed.is_none()
+            && crate::eviction::has_limits(&self.pod))
+        .then(|| {
+            self.storage_checked_at
+                .map_or_else(Instant::now, |at| at + crate::eviction::MONITORING_PERIOD)
+        });
         self.backoff
             .values()
             .map(|(_, at)| *at)
             .filter(|at| *at > Instant::now())
             .chain(soon)
             .chain(deadline)
+            .chain(storage_check)
             .min()
     }
 

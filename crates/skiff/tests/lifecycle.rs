@@ -611,3 +611,89 @@ spec:
     assert_eq!(message.as_str().map(str::trim), Some("DONE"), "{message}");
     Ok(())
 }
+
+/// The eviction manager's local-storage limits: a disk emptyDir over its
+/// sizeLimit and a container over its ephemeral-storage limit get the pod
+/// evicted (Failed, reason Evicted, upstream's message and event); a pod
+/// within its limits keeps running.
+#[test]
+fn local_storage_limits_evict_the_pod() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: filler}}
+spec:
+  volumes: [{{name: scratch, emptyDir: {{sizeLimit: 5Mi}}}}]
+  containers:
+  - name: c
+    image: {TEST_IMAGE}
+    command: ["sh", "-c", "dd if=/dev/zero of=/scratch/blob bs=1M count=8 && sync && sleep 3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: writer}}
+spec:
+  containers:
+  - name: c
+    image: {TEST_IMAGE}
+    command: ["sh", "-c", "dd if=/dev/zero of=/blob bs=1M count=6 && sync && sleep 3600"]
+    resources: {{limits: {{ephemeral-storage: 4Mi}}}}
+  - name: idle
+    image: {TEST_IMAGE}
+    command: ["sleep", "3600"]
+    resources: {{limits: {{ephemeral-storage: 10Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: alone}}
+spec:
+  containers:
+  - name: c
+    image: {TEST_IMAGE}
+    command: ["sh", "-c", "dd if=/dev/zero of=/blob bs=1M count=6 && sync && sleep 3600"]
+    resources: {{limits: {{ephemeral-storage: 4Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: modest}}
+spec:
+  volumes: [{{name: scratch, emptyDir: {{sizeLimit: 5Mi}}}}]
+  containers:
+  - name: c
+    image: {TEST_IMAGE}
+    command: ["sh", "-c", "dd if=/dev/zero of=/scratch/blob bs=1M count=1 && sleep 3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+"#
+    );
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    let evicted = |name: &str, message: &str| -> Result<()> {
+        let mut p = Value::Null;
+        skiff
+            .wait_for(Duration::from_secs(60), &format!("{name} to be evicted"), || {
+                p = pod(&skiff, name)?;
+                Ok(p["status"]["phase"] == "Failed")
+            })
+            .with_context(|| format!("{:#}", p["status"]))?;
+        assert_eq!(p["status"]["reason"], "Evicted", "{:#}", p["status"]);
+        assert_eq!(p["status"]["message"], message);
+        let state = &p["status"]["containerStatuses"][0]["state"];
+        assert!(state["terminated"].is_object(), "{state:#}");
+        let events = skiff
+            .kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={name},reason=Evicted"), "-o", "json"])?
+            .ok()?
+            .stdout;
+        let events: Value = serde_json::from_str(&events)?;
+        assert_eq!(events["items"][0]["type"], "Warning", "{events:#}");
+        assert_eq!(events["items"][0]["message"], message);
+        Ok(())
+    };
+    evicted("filler", "Usage of EmptyDir volume \"scratch\" exceeds the limit \"5Mi\". ")?;
+    evicted("writer", "Container c exceeded its local ephemeral storage limit \"4Mi\". ")?;
+    // Alone, its limit is also the pod's, which upstream checks first.
+    evicted("alone", "Pod ephemeral local storage usage exceeds the total limit of containers 4Mi. ")?;
+    let modest = pod(&skiff, "modest")?;
+    assert_eq!(modest["status"]["phase"], "Running", "{:#}", modest["status"]);
+    Ok(())
+}
