@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod env;
 pub mod eviction;
+pub mod images;
 pub mod index;
 pub mod logs;
 pub mod node;
@@ -73,6 +74,9 @@ pub struct Agent {
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
     /// Where static pod manifests live (`--pod-manifest-path`), if anywhere.
     pub pod_manifest_path: Option<PathBuf>,
+    /// Digests of unpacked layers removed from the image store while the
+    /// agent runs (see [`images::watch_layers`]).
+    pub removed_layers: tokio::sync::broadcast::Sender<String>,
 }
 
 /// Stops and removes every pod this node runs or ran, except what `keep`
@@ -237,6 +241,11 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
             pods.static_tasks.insert(name, task);
         }
     }
+    tokio::spawn(images::watch_layers(
+        agent.images.layers_dir(),
+        agent.removed_layers.clone(),
+        shutdown.clone(),
+    ));
     // Static pods first: they run whatever the API server does.
     let (static_sender, mut static_receiver) = mpsc::channel(4);
     match agent.pod_manifest_path.clone() {

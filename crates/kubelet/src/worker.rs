@@ -19,10 +19,10 @@ use skiff_client::{pod_reference, EventType};
 use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits, Namespace, Namespaces};
 use skiff_runtime::container::{read_state, Exited, Started};
 use skiff_runtime::image::registries::Credentials;
-use skiff_runtime::image::{Image, ImageError};
+use skiff_runtime::image::{Health, Image, ImageError};
 use skiff_runtime::network::{Attachment, PortMapping};
 use skiff_runtime::sandbox::{hosts_file, Sandbox};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::checkpoint::{BackOff, Checkpoint, LiveContainer};
@@ -46,6 +46,9 @@ struct Live {
     monitor_pid: u32,
     /// Its probe tasks, stopped with it.
     probes: Vec<tokio::task::JoinHandle<()>>,
+    /// Its image and the digests of the layers its rootfs is made of.
+    image: String,
+    layers: Vec<String>,
 }
 
 impl Live {
@@ -173,6 +176,7 @@ type Inbox = (
     mpsc::UnboundedReceiver<String>,
     mpsc::UnboundedReceiver<probe::Report>,
     mpsc::UnboundedReceiver<u32>,
+    broadcast::Receiver<String>,
 );
 
 /// Runs one pod until it is deleted or forgotten.
@@ -231,6 +235,10 @@ pub async fn adopt(
         // its exit.json holds the real exit code.
         let exits = worker.exits.clone();
         let (container, pid) = (live.name.clone(), live.monitor_pid);
+        let image = worker
+            .container_spec(&live.name)
+            .and_then(|c| c.image.as_deref())
+            .and_then(|name| worker.agent.images.get(name).ok().flatten());
         let alive = skiff_runtime::process::runs_with_argument(pid, &live.id);
         tokio::spawn(async move {
             if alive {
@@ -246,6 +254,10 @@ pub async fn adopt(
                 stop_signal: live.stop_signal,
                 monitor_pid: pid,
                 probes: Vec::new(),
+                image: image.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+                layers: image
+                    .map(|i| i.layers.into_iter().map(|l| l.digest).collect())
+                    .unwrap_or_default(),
             },
         );
     }
@@ -298,6 +310,7 @@ impl Worker {
         let (exits, exited) = mpsc::unbounded_channel();
         let (probe_reports, probed) = mpsc::unbounded_channel();
         let (sandbox_exits, sandbox_exited) = mpsc::unbounded_channel();
+        let removed_layers = agent.removed_layers.subscribe();
         let worker = Worker {
             key: format!("{namespace}_{name}_{uid}"),
             agent,
@@ -313,7 +326,7 @@ impl Worker {
             sandbox_exits,
             storage_checked_at: None,
         };
-        (worker, (exited, probed, sandbox_exited))
+        (worker, (exited, probed, sandbox_exited, removed_layers))
     }
 
     /// Watches the sandbox process through a pidfd: its exit is reported at
@@ -359,7 +372,7 @@ impl Worker {
     }
 
     async fn run(mut self, mut desired: watch::Receiver<Option<Pod>>, inbox: Inbox) {
-        let (mut exited, mut probed, mut sandbox_exited) = inbox;
+        let (mut exited, mut probed, mut sandbox_exited, mut removed_layers) = inbox;
         tracing::info!(pod = %self.key, "pod worker started");
         loop {
             let latest = desired.borrow_and_update().clone();
@@ -399,8 +412,60 @@ impl Worker {
                 Some(name) = exited.recv() => self.on_exit(&name).await,
                 Some(report) = probed.recv() => self.on_probe(report).await,
                 Some(pid) = sandbox_exited.recv() => self.on_sandbox_exit(pid).await,
+                removed = removed_layers.recv() => match removed {
+                    Ok(digest) => self.on_layer_removed(&digest).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(pod = %self.key, missed, "missed layer removals; checking every container's layers");
+                        self.check_live_layers().await;
+                    }
+                    // The agent is going away.
+                    Err(broadcast::error::RecvError::Closed) => removed_layers = self.agent.removed_layers.subscribe(),
+                },
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
+        }
+    }
+
+    /// A layer was removed from the image store: containers whose rootfs
+    /// uses it no longer see their files. Said in an event, and they are
+    /// killed, to start again (per restartPolicy) on a verified image.
+    async fn on_layer_removed(&mut self, digest: &str) {
+        let hit: Vec<(String, String)> = self
+            .live
+            .iter()
+            .filter(|(_, live)| live.layers.iter().any(|l| l == digest))
+            .map(|(name, live)| (name.clone(), live.image.clone()))
+            .collect();
+        for (name, image) in hit {
+            let message = format!("Layer {digest} of container image {image:?} was removed from the node's image store while container {name} ran; the container is killed and started again on a verified image");
+            tracing::warn!(pod = %self.key, container = %name, "{message}");
+            self.container_event(&name, EventType::Warning, "ImageDamaged", &message)
+                .await;
+            if let Some(live) = self.live.get(&name) {
+                if let Err(error) = self.agent.runtime.kill(&live.id, "KILL").await {
+                    tracing::warn!(pod = %self.key, container = %name, %error, "failed to kill the container");
+                }
+            }
+        }
+    }
+
+    /// After missed removal notices: every running container's layers are
+    /// looked at directly.
+    async fn check_live_layers(&mut self) {
+        let missing: Vec<String> = self
+            .live
+            .values()
+            .flat_map(|live| live.layers.iter())
+            .filter(|digest| {
+                self.agent
+                    .images
+                    .layer_path(digest)
+                    .is_ok_and(|path| !path.is_dir())
+            })
+            .cloned()
+            .collect();
+        for digest in missing {
+            self.on_layer_removed(&digest).await;
         }
     }
 
@@ -943,6 +1008,10 @@ impl Worker {
             }
             Err(error) => return Err(("ErrImagePull".into(), error.to_string())),
         };
+        let present = match present {
+            Some(found) => self.check_image(found, field.clone()).await?,
+            None => None,
+        };
         match (policy.as_str(), present) {
             ("Never", Some(found)) | ("IfNotPresent", Some(found)) => {
                 self.event(
@@ -996,6 +1065,40 @@ impl Worker {
                 self.event(EventType::Warning, "Failed", "Error: ErrImagePull", field)
                     .await;
                 Err(("ErrImagePull".into(), message))
+            }
+        }
+    }
+
+    /// Verifies a stored image before a container uses it: damaged layers
+    /// are mended from their blobs, or the image counts as absent (and is
+    /// pulled again as the policy allows); either is said in an event.
+    async fn check_image(
+        &self,
+        image: Image,
+        field: Option<String>,
+    ) -> Result<Option<Image>, (String, String)> {
+        let agent = self.agent.clone();
+        let checked = image.clone();
+        let health = tokio::task::spawn_blocking(move || agent.images.verify(&checked))
+            .await
+            .map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?
+            .map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?;
+        let name = &image.name;
+        match health {
+            Health::Intact => Ok(Some(image)),
+            Health::Mended(layers) => {
+                let message = format!("Container image {name:?} was damaged in the node's image store (layers {} changed or missing); they were unpacked again from their blobs", layers.join(", "));
+                tracing::warn!(pod = %self.key, image = %name, "{message}");
+                self.event(EventType::Warning, "ImageDamaged", &message, field)
+                    .await;
+                Ok(Some(image))
+            }
+            Health::Damaged(problem) => {
+                let message = format!("Container image {name:?} is damaged in the node's image store: {problem}; it counts as not present");
+                tracing::warn!(pod = %self.key, image = %name, "{message}");
+                self.event(EventType::Warning, "ImageDamaged", &message, field)
+                    .await;
+                Ok(None)
             }
         }
     }
@@ -1338,6 +1441,8 @@ impl Worker {
                 stop_signal,
                 monitor_pid,
                 probes: Vec::new(),
+                image: image.name.clone(),
+                layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
             },
         );
         let container_id = format!("{}://{id}", agent.runtime.name());

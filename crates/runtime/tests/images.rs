@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use skiff_runtime::image::build::ImageSpec;
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
-use skiff_runtime::image::{ImageError, ImageStore};
+use skiff_runtime::image::{ImageError, ImageStore, Health};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -221,5 +221,40 @@ fn an_archive_with_a_malicious_layer_is_refused() -> TestResult {
     assert!(!dir.path().join("escape").exists() && !dir.path().join("store/escape").exists());
     let layers: Vec<_> = std::fs::read_dir(dir.path().join("store/layers/sha256"))?.collect();
     assert!(layers.is_empty(), "nothing unpacked");
+    Ok(())
+}
+
+#[test]
+fn damaged_layers_are_mended_from_their_blobs_or_reported() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = ImageStore::open(&dir.path().join("store"))?;
+    let archive = dir.path().join("busybox.oci.tar");
+    busybox()?.write_oci_archive("skiff.local/busybox:damaged", &archive)?;
+    let image = store.import(&archive)?.remove(0);
+    assert_eq!(store.verify(&image)?, Health::Intact);
+
+    // Files deleted from an unpacked layer: unpacked again from its blob.
+    let layer = store.layer_dirs(&image)?.remove(0);
+    std::fs::remove_file(layer.join("bin/httpd"))?;
+    let digest = image.layers[0].digest.clone();
+    assert_eq!(store.verify(&image)?, Health::Mended(vec![digest.clone()]));
+    assert!(layer.join("bin/httpd").exists());
+    assert_eq!(store.verify(&image)?, Health::Intact);
+
+    // The layer and its blob both gone: the image must be pulled again.
+    std::fs::remove_dir_all(&layer)?;
+    std::fs::write(store.blob_path(&digest)?, b"corrupt")?;
+    let health = store.verify(&image)?;
+    assert!(
+        matches!(&health, Health::Damaged(problem) if problem.contains(&digest)),
+        "{health:?}"
+    );
+    assert!(!store.blob_path(&digest)?.exists(), "the corrupt blob is removed");
+
+    // A corrupt config blob is damage too.
+    let fresh = store.import(&archive)?.remove(0);
+    assert_eq!(store.verify(&fresh)?, Health::Intact);
+    std::fs::write(store.blob_path(&fresh.config)?, b"{}")?;
+    assert!(matches!(store.verify(&fresh)?, Health::Damaged(_)));
     Ok(())
 }

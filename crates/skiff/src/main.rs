@@ -619,6 +619,7 @@ async fn build_agent(
         containers: skiff_kubelet::index::ContainerIndex::default(),
         server_tls: Some(server_tls),
         pod_manifest_path: args.pod_manifest_path.clone(),
+        removed_layers: tokio::sync::broadcast::channel(64).0,
     })
 }
 

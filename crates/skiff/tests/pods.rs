@@ -748,3 +748,65 @@ fn a_malicious_layer_is_refused_with_a_clear_event() -> Result<()> {
     );
     Ok(())
 }
+
+/// The image store is checked under running and starting containers: a
+/// layer removed by hand is said in an event, the container restarts on a
+/// layer unpacked again from its blob; with the blob corrupt too, the image
+/// is pulled again.
+#[test]
+fn a_damaged_image_store_is_noticed_mended_and_pulled_again() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let image = "127.0.0.1:5000/test/busybox:1";
+    skiff.start_registry(image)?;
+    apply(
+        &skiff,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: steady\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n"),
+    )?;
+    wait_phase(&skiff, "steady", "Running")?;
+    let store = skiff.data_dir_path().join("images");
+    let index: Value = serde_json::from_slice(&std::fs::read(store.join("images.json"))?)?;
+    let digest = index[image]["layers"][0]["digest"]
+        .as_str()
+        .context("the image's layer")?
+        .to_string();
+    let hex = digest.trim_start_matches("sha256:");
+    let layer = store.join("layers/sha256").join(hex);
+    let restarted = |count: i64| -> Result<()> {
+        let mut p = Value::Null;
+        skiff
+            .wait_for(Duration::from_secs(60), &format!("restart {count} to run"), || {
+                p = pod_json(&skiff, "steady")?;
+                let status = &p["status"]["containerStatuses"][0];
+                Ok(status["restartCount"] == count && status["state"]["running"].is_object())
+            })
+            .with_context(|| format!("{:#}", p["status"]))?;
+        Ok(())
+    };
+    let events = || -> Result<String> {
+        Ok(skiff
+            .kubectl(&["get", "events", "--field-selector", "involvedObject.name=steady", "-o", "custom-columns=R:.reason,M:.message", "--no-headers"])?
+            .ok()?
+            .stdout)
+    };
+
+    std::fs::remove_dir_all(&layer)?;
+    restarted(1)?;
+    let seen = events()?;
+    assert!(
+        seen.contains(&format!("ImageDamaged   Layer {digest} of container image \"{image}\" was removed")),
+        "{seen}"
+    );
+    assert!(seen.contains("they were unpacked again from their blobs"), "{seen}");
+    assert!(layer.join("bin/busybox").is_file(), "the layer is unpacked again");
+
+    std::fs::write(store.join("blobs/sha256").join(hex), b"corrupt")?;
+    std::fs::remove_dir_all(&layer)?;
+    restarted(2)?;
+    let seen = events()?;
+    assert!(seen.contains("it counts as not present"), "{seen}");
+    // (A repeated Pulling event is counted, not repeated; these differ.)
+    assert_eq!(seen.matches("Successfully pulled image").count(), 2, "{seen}");
+    let exec = skiff.kubectl(&["exec", "steady", "--", "ls", "/bin/busybox"])?.ok()?.stdout;
+    assert!(exec.contains("/bin/busybox"), "{exec}");
+    Ok(())
+}

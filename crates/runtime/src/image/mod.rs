@@ -7,7 +7,7 @@ pub mod registries;
 pub mod store;
 pub mod unpack;
 
-pub use store::{Image, ImageError, ImageStore};
+pub use store::{Health, Image, ImageError, ImageStore};
 
 /// Registry clients use rustls with the ring provider (the only one we
 /// build), installed process-wide once.

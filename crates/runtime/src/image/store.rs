@@ -3,6 +3,7 @@
 //! ```text
 //! blobs/sha256/<hex>      layer blobs, configs (verified against their digest)
 //! layers/sha256/<hex>/    each layer unpacked once, shared by every image using it
+//! layers/sha256/<hex>.fingerprint   its entry count and bytes, checked before use
 //! images.json             image name -> manifest digest, config, layers
 //! tmp/                    downloads and imports in progress
 //! ```
@@ -154,9 +155,63 @@ pub fn is_local_registry(registry: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An image's state in the store, checked before a container uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Intact,
+    /// Damaged layers were unpacked again from their (verified) blobs.
+    Mended(Vec<String>),
+    /// Parts are missing or corrupt and were removed: the image must be
+    /// pulled again. Says what was wrong.
+    Damaged(String),
+}
+
+/// What an unpacked layer holds: entries and bytes of regular files.
+/// Recorded when it is unpacked; a layer that no longer matches was
+/// changed or partly deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    entries: u64,
+    bytes: u64,
+}
+
+impl Fingerprint {
+    fn of(dir: &Path) -> io::Result<Self> {
+        let mut fingerprint = Fingerprint { entries: 0, bytes: 0 };
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                fingerprint.entries += 1;
+                if kind.is_dir() {
+                    pending.push(entry.path());
+                } else if kind.is_file() {
+                    fingerprint.bytes += entry.metadata()?.len();
+                }
+            }
+        }
+        Ok(fingerprint)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (entries, bytes) = text.trim().split_once(' ')?;
+        Some(Fingerprint {
+            entries: entries.parse().ok()?,
+            bytes: bytes.parse().ok()?,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!("{} {}\n", self.entries, self.bytes)
+    }
+}
+
 /// The image store rooted at a directory.
 pub struct ImageStore {
     root: PathBuf,
+    /// Held while damaged layers are removed and unpacked again.
+    repairs: std::sync::Mutex<()>,
 }
 
 impl ImageStore {
@@ -167,6 +222,7 @@ impl ImageStore {
         }
         Ok(Self {
             root: root.to_path_buf(),
+            repairs: std::sync::Mutex::new(()),
         })
     }
 
@@ -177,6 +233,79 @@ impl ImageStore {
     /// The unpacked directory of a layer (by its blob digest).
     pub fn layer_path(&self, digest: &str) -> Result<PathBuf> {
         Ok(self.root.join("layers/sha256").join(hex_of(digest)?))
+    }
+
+    /// Where unpacked layers live (`<hex>/` each), for watching removals.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers/sha256")
+    }
+
+    fn fingerprint_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("layers/sha256")
+            .join(format!("{}.fingerprint", hex_of(digest)?)))
+    }
+
+    fn write_fingerprint(&self, digest: &str) -> Result<()> {
+        let dir = self.layer_path(digest)?;
+        let fingerprint = Fingerprint::of(&dir).map_err(io_err(&dir))?;
+        let path = self.fingerprint_path(digest)?;
+        fs::write(&path, fingerprint.text()).map_err(io_err(&path))
+    }
+
+    /// Checks what a container of `image` will use: the config blob's
+    /// digest and each unpacked layer against its fingerprint. A damaged
+    /// layer is unpacked again from its blob when the blob is intact;
+    /// anything that cannot be mended here is removed, so that a pull
+    /// fetches it again.
+    pub fn verify(&self, image: &Image) -> Result<Health> {
+        let _repairing = self.repairs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut mended = Vec::new();
+        let config = self.blob_path(&image.config)?;
+        let config_intact = config.exists() && sha256_file(&config)? == image.config;
+        if !config_intact {
+            let _ = fs::remove_file(&config);
+            return Ok(Health::Damaged(format!("its config blob {} is missing or corrupt", image.config)));
+        }
+        for layer in &image.layers {
+            let dir = self.layer_path(&layer.digest)?;
+            let fingerprint_path = self.fingerprint_path(&layer.digest)?;
+            let recorded = fs::read_to_string(&fingerprint_path)
+                .ok()
+                .and_then(|text| Fingerprint::parse(&text));
+            let actual = Fingerprint::of(&dir).ok();
+            match (recorded, actual) {
+                (Some(recorded), Some(actual)) if recorded == actual => continue,
+                // Unpacked by a store that kept no fingerprints: trust it once.
+                (None, Some(_)) => {
+                    self.write_fingerprint(&layer.digest)?;
+                    continue;
+                }
+                _ => {}
+            }
+            tracing::warn!(image = %image.name, layer = %layer.digest, "unpacked layer is missing or changed");
+            if dir.exists() {
+                fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            }
+            let _ = fs::remove_file(&fingerprint_path);
+            let blob = self.blob_path(&layer.digest)?;
+            if blob.exists() && sha256_file(&blob)? == layer.digest {
+                self.unpack(&image.name, layer)?;
+                mended.push(layer.digest.clone());
+                continue;
+            }
+            let _ = fs::remove_file(&blob);
+            return Ok(Health::Damaged(format!(
+                "layer {} is missing or corrupt",
+                layer.digest
+            )));
+        }
+        Ok(if mended.is_empty() {
+            Health::Intact
+        } else {
+            Health::Mended(mended)
+        })
     }
 
     fn scratch(&self, name: &str) -> PathBuf {
@@ -287,7 +416,8 @@ impl ImageStore {
                 digest: layer.digest.clone(),
                 source,
             }
-        })
+        })?;
+        self.write_fingerprint(&layer.digest)
     }
 
     fn record(&self, image: Image) -> Result<Image> {
