@@ -181,7 +181,30 @@ pub fn security(
         no_new_privileges: context.allow_privilege_escalation == Some(false),
         seccomp,
         sysctls,
+        selinux: None,
     }
+}
+
+/// The SELinux labels for a container's `seLinuxOptions` (container over
+/// pod), as containerd makes them: the parts given, the rest from the
+/// container defaults (`system_u:system_r:container_t:s0`, files
+/// `system_u:object_r:container_file_t:s0`). `None` without options.
+pub fn selinux_labels(pod: &Pod, container: &Container) -> Option<(String, String)> {
+    let options = container_context(container)
+        .se_linux_options
+        .or_else(|| pod_context(pod).and_then(|c| c.se_linux_options.clone()))?;
+    let part = |given: &Option<String>, default: &str| {
+        given.clone().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+    };
+    let user = part(&options.user, "system_u");
+    let level = part(&options.level, "s0");
+    let process = format!(
+        "{user}:{}:{}:{level}",
+        part(&options.role, "system_r"),
+        part(&options.type_, "container_t")
+    );
+    let mount = format!("{user}:object_r:container_file_t:{level}");
+    Some((process, mount))
 }
 
 /// `runAsUser`, container over pod.
@@ -259,8 +282,117 @@ pub fn fs_group(pod: &Pod) -> Option<u32> {
         .and_then(|g| u32::try_from(g).ok())
 }
 
+/// The user a container runs as, as containerd resolves it: `runAsUser`
+/// and `runAsGroup` first, else the image's `USER` (`name`, `uid`,
+/// `name:group`, `uid:gid`). Names are looked up in the image's
+/// `/etc/passwd` and `/etc/group`; a numeric user without a group takes
+/// its passwd entry's group, or 0.
+pub fn resolve_user(
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    image_user: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32), String> {
+    let entries = |file: Option<&str>| -> Vec<(String, u32, Option<u32>)> {
+        file.unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                let id = fields.get(2)?.parse().ok()?;
+                Some((fields[0].to_string(), id, fields.get(3).and_then(|g| g.parse().ok())))
+            })
+            .collect()
+    };
+    let users = entries(passwd);
+    let groups = entries(group);
+    let id = |value: i64, what: &str| {
+        u32::try_from(value).map_err(|_| format!("{what} {value} is out of range"))
+    };
+    let user_by_uid = |uid: u32| users.iter().find(|(_, id, _)| *id == uid).and_then(|u| u.2);
+    let (user_part, group_part) = match image_user.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (image_user, None),
+    };
+    let uid = match run_as_user {
+        Some(uid) => id(uid, "runAsUser")?,
+        None if user_part.is_empty() => 0,
+        None => match user_part.parse::<u32>() {
+            Ok(uid) => uid,
+            Err(_) => users
+                .iter()
+                .find(|(name, _, _)| name == user_part)
+                .map(|u| u.1)
+                .ok_or_else(|| format!("unable to find user {user_part}: no matching entries in passwd file"))?,
+        },
+    };
+    let gid = match (run_as_group, group_part.filter(|_| run_as_user.is_none())) {
+        (Some(gid), _) => id(gid, "runAsGroup")?,
+        (None, Some(group_part)) if !group_part.is_empty() => match group_part.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => groups
+                .iter()
+                .find(|(name, _, _)| name == group_part)
+                .map(|g| g.1)
+                .ok_or_else(|| format!("unable to find group {group_part}: no matching entries in group file"))?,
+        },
+        // A named user brings its own group; a numeric one its entry's.
+        _ => user_by_uid(uid).unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn selinux_options_become_complete_labels() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"securityContext": {"seLinuxOptions": {"level": "s0:c1,c2"}},
+                     "containers": [{"name": "a"}, {"name": "b", "securityContext": {"seLinuxOptions": {"type": "spc_t"}}}]}
+        }))
+        .unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        assert_eq!(
+            selinux_labels(&pod, &spec.containers[0]),
+            Some(("system_u:system_r:container_t:s0:c1,c2".into(), "system_u:object_r:container_file_t:s0:c1,c2".into()))
+        );
+        assert_eq!(
+            selinux_labels(&pod, &spec.containers[1]).map(|l| l.0),
+            Some("system_u:system_r:spc_t:s0".into())
+        );
+        let plain: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}))
+            .unwrap_or_default();
+        let container = plain.spec.clone().unwrap_or_default().containers.remove(0);
+        assert_eq!(selinux_labels(&plain, &container), None);
+    }
+
+    #[test]
+    fn users_resolve_as_containerd_resolves_them() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001::/home/app:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n";
+        let group = "root:x:0:\nstaff:x:50:\napp:x:1001:\n";
+        type Case<'a> = (Option<i64>, Option<i64>, &'a str, Result<(u32, u32), &'a str>);
+        let cases: Vec<Case> = vec![
+            (None, None, "", Ok((0, 0))),
+            (None, None, "app", Ok((1000, 1001))),
+            (None, None, "1000", Ok((1000, 1001))),
+            (None, None, "4242", Ok((4242, 0))),
+            (None, None, "app:staff", Ok((1000, 50))),
+            (None, None, "nobody:7", Ok((65534, 7))),
+            (Some(1000), None, "nobody", Ok((1000, 1001))),
+            (Some(5), Some(6), "app", Ok((5, 6))),
+            (None, Some(6), "app", Ok((1000, 6))),
+            (None, None, "ghost", Err("unable to find user ghost: no matching entries in passwd file")),
+            (None, None, "app:ghosts", Err("unable to find group ghosts: no matching entries in group file")),
+        ];
+        for (run_as_user, run_as_group, image_user, want) in cases {
+            let got = resolve_user(run_as_user, run_as_group, image_user, Some(passwd), Some(group));
+            assert_eq!(got, want.map_err(str::to_string), "{run_as_user:?} {run_as_group:?} {image_user:?}");
+        }
+        assert_eq!(resolve_user(None, None, "app", None, None), Err("unable to find user app: no matching entries in passwd file".into()));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -1284,7 +1284,17 @@ impl Worker {
         let name = container.name.clone();
         let sandbox = self.sandbox.clone().ok_or(Refused::SandboxGone)?;
         let image_config = agent.images.config(image).map_err(|e| e.to_string())?;
-        let (security, namespaces) = self.decide_security(container, &image_config, &sandbox)?;
+        let (mut security, namespaces) = self.decide_security(container, &image_config, &sandbox)?;
+        if let Some(labels) = crate::security::selinux_labels(&self.pod, container) {
+            if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+                security.selinux = Some(labels);
+            } else {
+                let message = format!("seLinuxOptions of container {name} are not applied: SELinux is not enabled on this node");
+                tracing::warn!(pod = %self.key, container = %name, "{message}");
+                self.container_event(&name, EventType::Warning, "SELinuxNotEnabled", &message)
+                    .await;
+            }
+        }
         let facts = NodeFacts {
             node_name: agent.node.name.clone(),
             host_ip: agent.node.internal_ip.clone(),
@@ -1343,7 +1353,8 @@ impl Worker {
                 read_only: mount.read_only.unwrap_or(false),
             });
         }
-        let (uid, gid) = user_of(container, &self.pod, &image_config);
+        let layers = agent.images.layer_dirs(image).map_err(|e| e.to_string())?;
+        let (uid, gid) = user_of(container, &self.pod, &image_config, &layers).map_err(Refused::Create)?;
         let id = random_id();
         let bundle = agent.data_dir.join("containers").join(&id);
         let config = ContainerConfig {
@@ -1374,7 +1385,6 @@ impl Worker {
             cgroups_path: format!("{}/{id}", self.cgroup_parent()),
             limits: limits_of(container),
         };
-        let layers = agent.images.layer_dirs(image).map_err(|e| e.to_string())?;
         let spec = oci_config(&config);
         let runtime = agent.runtime.clone();
         let prepared_bundle = bundle.clone();
@@ -2143,24 +2153,30 @@ fn resolv_conf(namespace: &str) -> String {
 }
 
 /// The user a container runs as: securityContext, then the image's numeric `User`.
-fn user_of(container: &Container, pod: &Pod, image_config: &Value) -> (u32, u32) {
+fn user_of(
+    container: &Container,
+    pod: &Pod,
+    image_config: &Value,
+    layers: &[PathBuf],
+) -> Result<(u32, u32), String> {
     let pod_ctx = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let ctx = container.security_context.as_ref();
     let image_user = image_config["config"]["User"].as_str().unwrap_or("");
-    let (image_uid, image_gid) = image_user.split_once(':').unwrap_or((image_user, ""));
-    let uid = ctx
-        .and_then(|c| c.run_as_user)
-        .or_else(|| pod_ctx.and_then(|c| c.run_as_user))
-        .or_else(|| image_uid.parse().ok())
-        .unwrap_or(0);
-    let gid = ctx
-        .and_then(|c| c.run_as_group)
-        .or_else(|| pod_ctx.and_then(|c| c.run_as_group))
-        .or_else(|| image_gid.parse().ok())
-        .unwrap_or(0);
-    (
-        u32::try_from(uid).unwrap_or(0),
-        u32::try_from(gid).unwrap_or(0),
+    // The topmost layer holding the file is what the container sees.
+    let image_file = |path: &str| {
+        layers
+            .iter()
+            .rev()
+            .find_map(|layer| std::fs::read_to_string(layer.join(path)).ok())
+    };
+    crate::security::resolve_user(
+        ctx.and_then(|c| c.run_as_user)
+            .or_else(|| pod_ctx.and_then(|c| c.run_as_user)),
+        ctx.and_then(|c| c.run_as_group)
+            .or_else(|| pod_ctx.and_then(|c| c.run_as_group)),
+        image_user,
+        image_file("etc/passwd").as_deref(),
+        image_file("etc/group").as_deref(),
     )
 }
 

@@ -288,3 +288,45 @@ fn a_dead_sandbox_is_noticed_and_the_pod_restarts_in_a_new_one() -> Result<()> {
     ensure!(std::fs::read_to_string("/proc/sys/kernel/hostname")? == host_name_before, "the host's hostname is untouched");
     Ok(())
 }
+
+/// An image's `USER` by name is looked up in the image's own /etc/passwd
+/// and /etc/group, as containerd does; a name the image lacks refuses the
+/// container with runc's words.
+#[test]
+fn image_users_by_name_resolve_in_the_image() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    skiff.start_registry("127.0.0.1:5000/test/busybox:1")?;
+    for (tag, user) in [("named", "nobody"), ("ghost", "ghost"), ("grouped", "nobody:root")] {
+        let image = format!("127.0.0.1:5000/test/users:{tag}");
+        skiff.in_node_netns(move || async move {
+            let mut spec = skiff_runtime::image::build::ImageSpec::busybox(std::path::Path::new("/bin/busybox"))?;
+            spec.user = user.to_string();
+            spec.push_with_auth(&image, &oci_client::secrets::RegistryAuth::Anonymous).await?;
+            Ok(())
+        })?;
+    }
+    let manifest = |name: &str, tag: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  securityContext: {{seLinuxOptions: {{level: \"s0:c1\"}}}}\n  containers:\n  - name: c\n    image: 127.0.0.1:5000/test/users:{tag}\n    command: [\"sh\", \"-c\", \"id; echo DONE; sleep 3600\"]\n")
+    };
+    for (name, tag) in [("named", "named"), ("ghost", "ghost"), ("grouped", "grouped")] {
+        skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest(name, tag))?.ok()?;
+    }
+    let id = output(&skiff, "named", "c")?;
+    ensure!(id.contains("uid=65534(nobody) gid=65534(nobody)"), "{id}");
+    let id = output(&skiff, "grouped", "c")?;
+    ensure!(id.contains("uid=65534(nobody) gid=0(root)"), "{id}");
+    // seLinuxOptions on a node without SELinux: said, not silently dropped.
+    if !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        let events = skiff.kubectl(&["get", "events", "--field-selector", "involvedObject.name=named,reason=SELinuxNotEnabled", "-o", "jsonpath={.items[*].message}"])?.ok()?.stdout;
+        ensure!(
+            events.contains("seLinuxOptions of container c are not applied: SELinux is not enabled on this node"),
+            "{events}"
+        );
+    }
+    let state = waiting(&skiff, "ghost", "CreateContainerError")?;
+    ensure!(
+        state["message"] == "unable to find user ghost: no matching entries in passwd file",
+        "{state:#}"
+    );
+    Ok(())
+}

@@ -169,6 +169,9 @@ pub struct Security {
     pub seccomp: Option<Value>,
     /// Namespaced sysctls to set in the container's namespaces.
     pub sysctls: BTreeMap<String, String>,
+    /// SELinux process and mount labels (`user:role:type:level`); only
+    /// on a node with SELinux enabled (runc refuses them otherwise).
+    pub selinux: Option<(String, String)>,
 }
 
 impl Default for Security {
@@ -179,6 +182,7 @@ impl Default for Security {
             no_new_privileges: false,
             seccomp: None,
             sysctls: BTreeMap::new(),
+            selinux: None,
         }
     }
 }
@@ -295,6 +299,10 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
         "mounts": mounts,
         "linux": linux,
     });
+    if let Some((process_label, mount_label)) = &security.selinux {
+        spec["process"]["selinuxLabel"] = json!(process_label);
+        spec["linux"]["mountLabel"] = json!(mount_label);
+    }
     // A container in the host's UTS namespace must not set its hostname.
     if config.namespaces.uts != Namespace::Host {
         spec["hostname"] = json!(config.hostname);
@@ -385,6 +393,7 @@ mod tests {
                 no_new_privileges: true,
                 seccomp: Some(json!({"defaultAction": "SCMP_ACT_ALLOW"})),
                 sysctls,
+                selinux: Some(("u:r:t:s0".into(), "u:object_r:f:s0".into())),
             },
             ..Default::default()
         };
@@ -409,6 +418,8 @@ mod tests {
         assert_eq!(capabilities_in_mask(0x400), ["CAP_NET_BIND_SERVICE"]);
         assert_eq!(capabilities_in_mask(0xa80425fb).len(), DEFAULT_CAPABILITIES.len());
         assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(spec["process"]["selinuxLabel"], "u:r:t:s0");
+        assert_eq!(spec["linux"]["mountLabel"], "u:object_r:f:s0");
         Ok(())
     }
 }

@@ -40,6 +40,8 @@ pub struct ImageSpec {
     pub env: Vec<String>,
     pub working_dir: String,
     pub stop_signal: Option<String>,
+    /// The image's `USER` (`name`, `uid`, `name:group`...), empty for root.
+    pub user: String,
 }
 
 impl ImageSpec {
@@ -103,6 +105,7 @@ impl ImageSpec {
             env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
             working_dir: String::new(),
             stop_signal: None,
+            user: String::new(),
         })
     }
 
@@ -147,6 +150,9 @@ impl ImageSpec {
         let mut config = json!({"Env": self.env, "Cmd": self.cmd});
         if !self.entrypoint.is_empty() {
             config["Entrypoint"] = json!(self.entrypoint);
+        }
+        if !self.user.is_empty() {
+            config["User"] = json!(self.user);
         }
         if !self.working_dir.is_empty() {
             config["WorkingDir"] = json!(self.working_dir);

@@ -432,7 +432,7 @@ impl Skiff {
 
     /// Runs `work` on a thread that joined the node's network namespace,
     /// once the registry on 127.0.0.1:5000 answers.
-    fn in_node_netns<F, Fut>(&self, work: F) -> Result<()>
+    pub fn in_node_netns<F, Fut>(&self, work: F) -> Result<()>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<()>>,
