@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --workspace --all-targets --locked
+# Lints are errors here (unwrap/expect outside tests among them).
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --profile ci --locked
 # The benchmark's smoke run: a few pods through every measurement and the
 # podman/runc peers, so the benchmark cannot rot (figures are not judged here).

@@ -31,19 +31,36 @@ struct Maps {
     sandboxes: HashMap<String, SandboxEntry>,
 }
 
-/// Containers by `namespace/pod/container`, sandboxes by `namespace/pod`.
-#[derive(Debug, Clone, Default)]
-pub struct ContainerIndex(Arc<Mutex<Maps>>);
+/// Containers by `namespace/pod/container`, sandboxes by `namespace/pod`;
+/// every change is announced to [`ContainerIndex::changes`] subscribers.
+#[derive(Debug, Clone)]
+pub struct ContainerIndex(Arc<Mutex<Maps>>, Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for ContainerIndex {
+    fn default() -> Self {
+        ContainerIndex(Arc::default(), Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
 
 impl ContainerIndex {
     pub fn key(namespace: &str, pod: &str, container: &str) -> String {
         format!("{namespace}/{pod}/{container}")
     }
 
+    /// Wakes whoever waits for a container to change (log followers).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.1.subscribe()
+    }
+
+    fn changed(&self) {
+        self.1.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn set(&self, key: String, entry: ContainerEntry) {
         if let Ok(mut maps) = self.0.lock() {
             maps.containers.insert(key, entry);
         }
+        self.changed();
     }
 
     pub fn get(&self, key: &str) -> Option<ContainerEntry> {
@@ -76,5 +93,6 @@ impl ContainerIndex {
             maps.containers.retain(|k, _| !k.starts_with(&prefix));
             maps.sandboxes.remove(&format!("{namespace}/{pod}"));
         }
+        self.changed();
     }
 }

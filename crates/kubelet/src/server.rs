@@ -22,12 +22,10 @@ use skiff_runtime::container::exec::ExecRequest;
 use skiff_runtime::container::OciRuntime;
 
 use crate::index::{ContainerEntry, ContainerIndex};
-use crate::logs::{parse, render, LogOptions};
+use crate::logs::{parse, read_tail, render, Follower, LogOptions};
 use crate::stream::exec::{self, Session, StreamOptions};
 use crate::stream::{attach, error_status, negotiate, portforward, status_response, upgrade};
 
-/// How often a followed log is checked for new lines.
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 fn error(code: StatusCode, message: String) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain")], message).into_response()
@@ -252,8 +250,7 @@ async fn container_logs(
     }
     // One open file for the whole request: the log stays readable after the
     // pod's directory is removed (a deleted pod's last lines still arrive),
-    // and bytes are read once, never re-read. Invalid UTF-8 is replaced,
-    // not a reason to show nothing.
+    // and bytes are read once, never re-read, and served as written.
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(e) => {
@@ -263,11 +260,19 @@ async fn container_logs(
             )
         }
     };
-    let mut seen = Vec::new();
-    if let Err(e) = file.read_to_end(&mut seen).await {
+    let read = match (options.tail_lines, options.since) {
+        // Only the tail is needed: read it from the end.
+        (Some(lines), None) => read_tail(&mut file, lines).await,
+        _ => {
+            let mut seen = Vec::new();
+            file.read_to_end(&mut seen).await.map(|_| seen)
+        }
+    };
+    let mut seen = read.unwrap_or_else(|e| {
         tracing::warn!(log = %path.display(), error = %e, "failed to read a container log");
-    }
-    let first = render(&parse(&String::from_utf8_lossy(&seen)), &options);
+        Vec::new()
+    });
+    let first = render(&parse(&seen), &options);
     if !follow || previous {
         return (
             StatusCode::OK,
@@ -286,40 +291,17 @@ async fn container_logs(
         since: None,
         ..options
     };
+    let follower = Follower::new(file, &path, unfinished, index, key);
     let stream = futures::stream::unfold(
-        (Some(first), file, unfinished, false),
-        move |(pending, mut file, mut partial, done)| {
-            let (index, key, path, options) = (index.clone(), key.clone(), path.clone(), options.clone());
+        (Some(first), follower),
+        move |(pending, mut follower)| {
+            let options = options.clone();
             async move {
                 if let Some(chunk) = pending {
-                    return Some((
-                        Ok::<_, std::io::Error>(Bytes::from(chunk)),
-                        (None, file, partial, done),
-                    ));
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (None, follower)));
                 }
-                if done {
-                    return None;
-                }
-                loop {
-                    // Whether it still runs is asked before reading: a
-                    // container that ended has written its last line by then.
-                    let still_running = index
-                        .get(&key)
-                        .is_some_and(|e| e.running && path.ends_with(format!("{}.log", e.attempt)));
-                    if let Err(e) = file.read_to_end(&mut partial).await {
-                        tracing::warn!(log = %path.display(), error = %e, "failed to follow a container log");
-                        return None;
-                    }
-                    if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
-                        let rest = partial.split_off(end + 1);
-                        let chunk = render(&parse(&String::from_utf8_lossy(&partial)), &options);
-                        return Some((Ok(Bytes::from(chunk)), (None, file, rest, !still_running)));
-                    }
-                    if !still_running {
-                        return None;
-                    }
-                    tokio::time::sleep(FOLLOW_POLL).await;
-                }
+                let lines = follower.next().await?;
+                Some((Ok(Bytes::from(render(&lines, &options))), (None, follower)))
             }
         },
     );

@@ -1849,21 +1849,21 @@ impl Worker {
         else {
             return String::new();
         };
-        let text = std::fs::read_to_string(entry.dir.join(format!("{}.log", entry.attempt)))
-            .unwrap_or_default();
-        let lines = crate::logs::parse(&text);
+        let path = entry.dir.join(format!("{}.log", entry.attempt));
+        let bytes = std::fs::read(&path).unwrap_or_else(|error| {
+            tracing::warn!(pod = %self.key, container = %name, log = %path.display(), %error, "cannot read the log for the termination message");
+            Vec::new()
+        });
         let tail = crate::logs::render(
-            &lines,
+            &crate::logs::parse(&bytes),
             &crate::logs::LogOptions {
                 tail_lines: Some(80),
                 ..Default::default()
             },
         );
-        let mut start = tail.len().saturating_sub(2048);
-        while !tail.is_char_boundary(start) {
-            start += 1;
-        }
-        tail[start..].to_string()
+        // The last 2048 bytes, as upstream (the message is a string: lossy).
+        let start = tail.len().saturating_sub(2048);
+        String::from_utf8_lossy(&tail[start..]).into_owned()
     }
 
     /// A container's monitor ended: record how, and decide whether it restarts.

@@ -475,16 +475,18 @@ async fn server(args: ServerArgs) -> Result<()> {
     }
     tracing::info!(%address, kubeconfig = %data_dir.join("kubeconfig.yaml").display(), "skiff API server ready");
     let serving = tokio::spawn(api.serve(listener, tls));
-    // The scheduler is an API client like any other, over HTTPS.
+    // The scheduler and the node agent are API clients like any other, over
+    // HTTPS. Either one ending while the server runs stops the server: a
+    // server that accepts pods nobody schedules or runs would only mislead.
+    let mut components: tokio::task::JoinSet<(&'static str, Result<()>)> = tokio::task::JoinSet::new();
     if !args.disable_scheduler {
         let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"))
             .await
             .context("failed to build the scheduler's client")?;
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = skiff_scheduler::run(client, shutdown).await {
-                tracing::error!(%error, "scheduler stopped");
-            }
+        components.spawn(async move {
+            let outcome = skiff_scheduler::run(client, shutdown).await;
+            ("scheduler", outcome.map_err(anyhow::Error::from))
         });
     }
     if !args.disable_agent {
@@ -492,13 +494,32 @@ async fn server(args: ServerArgs) -> Result<()> {
             .await
             .context("failed to set up the node agent")?;
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = skiff_kubelet::run(agent, shutdown).await {
-                tracing::error!(error = %error, source = ?std::error::Error::source(&error), "node agent stopped");
-            }
+        components.spawn(async move {
+            let outcome = skiff_kubelet::run(agent, shutdown).await;
+            ("node agent", outcome.map_err(anyhow::Error::from))
         });
     }
+    let mut failure = None;
+    while let Some(ended) = components.join_next().await {
+        let (component, outcome) = match ended {
+            Ok(ended) => ended,
+            Err(error) => ("a component", Err(anyhow::anyhow!("task failed: {error}"))),
+        };
+        if shutdown.is_cancelled() {
+            if let Err(error) = outcome {
+                tracing::warn!(component, error = format!("{error:#}"), "stopped with an error during shutdown");
+            }
+            continue;
+        }
+        let error = outcome.err().unwrap_or_else(|| anyhow::anyhow!("it returned while the server was running"));
+        tracing::error!(component, error = format!("{error:#}"), "a server component stopped; stopping the server");
+        failure = Some(error.context(format!("the {component} stopped")));
+        shutdown.cancel();
+    }
     serving.await.context("the API server task failed")?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
     tracing::info!("skiff server stopped");
     Ok(())
 }

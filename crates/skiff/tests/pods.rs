@@ -810,3 +810,47 @@ fn a_damaged_image_store_is_noticed_mended_and_pulled_again() -> Result<()> {
     assert!(exec.contains("/bin/busybox"), "{exec}");
     Ok(())
 }
+
+/// A node agent that cannot run (here: its pods directory is a file)
+/// stops the server with an error naming it, instead of a server that
+/// accepts pods nobody runs.
+#[test]
+fn a_dead_node_agent_stops_the_server() -> Result<()> {
+    let mut skiff = Skiff::start_node()?;
+    skiff.stop()?;
+    let pods = skiff.data_dir_path().join("pods");
+    std::fs::remove_dir_all(&pods)?;
+    std::fs::write(&pods, "not a directory")?;
+    skiff.restart()?;
+    let status = skiff.wait_exit(Duration::from_secs(30))?;
+    assert!(!status.success(), "{status}");
+    let log = skiff.log();
+    assert!(log.contains("the node agent stopped"), "{log}");
+    assert!(log.contains("failed to prepare"), "{log}");
+    Ok(())
+}
+
+/// Logs are bytes: a line that is not UTF-8 comes back byte for byte from
+/// `kubectl logs` and `kubectl logs -f` (which follows it as it is written).
+#[test]
+fn logs_that_are_not_utf8_are_served_byte_for_byte() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    apply(
+        &skiff,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: latin\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {TEST_IMAGE}\n    command: [\"sh\", \"-c\", \"printf 'caf\\\\351 \\\\377\\\\n'; sleep 2; printf 'end\\\\376\\\\n'\"]\n"),
+    )?;
+    wait_phase(&skiff, "latin", "Running")?;
+    let followed = skiff
+        .kubectl_cmd(&common::kubectl_binary(), &["logs", "-f", "latin"])
+        .output()?;
+    let expected: &[u8] = b"caf\xe9 \xff\nend\xfe\n";
+    assert_eq!(followed.stdout, expected, "{:?}", String::from_utf8_lossy(&followed.stdout));
+    wait_phase(&skiff, "latin", "Succeeded")?;
+    let logs = skiff.kubectl_cmd(&common::kubectl_binary(), &["logs", "latin"]).output()?;
+    assert_eq!(logs.stdout, expected);
+    let tail = skiff
+        .kubectl_cmd(&common::kubectl_binary(), &["logs", "latin", "--tail=1"])
+        .output()?;
+    assert_eq!(tail.stdout, b"end\xfe\n");
+    Ok(())
+}

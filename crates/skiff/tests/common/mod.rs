@@ -177,6 +177,12 @@ impl Skiff {
         wait_timeout(&mut child, Duration::from_secs(20))
     }
 
+    /// Waits for the server to exit on its own; returns the exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("server not running")?;
+        wait_timeout(&mut child, timeout)
+    }
+
     /// SIGKILL, then wait.
     pub fn kill9(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
