@@ -16,6 +16,7 @@ pub mod images;
 pub mod index;
 pub mod logs;
 pub mod node;
+pub mod plan;
 pub mod probe;
 pub mod security;
 mod server;
@@ -129,7 +130,9 @@ pub async fn clean_node(
         {
             skiff_runtime::sandbox::Sandbox { pid }.stop();
         }
-        let _ = std::fs::remove_file(entry.path());
+        if let Err(error) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover sandbox record");
+        }
     }
     for entry in std::fs::read_dir(data_dir.join("pods"))
         .into_iter()
@@ -140,7 +143,9 @@ pub async fn clean_node(
         for (mount_point, error) in skiff_runtime::container::unmount_all_under(&entry.path()) {
             tracing::warn!(mount = %mount_point, %error, "failed to unmount a leftover volume");
         }
-        let _ = std::fs::remove_dir_all(entry.path());
+        if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover pod directory");
+        }
     }
     // Pod cgroups left empty by the containers above.
     for tree in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {

@@ -1,0 +1,271 @@
+//! What a pod needs next, decided from the node's record alone (upstream's
+//! `computePodActions`): which init container runs (one at a time, each to
+//! success; a sidecar only has to have started), which app containers
+//! start (waiting, not running, back-off elapsed), whose failed pull is in
+//! back-off, and which sidecars stop once the app containers are done.
+//! Pure: the pod worker executes the plan.
+
+use std::collections::HashSet;
+
+use crate::status::{PodRecord, State};
+
+/// One sync's plan for a pod.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PodActions {
+    /// Containers to start now, in order.
+    pub start: Vec<String>,
+    /// App containers whose failed pull is in back-off (`ImagePullBackOff`).
+    pub pull_back_off: Vec<String>,
+    /// Running sidecars to stop: the app containers are done.
+    pub stop_sidecars: Vec<String>,
+    /// The init container everything else waits for, if any.
+    pub blocked_on: Option<String>,
+}
+
+/// Plans a sync. `live` names the containers the runtime runs; `due` says
+/// whether a container's restart back-off (if any) has elapsed.
+pub fn compute_pod_actions(
+    record: &PodRecord,
+    restart_policy: &str,
+    live: &HashSet<&str>,
+    due: impl Fn(&str) -> bool,
+) -> PodActions {
+    let mut actions = PodActions::default();
+    for init in &record.init_containers {
+        if init.sidecar && init.running() && init.started {
+            continue;
+        }
+        if !init.sidecar && init.completed() {
+            continue;
+        }
+        // A failed init container under `Never` failed the pod: nothing starts.
+        let failed = matches!(init.state, State::Terminated(_));
+        if !failed && !live.contains(init.name.as_str()) && due(&init.name) {
+            actions.start.push(init.name.clone());
+        }
+        actions.blocked_on = Some(init.name.clone());
+        return actions;
+    }
+    if app_containers_done(record, restart_policy) {
+        actions.stop_sidecars = record
+            .init_containers
+            .iter()
+            .filter(|c| c.sidecar && live.contains(c.name.as_str()))
+            .map(|c| c.name.clone())
+            .collect();
+    }
+    for container in &record.containers {
+        let State::Waiting { reason, .. } = &container.state else {
+            continue;
+        };
+        let due = due(&container.name);
+        if reason == "ErrImagePull" && !due {
+            actions.pull_back_off.push(container.name.clone());
+        }
+        if !live.contains(container.name.as_str()) && due {
+            actions.start.push(container.name.clone());
+        }
+    }
+    actions
+}
+
+/// The app containers ended for good (never under `Always`): sidecars
+/// stop and are not restarted.
+pub fn app_containers_done(record: &PodRecord, restart_policy: &str) -> bool {
+    restart_policy != "Always"
+        && record
+            .containers
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ContainerRecord, Termination};
+    use jiff::Timestamp;
+
+    fn waiting(name: &str, reason: &str) -> ContainerRecord {
+        let mut record = ContainerRecord::new(name, "busybox");
+        record.state = State::Waiting {
+            reason: reason.into(),
+            message: None,
+        };
+        record
+    }
+
+    fn running(name: &str, started: bool) -> ContainerRecord {
+        let mut record = ContainerRecord::new(name, "busybox");
+        record.state = State::Running {
+            started_at: Timestamp::UNIX_EPOCH,
+        };
+        record.started = started;
+        record
+    }
+
+    fn exited(name: &str, code: i32) -> ContainerRecord {
+        let mut record = ContainerRecord::new(name, "busybox");
+        record.state = State::Terminated(Termination {
+            exit_code: code,
+            signal: None,
+            reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            message: None,
+            started_at: None,
+            finished_at: Timestamp::UNIX_EPOCH,
+            container_id: String::new(),
+        });
+        record
+    }
+
+    fn sidecar(mut record: ContainerRecord) -> ContainerRecord {
+        record.sidecar = true;
+        record
+    }
+
+    fn pod(inits: Vec<ContainerRecord>, apps: Vec<ContainerRecord>) -> PodRecord {
+        PodRecord {
+            sandbox_ready: true,
+            pod_ip: None,
+            host_ip: "10.0.0.1".into(),
+            start_time: Timestamp::UNIX_EPOCH,
+            init_containers: inits,
+            containers: apps,
+            failed: None,
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn plans_follow_upstreams_compute_pod_actions() {
+        struct Case {
+            name: &'static str,
+            record: PodRecord,
+            policy: &'static str,
+            live: &'static [&'static str],
+            backing_off: &'static [&'static str],
+            want: PodActions,
+        }
+        let cases = vec![
+            Case {
+                name: "a new pod starts its app containers in order",
+                record: pod(vec![], vec![waiting("a", "ContainerCreating"), waiting("b", "ContainerCreating")]),
+                policy: "Always",
+                live: &[],
+                backing_off: &[],
+                want: PodActions { start: names(&["a", "b"]), ..Default::default() },
+            },
+            Case {
+                name: "the first init container runs alone",
+                record: pod(vec![waiting("i1", "PodInitializing"), waiting("i2", "PodInitializing")], vec![waiting("a", "PodInitializing")]),
+                policy: "Always",
+                live: &[],
+                backing_off: &[],
+                want: PodActions { start: names(&["i1"]), blocked_on: Some("i1".into()), ..Default::default() },
+            },
+            Case {
+                name: "a running init container blocks the rest",
+                record: pod(vec![running("i1", true), waiting("i2", "PodInitializing")], vec![waiting("a", "PodInitializing")]),
+                policy: "Always",
+                live: &["i1"],
+                backing_off: &[],
+                want: PodActions { blocked_on: Some("i1".into()), ..Default::default() },
+            },
+            Case {
+                name: "a completed init container lets the next one run",
+                record: pod(vec![exited("i1", 0), waiting("i2", "PodInitializing")], vec![waiting("a", "PodInitializing")]),
+                policy: "Always",
+                live: &[],
+                backing_off: &[],
+                want: PodActions { start: names(&["i2"]), blocked_on: Some("i2".into()), ..Default::default() },
+            },
+            Case {
+                name: "a failed init container in back-off waits",
+                record: pod(vec![waiting("i1", "CrashLoopBackOff")], vec![waiting("a", "PodInitializing")]),
+                policy: "Always",
+                live: &[],
+                backing_off: &["i1"],
+                want: PodActions { blocked_on: Some("i1".into()), ..Default::default() },
+            },
+            Case {
+                name: "a failed init container under Never starts nothing",
+                record: pod(vec![exited("i1", 1)], vec![waiting("a", "PodInitializing")]),
+                policy: "Never",
+                live: &[],
+                backing_off: &[],
+                want: PodActions { blocked_on: Some("i1".into()), ..Default::default() },
+            },
+            Case {
+                name: "a sidecar only has to have started",
+                record: pod(vec![sidecar(running("s", true)), waiting("i2", "PodInitializing")], vec![waiting("a", "PodInitializing")]),
+                policy: "Always",
+                live: &["s"],
+                backing_off: &[],
+                want: PodActions { start: names(&["i2"]), blocked_on: Some("i2".into()), ..Default::default() },
+            },
+            Case {
+                name: "a sidecar whose startup probe has not passed blocks",
+                record: pod(vec![sidecar(running("s", false))], vec![waiting("a", "PodInitializing")]),
+                policy: "Always",
+                live: &["s"],
+                backing_off: &[],
+                want: PodActions { blocked_on: Some("s".into()), ..Default::default() },
+            },
+            Case {
+                name: "sidecars stop when the app containers are done",
+                record: pod(vec![sidecar(running("s", true))], vec![exited("a", 0)]),
+                policy: "Never",
+                live: &["s"],
+                backing_off: &[],
+                want: PodActions { stop_sidecars: names(&["s"]), ..Default::default() },
+            },
+            Case {
+                name: "under Always the app containers are never done",
+                record: pod(vec![sidecar(running("s", true))], vec![waiting("a", "CrashLoopBackOff")]),
+                policy: "Always",
+                live: &["s"],
+                backing_off: &["a"],
+                want: PodActions::default(),
+            },
+            Case {
+                name: "a crashed container restarts once its back-off elapsed",
+                record: pod(vec![], vec![waiting("a", "CrashLoopBackOff"), running("b", true)]),
+                policy: "Always",
+                live: &["b"],
+                backing_off: &[],
+                want: PodActions { start: names(&["a"]), ..Default::default() },
+            },
+            Case {
+                name: "a failed pull in back-off is reported, not retried",
+                record: pod(vec![], vec![waiting("a", "ErrImagePull")]),
+                policy: "Always",
+                live: &[],
+                backing_off: &["a"],
+                want: PodActions { pull_back_off: names(&["a"]), ..Default::default() },
+            },
+            Case {
+                name: "a failed pull whose back-off elapsed is tried again",
+                record: pod(vec![], vec![waiting("a", "ImagePullBackOff")]),
+                policy: "Always",
+                live: &[],
+                backing_off: &[],
+                want: PodActions { start: names(&["a"]), ..Default::default() },
+            },
+            Case {
+                name: "terminated containers under OnFailure are left to the exit handler",
+                record: pod(vec![], vec![exited("a", 0)]),
+                policy: "OnFailure",
+                live: &[],
+                backing_off: &[],
+                want: PodActions::default(),
+            },
+        ];
+        for case in cases {
+            let live: HashSet<&str> = case.live.iter().copied().collect();
+            let got = compute_pod_actions(&case.record, case.policy, &live, |n| !case.backing_off.contains(&n));
+            assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+}

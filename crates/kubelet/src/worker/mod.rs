@@ -1,0 +1,624 @@
+//! One task per pod (by UID), fed the latest desired Pod through a watch
+//! channel (updates that arrive while it works coalesce), as kubelet's pod
+//! workers. It owns the pod's sandbox, network and containers: pulls images,
+//! starts containers in order (init containers first, one at a time),
+//! restarts them per restartPolicy with crash-loop backoff, and on deletion
+//! stops them (SIGTERM or the image's STOPSIGNAL, SIGKILL after the grace
+//! period), tears everything down and confirms the deletion.
+//!
+//! What to do next is decided by [`crate::plan`] (pure, table-tested);
+//! this module runs the loop and executes the plan. The seams: `sandbox`
+//! (process, network, cgroup, volumes), `images` (policy, secrets,
+//! integrity), `containers` (create, start, reap, exits), `hooks` (probes,
+//! postStart, preStop), `termination` (stop, delete, deadline, eviction),
+//! `adopt` (checkpoints and re-adoption after an agent restart).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use kube::api::{Api, DeleteParams, Preconditions};
+use serde_json::Value;
+use skiff_client::{pod_reference, EventType};
+use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits, Namespace, Namespaces};
+use skiff_runtime::container::{read_state, Exited, Started};
+use skiff_runtime::image::registries::Credentials;
+use skiff_runtime::image::{Health, Image, ImageError};
+use skiff_runtime::network::{Attachment, PortMapping};
+use skiff_runtime::sandbox::{hosts_file, Sandbox};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::checkpoint::{BackOff, Checkpoint, LiveContainer};
+use crate::env::{command_line, environment, NodeFacts};
+use crate::index::{ContainerEntry, ContainerIndex, SandboxEntry};
+use crate::status::{pod_status, ContainerRecord, PodRecord, State, Termination, Update};
+use crate::{probe, Agent};
+
+mod adopt;
+mod containers;
+mod hooks;
+mod images;
+mod sandbox;
+mod termination;
+
+pub use adopt::adopt;
+use containers::*;
+use sandbox::*;
+
+/// First crash-loop delay, doubled per restart up to the maximum.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long without exiting resets its backoff.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// A container of this pod that the runtime knows about.
+struct Live {
+    id: String,
+    bundle: PathBuf,
+    stop_signal: String,
+    /// The `skiff monitor` process holding it.
+    monitor_pid: u32,
+    /// Its probe tasks, stopped with it.
+    probes: Vec<tokio::task::JoinHandle<()>>,
+    /// Its image and the digests of the layers its rootfs is made of.
+    image: String,
+    layers: Vec<String>,
+}
+
+impl Live {
+    fn stop_probes(&mut self) {
+        for probe in self.probes.drain(..) {
+            probe.abort();
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop_probes();
+    }
+}
+
+struct Worker {
+    agent: Arc<Agent>,
+    pod: Pod,
+    key: String,
+    sandbox: Option<Sandbox>,
+    sandbox_id: String,
+    record: PodRecord,
+    live: HashMap<String, Live>,
+    /// Per container: the delay before its next restart and when it may start.
+    backoff: HashMap<String, (Duration, Instant)>,
+    /// The pod ended for good and its sandbox was released.
+    finished: bool,
+    exits: mpsc::UnboundedSender<String>,
+    probe_reports: mpsc::UnboundedSender<probe::Report>,
+    /// The pid of a sandbox process that exited.
+    sandbox_exits: mpsc::UnboundedSender<u32>,
+    /// When local storage was last measured against its limits.
+    storage_checked_at: Option<Instant>,
+}
+
+/// Why a container could not be created.
+#[derive(Debug)]
+enum Refused {
+    /// Its configuration cannot be honoured (`CreateContainerConfigError`).
+    Config(String),
+    /// Creating it failed (`CreateContainerError`).
+    Create(String),
+    /// The pod's sandbox is gone: the pod needs a new one.
+    SandboxGone,
+}
+
+impl Refused {
+    fn reason_and_message(self) -> (&'static str, String) {
+        match self {
+            Self::Config(message) => ("CreateContainerConfigError", message),
+            Self::Create(message) => ("CreateContainerError", message),
+            Self::SandboxGone => ("CreateContainerError", "the pod sandbox is gone".into()),
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Self {
+        Self::Create(message)
+    }
+}
+
+fn random_id() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn pod_name(pod: &Pod) -> (String, String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    )
+}
+
+type Inbox = (
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedReceiver<probe::Report>,
+    mpsc::UnboundedReceiver<u32>,
+    broadcast::Receiver<String>,
+);
+
+/// Runs one pod until it is deleted or forgotten.
+pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
+    let Some(pod) = desired.borrow_and_update().clone() else {
+        return;
+    };
+    let record = initial_record(&pod, &agent.node.internal_ip);
+    let (worker, inbox) = Worker::new(agent, pod, record);
+    worker.run(desired, inbox).await;
+}
+
+impl Worker {
+    fn new(agent: Arc<Agent>, pod: Pod, record: PodRecord) -> (Self, Inbox) {
+        let (namespace, name, uid) = pod_name(&pod);
+        let (exits, exited) = mpsc::unbounded_channel();
+        let (probe_reports, probed) = mpsc::unbounded_channel();
+        let (sandbox_exits, sandbox_exited) = mpsc::unbounded_channel();
+        let removed_layers = agent.removed_layers.subscribe();
+        let worker = Worker {
+            key: format!("{namespace}_{name}_{uid}"),
+            agent,
+            pod,
+            sandbox: None,
+            sandbox_id: random_id(),
+            record,
+            live: HashMap::new(),
+            backoff: HashMap::new(),
+            finished: false,
+            exits,
+            probe_reports,
+            sandbox_exits,
+            storage_checked_at: None,
+        };
+        (worker, (exited, probed, sandbox_exited, removed_layers))
+    }
+
+    async fn run(mut self, mut desired: watch::Receiver<Option<Pod>>, inbox: Inbox) {
+        let (mut exited, mut probed, mut sandbox_exited, mut removed_layers) = inbox;
+        tracing::info!(pod = %self.key, "pod worker started");
+        loop {
+            let latest = desired.borrow_and_update().clone();
+            match latest {
+                // A static pod whose file went: stopped as gracefully as a
+                // deleted pod.
+                None if crate::static_pods::is_static(&self.pod) => {
+                    self.terminate().await;
+                    return;
+                }
+                None => {
+                    self.stop_all(Duration::from_secs(2)).await;
+                    self.teardown().await;
+                    return;
+                }
+                Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                    self.pod = pod;
+                    self.terminate().await;
+                    return;
+                }
+                Some(pod) => self.pod = pod,
+            }
+            self.sync().await;
+            self.publish();
+            if self.is_terminal() {
+                self.release_sandbox().await;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        self.stop_all(Duration::from_secs(2)).await;
+                        self.teardown().await;
+                        return;
+                    }
+                }
+                Some(name) = exited.recv() => self.on_exit(&name).await,
+                Some(report) = probed.recv() => self.on_probe(report).await,
+                Some(pid) = sandbox_exited.recv() => self.on_sandbox_exit(pid).await,
+                removed = removed_layers.recv() => match removed {
+                    Ok(digest) => self.on_layer_removed(&digest).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(pod = %self.key, missed, "missed layer removals; checking every container's layers");
+                        self.check_live_layers().await;
+                    }
+                    // The agent is going away.
+                    Err(broadcast::error::RecvError::Closed) => removed_layers = self.agent.removed_layers.subscribe(),
+                },
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            }
+        }
+    }
+
+    /// The attempt number of a container's newest log (`<attempt>.log`).
+    fn attempt(&self, name: &str) -> i32 {
+        self.record
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.restart_count)
+            .unwrap_or(0)
+    }
+
+    fn pod_dir(&self) -> PathBuf {
+        self.agent.data_dir.join("pods").join(&self.key)
+    }
+
+    /// The pod's cgroup under `kubepods`, by QoS class (set by the API
+    /// server at creation), parent of its containers' cgroups.
+    fn cgroup_parent(&self) -> String {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let qos = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.qos_class.clone())
+            .unwrap_or_else(|| skiff_api::pod::qos_class(&spec).to_string());
+        skiff_runtime::cgroups::pod_cgroup_path(
+            &qos,
+            &self.pod.metadata.uid.clone().unwrap_or_default(),
+        )
+    }
+
+    fn hostname(&self) -> String {
+        let spec = self.pod.spec.as_ref();
+        if spec.and_then(|s| s.host_network).unwrap_or(false) {
+            // The host's UTS namespace: the machine's own name.
+            if let Some(name) = nix::unistd::gethostname().ok().and_then(|n| n.into_string().ok()) {
+                return name;
+            }
+        }
+        let name = spec
+            .and_then(|s| s.hostname.clone())
+            .or_else(|| self.pod.metadata.name.clone())
+            .unwrap_or_default();
+        name.chars()
+            .take(63)
+            .collect::<String>()
+            .trim_end_matches(['-', '.'])
+            .to_string()
+    }
+
+    async fn event(&self, kind: EventType, reason: &str, message: &str, field: Option<String>) {
+        self.agent
+            .events
+            .record(
+                &pod_reference(&self.pod, field.as_deref()),
+                kind,
+                reason,
+                message,
+            )
+            .await;
+    }
+
+    /// The pod's restartPolicy (defaulted by the API server; Always if absent).
+    fn restart_policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    /// Whether `name` is one of the pod's init containers.
+    fn is_init(&self, name: &str) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name))
+    }
+
+    /// A container's field path in events, as kubelet sets it.
+    fn field_path(&self, name: &str) -> Option<String> {
+        let is_init = self.is_init(name);
+        let list = if is_init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        Some(format!("spec.{list}{{{name}}}"))
+    }
+
+    /// An event about one container.
+    async fn container_event(&self, name: &str, kind: EventType, reason: &str, message: &str) {
+        self.event(kind, reason, message, self.field_path(name))
+            .await;
+    }
+
+    /// Sends the pod's status to the status manager and checkpoints the
+    /// worker's state beside the pod.
+    fn publish(&self) {
+        if let Err(error) = self.checkpoint().save(&self.pod_dir()) {
+            tracing::warn!(pod = %self.key, %error, "failed to write the pod checkpoint");
+        }
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let status = pod_status(&self.pod, &self.record, Timestamp::now());
+        self.agent.status.send(Update {
+            namespace,
+            name,
+            uid,
+            status,
+            mirror: crate::static_pods::is_static(&self.pod),
+        });
+    }
+
+    fn record_mut(&mut self, name: &str) -> Option<&mut ContainerRecord> {
+        self.record
+            .containers
+            .iter_mut()
+            .chain(self.record.init_containers.iter_mut())
+            .find(|c| c.name == name)
+    }
+
+    /// When `activeDeadlineSeconds` runs out, counted from the pod's start.
+    fn deadline(&self) -> Option<Instant> {
+        let limit = self.pod.spec.as_ref()?.active_deadline_seconds?;
+        let elapsed = Timestamp::now().as_second() - self.record.start_time.as_second();
+        let left = limit.saturating_sub(elapsed);
+        Some(Instant::now() + seconds(left))
+    }
+
+    /// The kubelet's admission: a pod it cannot run as specified (unsafe
+    /// sysctls, AppArmor) is rejected: Failed, with the reason and
+    /// `Pod was rejected: ...`, never started half-way.
+    async fn admit(&mut self) -> bool {
+        let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|v| v.trim() == "Y");
+        match crate::security::admit(&self.pod, apparmor) {
+            Ok(()) => true,
+            Err(rejection) => {
+                tracing::warn!(pod = %self.key, reason = rejection.reason, message = %rejection.message, "pod rejected");
+                self.event(EventType::Warning, rejection.reason, &rejection.message, None)
+                    .await;
+                self.record.failed = Some((
+                    rejection.reason.to_string(),
+                    format!("Pod was rejected: {}", rejection.message),
+                ));
+                self.publish();
+                false
+            }
+        }
+    }
+
+    /// Brings the pod towards its spec: sandbox, network, then containers.
+    async fn sync(&mut self) {
+        if self.finished || self.enforce_deadline().await || self.enforce_storage_limits().await {
+            return;
+        }
+        if self.sandbox.is_none() && self.live.is_empty() && (self.is_terminal() || !self.admit().await) {
+            return;
+        }
+        if self.sandbox.is_none() {
+            if let Err(message) = self.create_sandbox().await {
+                self.event(EventType::Warning, "FailedCreatePodSandBox", &message, None)
+                    .await;
+                tracing::warn!(pod = %self.key, error = %message, "sandbox creation failed");
+                return;
+            }
+            self.publish();
+        }
+        let policy = self.restart_policy();
+        let live: std::collections::HashSet<&str> = self.live.keys().map(String::as_str).collect();
+        let actions = crate::plan::compute_pod_actions(&self.record, &policy, &live, |name| self.due(name));
+        tracing::trace!(pod = %self.key, ?actions, "sync");
+        for name in &actions.stop_sidecars {
+            if let Some(live) = self.live.get(name) {
+                tracing::info!(pod = %self.key, container = %name, "app containers done; stopping sidecar");
+                if let Err(error) = self.agent.runtime.kill(&live.id, &live.stop_signal).await {
+                    tracing::warn!(pod = %self.key, container = %name, %error, "failed to stop a sidecar");
+                }
+            }
+        }
+        for name in &actions.pull_back_off {
+            let image = self
+                .container_spec(name)
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let message = format!("Back-off pulling image {image:?}");
+            let field = self.field_path(name);
+            self.event(EventType::Normal, "BackOff", &message, field.clone())
+                .await;
+            self.event(EventType::Warning, "Failed", "Error: ImagePullBackOff", field)
+                .await;
+            self.set_waiting(name, "ImagePullBackOff", Some(message));
+        }
+        for name in &actions.start {
+            if let Some(container) = self.container_spec(name).cloned() {
+                self.start_container(&container).await;
+            }
+        }
+    }
+
+    /// When the worker must look again without news: a back-off ending, or
+    /// shortly after a failed pull (to report the back-off).
+    fn next_wake(&self) -> Option<Instant> {
+        let soon = self
+            .record
+            .containers
+            .iter()
+            .any(|c| matches!(&c.state, State::Waiting { reason, .. } if reason == "ErrImagePull"))
+            .then(|| Instant::now() + Duration::from_secs(1));
+        let deadline = self.deadline().filter(|_| self.record.failed.is_none());
+        let storage_check = (!self.live.is_empty()
+            && self.record.failed.is_none()
+            && crate::eviction::has_limits(&self.pod))
+        .then(|| {
+            self.storage_checked_at
+                .map_or_else(Instant::now, |at| at + crate::eviction::MONITORING_PERIOD)
+        });
+        self.backoff
+            .values()
+            .map(|(_, at)| *at)
+            .filter(|at| *at > Instant::now())
+            .chain(soon)
+            .chain(deadline)
+            .chain(storage_check)
+            .min()
+    }
+
+    /// Whether a container's backoff, if any, has elapsed.
+    fn due(&self, name: &str) -> bool {
+        self.backoff
+            .get(name)
+            .is_none_or(|(_, at)| *at <= Instant::now())
+    }
+
+    fn set_waiting(&mut self, name: &str, reason: &str, message: Option<String>) {
+        if let Some(record) = self.record_mut(name) {
+            record.state = State::Waiting {
+                reason: reason.into(),
+                message,
+            };
+        }
+    }
+
+    /// Schedules the next attempt of `name` after its doubling backoff.
+    fn back_off(&mut self, name: &str, ran_for: Option<Duration>) -> Duration {
+        let previous = self.backoff.get(name).map(|(d, _)| *d);
+        let delay = match (previous, ran_for) {
+            (Some(_), Some(ran)) if ran >= BACKOFF_RESET => BACKOFF_START,
+            (Some(d), _) => (d * 2).min(BACKOFF_MAX),
+            (None, _) => BACKOFF_START,
+        };
+        self.backoff
+            .insert(name.to_string(), (delay, Instant::now() + delay));
+        delay
+    }
+
+    /// The pod's terminationGracePeriodSeconds (30 by default).
+    fn grace_period(&self) -> Duration {
+        seconds(
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30),
+        )
+    }
+
+    /// A container of the pod's spec (app or init) by name.
+    fn container_spec(&self, name: &str) -> Option<&Container> {
+        self.pod.spec.as_ref().and_then(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+        })
+    }
+
+    fn mark_log_stopped(&self, name: &str) {
+        let (namespace, pod, _) = pod_name(&self.pod);
+        let key = ContainerIndex::key(&namespace, &pod, name);
+        if let Some(mut entry) = self.agent.containers.get(&key) {
+            entry.running = false;
+            self.agent.containers.set(key, entry);
+        }
+    }
+
+    /// Whether every container has ended for good (Succeeded or Failed).
+    fn is_terminal(&self) -> bool {
+        let policy = self.restart_policy();
+        self.live.is_empty()
+            && matches!(
+                crate::status::pod_phase(&policy, &self.record),
+                "Succeeded" | "Failed"
+            )
+    }
+
+}
+
+/// The node's first record of a pod: app containers wait for the init
+/// containers (`PodInitializing`) when there are any.
+fn initial_record(pod: &Pod, host_ip: &str) -> PodRecord {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let inits = spec.init_containers.clone().unwrap_or_default();
+    let waiting = |reason: &str| State::Waiting {
+        reason: reason.into(),
+        message: None,
+    };
+    let app_reason = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    PodRecord {
+        sandbox_ready: false,
+        pod_ip: None,
+        host_ip: host_ip.to_string(),
+        start_time: Timestamp::now(),
+        failed: None,
+        init_containers: inits
+            .iter()
+            .map(|c| ContainerRecord {
+                state: waiting("PodInitializing"),
+                sidecar: c.restart_policy.as_deref() == Some("Always"),
+                ..ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or(""))
+            })
+            .collect(),
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| ContainerRecord {
+                state: waiting(app_reason),
+                ..ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or(""))
+            })
+            .collect(),
+    }
+}
+
+/// Whole seconds from the API (negative counts as none).
+fn seconds(value: i64) -> Duration {
+    Duration::from_secs(u64::try_from(value).unwrap_or(0))
+}
+
+/// Go's duration formatting for backoff messages (`10s`, `5m0s`).
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn cpu_and_memory_become_cgroup_values() {
+        let container: Container = serde_json::from_value(json!({"name": "c", "resources": {
+            "requests": {"cpu": "100m", "memory": "200M"}, "limits": {"cpu": "500m", "memory": "1G"}}}))
+        .unwrap_or_default();
+        let limits = limits_of(&container);
+        assert_eq!(limits.cpu_shares, Some(102));
+        assert_eq!(limits.cpu_quota, Some(50_000));
+        assert_eq!(limits.memory_bytes, Some(1_000_000_000));
+        assert_eq!(
+            limits_of(&Container::default()).cpu_shares,
+            Some(2),
+            "BestEffort gets the minimum shares"
+        );
+    }
+
+    #[test]
+    fn backoff_messages_use_go_durations() {
+        assert_eq!(humantime(Duration::from_secs(10)), "10s");
+        assert_eq!(humantime(Duration::from_secs(300)), "5m0s");
+    }
+}

@@ -1,0 +1,215 @@
+//! Ending containers and pods: graceful stop with the grace period,
+//! deletion, deadline and local-storage eviction.
+
+use super::*;
+
+impl Worker {
+    /// Reaps containers as their exit records appear, until none is left or `deadline`.
+    pub(super) async fn reap_until(&mut self, deadline: Instant) {
+        while !self.live.is_empty() && Instant::now() < deadline {
+            let exited: Vec<String> = self
+                .live
+                .iter()
+                .filter(|(_, l)| l.bundle.join("exit.json").exists())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in exited {
+                if let Some((termination, _)) = self.reap(&name).await {
+                    if let Some(record) = self.record_mut(&name) {
+                        record.state = State::Terminated(termination);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Signals every live container, waits up to `grace`, then kills what
+    /// is left; sidecars are signalled after the other containers ended.
+    pub(super) async fn stop_all(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let sidecars: Vec<String> = self
+            .record
+            .init_containers
+            .iter()
+            .filter(|c| c.sidecar)
+            .map(|c| c.name.clone())
+            .collect();
+        for (name, live) in self.live.iter().filter(|(n, _)| !sidecars.contains(n)) {
+            tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping container");
+            let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+        }
+        while self.live.keys().any(|n| !sidecars.contains(n)) && Instant::now() < deadline {
+            self.reap_until(Instant::now() + Duration::from_millis(50))
+                .await;
+        }
+        for (name, live) in self.live.iter().filter(|(n, _)| sidecars.contains(n)) {
+            tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping sidecar");
+            let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+        }
+        self.reap_until(deadline).await;
+        for live in self.live.values() {
+            let _ = self.agent.runtime.kill(&live.id, "KILL").await;
+        }
+        self.reap_until(Instant::now() + Duration::from_secs(5))
+            .await;
+    }
+
+    /// Graceful deletion: stop containers within the grace period, clean
+    /// up, report the final status, then confirm with a grace-0 delete.
+    pub(super) async fn terminate(&mut self) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .map(seconds)
+            .unwrap_or_else(|| self.grace_period());
+        // A terminating pod is not ready and its probes stop, as upstream.
+        for live in self.live.values_mut() {
+            live.stop_probes();
+        }
+        for record in &mut self.record.containers {
+            record.ready = false;
+        }
+        for name in self.live.keys() {
+            self.container_event(
+                name,
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {name}"),
+            )
+            .await;
+        }
+        // preStop hooks run first and use up part of the grace period;
+        // the containers then get what is left (at least 2 s, as upstream).
+        let started = Instant::now();
+        self.pre_stop_all(grace).await;
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(2).min(grace));
+        self.stop_all(left).await;
+        self.publish();
+        self.teardown().await;
+        if crate::static_pods::is_static(&self.pod) {
+            // Its mirror pod is the agent's to remove.
+            return;
+        }
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => tracing::info!(pod = %format!("{namespace}/{name}"), "pod deleted"),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(error) => {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), %error, "failed to confirm deletion")
+            }
+        }
+    }
+
+    /// Every monitoring period while containers run, as the eviction
+    /// manager: a pod over a local-storage limit is evicted (its
+    /// containers killed at once, Failed with reason `Evicted`).
+    pub(super) async fn enforce_storage_limits(&mut self) -> bool {
+        if self.live.is_empty() || !crate::eviction::has_limits(&self.pod) {
+            return false;
+        }
+        let now = Instant::now();
+        if self
+            .storage_checked_at
+            .is_some_and(|at| now < at + crate::eviction::MONITORING_PERIOD)
+        {
+            return false;
+        }
+        self.storage_checked_at = Some(now);
+        let usage = self.storage_usage().await;
+        let Some(message) = crate::eviction::violation(&self.pod, &usage) else {
+            return false;
+        };
+        tracing::warn!(pod = %self.key, %message, "evicting the pod");
+        self.event(EventType::Warning, crate::eviction::REASON, &message, None)
+            .await;
+        self.record.failed = Some((crate::eviction::REASON.into(), message));
+        for live in self.live.values_mut() {
+            live.stop_probes();
+        }
+        // Grace 0 becomes the runtime's minimum of 2 s, as upstream.
+        self.stop_all(Duration::from_secs(2)).await;
+        true
+    }
+
+    /// What the pod uses on disk: its disk emptyDirs, and each running
+    /// container's writable layer and logs.
+    pub(super) async fn storage_usage(&self) -> crate::eviction::Usage {
+        let pod_dir = self.pod_dir();
+        let volumes: Vec<(String, PathBuf)> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|v| v.empty_dir.as_ref().is_some_and(|e| e.medium.as_deref() != Some("Memory")))
+            .map(|v| (v.name.clone(), pod_dir.join("volumes").join(&v.name)))
+            .collect();
+        let containers: Vec<(String, [PathBuf; 2])> = self
+            .live
+            .iter()
+            .map(|(name, live)| (name.clone(), [live.bundle.join("upper"), pod_dir.join(name)]))
+            .collect();
+        let key = self.key.clone();
+        let measure = move || {
+            let usage_of = |paths: &[PathBuf]| -> u64 {
+                paths
+                    .iter()
+                    .map(|path| {
+                        crate::eviction::disk_usage(path).unwrap_or_else(|error| {
+                            tracing::warn!(pod = %key, path = %path.display(), %error, "cannot measure disk usage");
+                            0
+                        })
+                    })
+                    .sum()
+            };
+            crate::eviction::Usage {
+                volumes: volumes
+                    .iter()
+                    .map(|(name, path)| (name.clone(), usage_of(std::slice::from_ref(path))))
+                    .collect(),
+                containers: containers
+                    .iter()
+                    .map(|(name, paths)| (name.clone(), usage_of(paths)))
+                    .collect(),
+            }
+        };
+        match tokio::task::spawn_blocking(measure).await {
+            Ok(usage) => usage,
+            Err(error) => {
+                tracing::warn!(pod = %self.key, %error, "disk usage measurement failed");
+                crate::eviction::Usage::default()
+            }
+        }
+    }
+
+    /// Past its deadline the pod fails: its containers are stopped and it
+    /// is marked Failed with reason DeadlineExceeded, as upstream.
+    pub(super) async fn enforce_deadline(&mut self) -> bool {
+        if self.record.failed.is_some() {
+            return true;
+        }
+        if self.deadline().is_none_or(|d| d > Instant::now()) {
+            return false;
+        }
+        let message = "Pod was active on the node longer than the specified deadline";
+        self.event(EventType::Normal, "DeadlineExceeded", message, None)
+            .await;
+        self.record.failed = Some(("DeadlineExceeded".into(), message.into()));
+        self.stop_all(self.grace_period()).await;
+        true
+    }
+}
