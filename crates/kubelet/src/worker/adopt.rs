@@ -48,6 +48,7 @@ pub async fn adopt(
         // gone (the container ended while no agent ran) reports at once;
         // its exit.json holds the real exit code.
         let exits = worker.exits.clone();
+        let notice = worker.exit_notice.clone();
         let (container, pid) = (live.name.clone(), live.monitor_pid);
         let image = worker
             .container_spec(&live.name)
@@ -59,6 +60,7 @@ pub async fn adopt(
                 let _ = skiff_runtime::process::exited(pid).await;
             }
             let _ = exits.send(container);
+            notice.notify_one();
         });
         worker.live.insert(
             live.name,

@@ -254,26 +254,21 @@ impl Worker {
             .set(ContainerIndex::key(&namespace, &pod, &name), entry);
         let monitor_pid = monitor.id().unwrap_or(0);
         let exits = self.exits.clone();
+        let notice = self.exit_notice.clone();
         let exit_name = name.clone();
+        // Watched before the monitor can write its first record.
+        let records = watch_records(&bundle);
         tokio::spawn(async move {
-            let _ = monitor.wait().await;
+            if let Err(error) = monitor.wait().await {
+                tracing::warn!(container = %exit_name, %error, "waiting for a container monitor failed");
+            }
             let _ = exits.send(exit_name);
+            notice.notify_one();
         });
         // The monitor writes started.json once the runtime started the
         // process, or exit.json if it could not; on a loaded node that can
         // take long, so there is no deadline, only the monitor's own end.
-        let mut pause = Duration::from_millis(2);
-        let started = loop {
-            if let Some(started) = read_state::<Started>(&bundle, "started.json") {
-                break Some(started);
-            }
-            let monitor_gone = !skiff_runtime::process::running(monitor_pid);
-            if read_state::<Exited>(&bundle, "exit.json").is_some() || monitor_gone {
-                break None;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        };
+        let started = wait_started(&bundle, records, monitor_pid).await;
         let stop_signal = image_config["config"]["StopSignal"]
             .as_str()
             .unwrap_or("SIGTERM")
@@ -530,5 +525,55 @@ pub(super) fn limits_of(container: &Container) -> Limits {
         cpu_quota: get(limits, "cpu")
             .map(|m| i64::try_from((m * 100_000 / 1000).max(1000)).unwrap_or(i64::MAX)),
         cpu_period: Some(100_000),
+    }
+}
+
+type Records = Option<inotify::EventStream<[u8; 1024]>>;
+
+/// An inotify watch on a bundle for the monitor's records (written by
+/// rename, so they appear whole); `None` if it cannot be watched.
+pub(super) fn watch_records(bundle: &std::path::Path) -> Records {
+    use inotify::{Inotify, WatchMask};
+    let watched = Inotify::init().and_then(|inotify| {
+        inotify
+            .watches()
+            .add(bundle, WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE)?;
+        inotify.into_event_stream([0u8; 1024])
+    });
+    watched
+        .map_err(|error| tracing::warn!(bundle = %bundle.display(), %error, "cannot watch a bundle; waiting for the monitor's end instead"))
+        .ok()
+}
+
+/// The container's start record, once the monitor wrote it; `None` when it
+/// wrote an exit record instead or ended. Woken by inotify and by the
+/// monitor's pidfd, never by a timer.
+pub(super) async fn wait_started(bundle: &std::path::Path, mut records: Records, monitor_pid: u32) -> Option<Started> {
+    use futures::StreamExt;
+    let mut monitor_gone = std::pin::pin!(skiff_runtime::process::exited(monitor_pid));
+    loop {
+        if let Some(started) = read_state::<Started>(bundle, "started.json") {
+            return Some(started);
+        }
+        if read_state::<Exited>(bundle, "exit.json").is_some() {
+            return None;
+        }
+        let record_written = async {
+            match records.as_mut() {
+                Some(records) => {
+                    if records.next().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = record_written => {}
+            _ = &mut monitor_gone => {
+                // Its records were written before it ended.
+                return read_state::<Started>(bundle, "started.json");
+            }
+        }
     }
 }

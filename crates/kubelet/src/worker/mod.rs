@@ -101,6 +101,9 @@ struct Worker {
     sandbox_exits: mpsc::UnboundedSender<u32>,
     /// When local storage was last measured against its limits.
     storage_checked_at: Option<Instant>,
+    /// Signalled whenever a container's monitor ends (with `exits`), for
+    /// waits that do not run in the main loop (stopping containers).
+    exit_notice: Arc<tokio::sync::Notify>,
 }
 
 /// Why a container could not be created.
@@ -184,6 +187,7 @@ impl Worker {
             probe_reports,
             sandbox_exits,
             storage_checked_at: None,
+            exit_notice: Arc::new(tokio::sync::Notify::new()),
         };
         (worker, (exited, probed, sandbox_exited, removed_layers))
     }

@@ -4,7 +4,8 @@
 use super::*;
 
 impl Worker {
-    /// Reaps containers as their exit records appear, until none is left or `deadline`.
+    /// Reaps containers as their monitors end (each writes its exit record
+    /// first), until none is left or `deadline`.
     pub(super) async fn reap_until(&mut self, deadline: Instant) {
         while !self.live.is_empty() && Instant::now() < deadline {
             let exited: Vec<String> = self
@@ -20,7 +21,13 @@ impl Worker {
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.live.is_empty() {
+                return;
+            }
+            tokio::select! {
+                _ = self.exit_notice.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
         }
     }
 
