@@ -6,6 +6,7 @@
 //! Pure: the pod worker executes the plan.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use crate::status::{PodRecord, State};
 
@@ -67,6 +68,35 @@ pub fn compute_pod_actions(
         }
     }
     actions
+}
+
+/// First crash-loop delay, doubled per restart up to the maximum.
+pub const BACKOFF_START: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long without exiting resets its back-off.
+pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// How an ended container is handled: whether it restarts (after a
+/// back-off) or stays terminated, per restartPolicy; init containers that
+/// succeeded are done, sidecars restart until the app containers are done.
+pub fn restarts(restart_policy: &str, sidecar: bool, init: bool, exit_code: i32, app_done: bool) -> bool {
+    match restart_policy {
+        _ if sidecar => !app_done,
+        _ if init && exit_code == 0 => false,
+        "Always" => true,
+        "OnFailure" => exit_code != 0,
+        _ => false,
+    }
+}
+
+/// The next crash-loop delay: 10 s, doubling to 5 min, back to 10 s after
+/// a run of 10 min.
+pub fn next_back_off(previous: Option<Duration>, ran_for: Option<Duration>) -> Duration {
+    match (previous, ran_for) {
+        (Some(_), Some(ran)) if ran >= BACKOFF_RESET => BACKOFF_START,
+        (Some(delay), _) => (delay * 2).min(BACKOFF_MAX),
+        (None, _) => BACKOFF_START,
+    }
 }
 
 /// The app containers ended for good (never under `Always`): sidecars
@@ -136,6 +166,42 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn restarts_follow_the_restart_policy() {
+        // (policy, sidecar, init, exit code, app containers done, restarts)
+        let cases = [
+            ("Always", false, false, 0, false, true),
+            ("Always", false, false, 1, false, true),
+            ("OnFailure", false, false, 0, false, false),
+            ("OnFailure", false, false, 2, false, true),
+            ("Never", false, false, 1, false, false),
+            ("Always", false, true, 0, false, false),
+            ("Always", false, true, 1, false, true),
+            ("OnFailure", false, true, 1, false, true),
+            ("Never", false, true, 1, false, false),
+            ("Never", true, true, 0, false, true),
+            ("OnFailure", true, true, 1, true, false),
+        ];
+        for (policy, sidecar, init, code, app_done, want) in cases {
+            assert_eq!(restarts(policy, sidecar, init, code, app_done), want, "{policy} sidecar={sidecar} init={init} exit={code} done={app_done}");
+        }
+    }
+
+    #[test]
+    fn back_off_doubles_to_five_minutes_and_resets_after_a_long_run() {
+        let s = Duration::from_secs;
+        let cases = [
+            (None, None, s(10)),
+            (Some(s(10)), Some(s(1)), s(20)),
+            (Some(s(160)), None, s(300)),
+            (Some(s(300)), Some(s(599)), s(300)),
+            (Some(s(300)), Some(s(600)), s(10)),
+        ];
+        for (previous, ran_for, want) in cases {
+            assert_eq!(next_back_off(previous, ran_for), want, "{previous:?} {ran_for:?}");
+        }
     }
 
     #[test]

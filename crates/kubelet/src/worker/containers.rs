@@ -415,13 +415,13 @@ impl Worker {
         };
         let policy = self.restart_policy();
         let sidecar = self.record_mut(name).is_some_and(|r| r.sidecar);
-        let restart = match policy.as_str() {
-            _ if sidecar => !crate::plan::app_containers_done(&self.record, &self.restart_policy()),
-            _ if self.is_init(name) && termination.exit_code == 0 => false,
-            "Always" => true,
-            "OnFailure" => termination.exit_code != 0,
-            _ => false,
-        };
+        let restart = crate::plan::restarts(
+            &policy,
+            sidecar,
+            self.is_init(name),
+            termination.exit_code,
+            crate::plan::app_containers_done(&self.record, &policy),
+        );
         if !restart {
             if let Some(record) = self.record_mut(name) {
                 record.state = State::Terminated(termination);

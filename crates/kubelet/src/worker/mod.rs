@@ -49,12 +49,6 @@ pub use adopt::adopt;
 use containers::*;
 use sandbox::*;
 
-/// First crash-loop delay, doubled per restart up to the maximum.
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// A container that ran this long without exiting resets its backoff.
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
-
 /// A container of this pod that the runtime knows about.
 struct Live {
     id: String,
@@ -492,11 +486,7 @@ impl Worker {
     /// Schedules the next attempt of `name` after its doubling backoff.
     fn back_off(&mut self, name: &str, ran_for: Option<Duration>) -> Duration {
         let previous = self.backoff.get(name).map(|(d, _)| *d);
-        let delay = match (previous, ran_for) {
-            (Some(_), Some(ran)) if ran >= BACKOFF_RESET => BACKOFF_START,
-            (Some(d), _) => (d * 2).min(BACKOFF_MAX),
-            (None, _) => BACKOFF_START,
-        };
+        let delay = crate::plan::next_back_off(previous, ran_for);
         self.backoff
             .insert(name.to_string(), (delay, Instant::now() + delay));
         delay
