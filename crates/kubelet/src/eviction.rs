@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, Volume};
 use skiff_api::quantity::Quantity;
 
 /// The eviction manager's monitoring period (`evictionMonitoringPeriod`).
@@ -34,18 +34,20 @@ pub fn has_limits(pod: &Pod) -> bool {
     !disk_empty_dir_limits(pod).is_empty() || !container_limits(pod).is_empty()
 }
 
+/// The pod's emptyDir volumes on disk (a `medium: Memory` one is a tmpfs
+/// sized by its sizeLimit: writes past it fail, nothing to measure).
+pub fn disk_empty_dirs(pod: &Pod) -> impl Iterator<Item = (&Volume, &EmptyDirVolumeSource)> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    volumes.into_iter().flatten().filter_map(|volume| {
+        let empty_dir = volume.empty_dir.as_ref()?;
+        (empty_dir.medium.as_deref() != Some("Memory")).then_some((volume, empty_dir))
+    })
+}
+
 /// The disk-backed emptyDir volumes with a positive `sizeLimit`.
 pub fn disk_empty_dir_limits(pod: &Pod) -> Vec<(String, Quantity)> {
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
-    volumes
-        .into_iter()
-        .flatten()
-        .filter_map(|volume| {
-            let empty_dir = volume.empty_dir.as_ref()?;
-            if empty_dir.medium.as_deref() == Some("Memory") {
-                // A tmpfs sized by its sizeLimit: writes past it fail.
-                return None;
-            }
+    disk_empty_dirs(pod)
+        .filter_map(|(volume, empty_dir)| {
             let limit = Quantity::parse(&empty_dir.size_limit.as_ref()?.0)?;
             (limit.value() > 0).then(|| (volume.name.clone(), limit))
         })

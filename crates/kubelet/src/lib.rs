@@ -16,6 +16,7 @@ pub mod images;
 pub mod index;
 pub mod logs;
 pub mod node;
+pub mod notify;
 pub mod plan;
 pub mod probe;
 pub mod security;

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::index::ContainerIndex;
+use crate::notify::Changes;
 
 /// One parsed CRI log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +136,7 @@ pub struct Follower {
     index: ContainerIndex,
     key: String,
     changes: tokio::sync::watch::Receiver<u64>,
-    writes: Option<inotify::EventStream<[u8; 1024]>>,
+    writes: Changes,
     done: bool,
 }
 
@@ -143,20 +144,11 @@ impl Follower {
     /// Follows `file` (open on `path`, positioned where following starts)
     /// for container `key`; `unfinished` is a line already begun.
     pub fn new(file: tokio::fs::File, path: &Path, unfinished: Vec<u8>, index: ContainerIndex, key: String) -> Self {
-        use inotify::{Inotify, WatchMask};
-        let writes = Inotify::init().and_then(|inotify| {
-            inotify
-                .watches()
-                .add(path, WatchMask::MODIFY | WatchMask::CLOSE_WRITE)?;
-            inotify.into_event_stream([0u8; 1024])
-        });
-        let writes = match writes {
-            Ok(writes) => Some(writes),
-            Err(error) => {
-                tracing::warn!(log = %path.display(), %error, "cannot watch a container log; following it as its container's state changes only");
-                None
-            }
-        };
+        let writes = Changes::watch(
+            path,
+            inotify::WatchMask::MODIFY | inotify::WatchMask::CLOSE_WRITE,
+            "the log is followed as its container's state changes only",
+        );
         Follower {
             changes: index.changes(),
             file,
@@ -178,7 +170,6 @@ impl Follower {
     /// The next complete lines, or `None` once the container stopped and
     /// everything it wrote was returned.
     pub async fn next(&mut self) -> Option<Vec<Line>> {
-        use futures::StreamExt;
         while !self.done {
             self.changes.borrow_and_update();
             // Asked before reading: a container that stopped wrote its
@@ -197,18 +188,8 @@ impl Follower {
             if self.done {
                 break;
             }
-            let written = async {
-                match self.writes.as_mut() {
-                    Some(writes) => {
-                        if writes.next().await.is_none() {
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                _ = written => {}
+                _ = self.writes.next() => {}
                 changed = self.changes.changed() => {
                     if changed.is_err() {
                         self.done = true;

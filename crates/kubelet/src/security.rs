@@ -214,6 +214,13 @@ pub fn run_as_user(pod: &Pod, container: &Container) -> Option<i64> {
         .or_else(|| pod_context(pod).and_then(|c| c.run_as_user))
 }
 
+/// `runAsGroup`, container over pod.
+pub fn run_as_group(pod: &Pod, container: &Container) -> Option<i64> {
+    container_context(container)
+        .run_as_group
+        .or_else(|| pod_context(pod).and_then(|c| c.run_as_group))
+}
+
 /// The image's `User` as the runtime reports it: a numeric uid, or a name.
 fn image_user(user: &str) -> (Option<i64>, &str) {
     let name = user.split(':').next().unwrap_or("");

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
@@ -132,39 +131,26 @@ pub async fn watch(
     pods: mpsc::Sender<Vec<Pod>>,
     shutdown: CancellationToken,
 ) {
-    use inotify::{Inotify, WatchMask};
+    use inotify::WatchMask;
     let _ = std::fs::create_dir_all(&dir);
-    let mut events = match Inotify::init().and_then(|inotify| {
-        inotify.watches().add(
-            &dir,
-            WatchMask::CREATE
-                | WatchMask::CLOSE_WRITE
-                | WatchMask::DELETE
-                | WatchMask::MOVED_FROM
-                | WatchMask::MOVED_TO
-                | WatchMask::MODIFY,
-        )?;
-        inotify.into_event_stream([0u8; 4096])
-    }) {
-        Ok(events) => Some(events),
-        Err(error) => {
-            tracing::warn!(dir = %dir.display(), %error, "cannot watch the static pod directory; rereading it every 20 s");
-            None
-        }
-    };
+    let mut events = crate::notify::Changes::watch(
+        &dir,
+        WatchMask::CREATE
+            | WatchMask::CLOSE_WRITE
+            | WatchMask::DELETE
+            | WatchMask::MOVED_FROM
+            | WatchMask::MOVED_TO
+            | WatchMask::MODIFY,
+        "the static pod directory is reread every 20 s",
+    );
     loop {
         if pods.send(scan(&dir, &node)).await.is_err() {
             return;
         }
         let event = async {
-            match events.as_mut() {
-                Some(events) => {
-                    events.next().await;
-                    // Let an editor finish writing before reading again.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                None => std::future::pending().await,
-            }
+            events.next().await;
+            // Let an editor finish writing before reading again.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,

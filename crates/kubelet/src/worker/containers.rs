@@ -470,15 +470,14 @@ pub(super) fn io_message(error: &std::io::Error) -> String {
     text.split(" (os error").next().unwrap_or(&text).to_lowercase()
 }
 
-/// The user a container runs as: securityContext, then the image's numeric `User`.
+/// The user a container runs as: securityContext, then the image's `User`
+/// (names looked up in the image's own files).
 pub(super) fn user_of(
     container: &Container,
     pod: &Pod,
     image_config: &Value,
     layers: &[PathBuf],
 ) -> Result<(u32, u32), String> {
-    let pod_ctx = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    let ctx = container.security_context.as_ref();
     let image_user = image_config["config"]["User"].as_str().unwrap_or("");
     // The topmost layer holding the file is what the container sees.
     let image_file = |path: &str| {
@@ -488,10 +487,8 @@ pub(super) fn user_of(
             .find_map(|layer| std::fs::read_to_string(layer.join(path)).ok())
     };
     crate::security::resolve_user(
-        ctx.and_then(|c| c.run_as_user)
-            .or_else(|| pod_ctx.and_then(|c| c.run_as_user)),
-        ctx.and_then(|c| c.run_as_group)
-            .or_else(|| pod_ctx.and_then(|c| c.run_as_group)),
+        crate::security::run_as_user(pod, container),
+        crate::security::run_as_group(pod, container),
         image_user,
         image_file("etc/passwd").as_deref(),
         image_file("etc/group").as_deref(),
@@ -528,28 +525,24 @@ pub(super) fn limits_of(container: &Container) -> Limits {
     }
 }
 
-type Records = Option<inotify::EventStream<[u8; 1024]>>;
-
-/// An inotify watch on a bundle for the monitor's records (written by
-/// rename, so they appear whole); `None` if it cannot be watched.
-pub(super) fn watch_records(bundle: &std::path::Path) -> Records {
-    use inotify::{Inotify, WatchMask};
-    let watched = Inotify::init().and_then(|inotify| {
-        inotify
-            .watches()
-            .add(bundle, WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE)?;
-        inotify.into_event_stream([0u8; 1024])
-    });
-    watched
-        .map_err(|error| tracing::warn!(bundle = %bundle.display(), %error, "cannot watch a bundle; waiting for the monitor's end instead"))
-        .ok()
+/// A watch on a bundle for the monitor's records (written by rename, so
+/// they appear whole).
+pub(super) fn watch_records(bundle: &std::path::Path) -> crate::notify::Changes {
+    crate::notify::Changes::watch(
+        bundle,
+        inotify::WatchMask::MOVED_TO | inotify::WatchMask::CLOSE_WRITE,
+        "the container's start is known when its monitor ends",
+    )
 }
 
 /// The container's start record, once the monitor wrote it; `None` when it
 /// wrote an exit record instead or ended. Woken by inotify and by the
 /// monitor's pidfd, never by a timer.
-pub(super) async fn wait_started(bundle: &std::path::Path, mut records: Records, monitor_pid: u32) -> Option<Started> {
-    use futures::StreamExt;
+pub(super) async fn wait_started(
+    bundle: &std::path::Path,
+    mut records: crate::notify::Changes,
+    monitor_pid: u32,
+) -> Option<Started> {
     let mut monitor_gone = std::pin::pin!(skiff_runtime::process::exited(monitor_pid));
     loop {
         if let Some(started) = read_state::<Started>(bundle, "started.json") {
@@ -558,18 +551,8 @@ pub(super) async fn wait_started(bundle: &std::path::Path, mut records: Records,
         if read_state::<Exited>(bundle, "exit.json").is_some() {
             return None;
         }
-        let record_written = async {
-            match records.as_mut() {
-                Some(records) => {
-                    if records.next().await.is_none() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = record_written => {}
+            _ = records.next() => {}
             _ = &mut monitor_gone => {
                 // Its records were written before it ended.
                 return read_state::<Started>(bundle, "started.json");

@@ -155,15 +155,8 @@ impl Worker {
     /// container's writable layer and logs.
     pub(super) async fn storage_usage(&self) -> crate::eviction::Usage {
         let pod_dir = self.pod_dir();
-        let volumes: Vec<(String, PathBuf)> = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|v| v.empty_dir.as_ref().is_some_and(|e| e.medium.as_deref() != Some("Memory")))
-            .map(|v| (v.name.clone(), pod_dir.join("volumes").join(&v.name)))
+        let volumes: Vec<(String, PathBuf)> = crate::eviction::disk_empty_dirs(&self.pod)
+            .map(|(v, _)| (v.name.clone(), pod_dir.join("volumes").join(&v.name)))
             .collect();
         let containers: Vec<(String, [PathBuf; 2])> = self
             .live

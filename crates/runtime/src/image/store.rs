@@ -247,9 +247,7 @@ impl ImageStore {
             .join(format!("{}.fingerprint", hex_of(digest)?)))
     }
 
-    fn write_fingerprint(&self, digest: &str) -> Result<()> {
-        let dir = self.layer_path(digest)?;
-        let fingerprint = Fingerprint::of(&dir).map_err(io_err(&dir))?;
+    fn write_fingerprint(&self, digest: &str, fingerprint: Fingerprint) -> Result<()> {
         let path = self.fingerprint_path(digest)?;
         fs::write(&path, fingerprint.text()).map_err(io_err(&path))
     }
@@ -278,8 +276,8 @@ impl ImageStore {
             match (recorded, actual) {
                 (Some(recorded), Some(actual)) if recorded == actual => continue,
                 // Unpacked by a store that kept no fingerprints: trust it once.
-                (None, Some(_)) => {
-                    self.write_fingerprint(&layer.digest)?;
+                (None, Some(actual)) => {
+                    self.write_fingerprint(&layer.digest, actual)?;
                     continue;
                 }
                 _ => {}
@@ -417,7 +415,8 @@ impl ImageStore {
                 source,
             }
         })?;
-        self.write_fingerprint(&layer.digest)
+        let fingerprint = Fingerprint::of(&dest).map_err(io_err(&dest))?;
+        self.write_fingerprint(&layer.digest, fingerprint)
     }
 
     fn record(&self, image: Image) -> Result<Image> {
