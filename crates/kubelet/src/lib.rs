@@ -10,8 +10,11 @@
 //! API over HTTPS like any other client.
 
 pub mod checkpoint;
+pub mod clean;
 pub mod env;
 pub mod eviction;
+#[cfg(test)]
+mod fake;
 pub mod images;
 pub mod index;
 pub mod logs;
@@ -19,6 +22,7 @@ pub mod node;
 pub mod notify;
 pub mod plan;
 pub mod probe;
+pub mod seams;
 pub mod security;
 mod server;
 pub mod static_pods;
@@ -36,13 +40,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
 use skiff_client::EventRecorder;
-use skiff_runtime::container::OciRuntime;
-use skiff_runtime::image::ImageStore;
-use skiff_runtime::network::Cni;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::NodeInfo;
+use crate::seams::{Clock, ContainerRuntime, ImageService, PodCgroups, PodNetwork};
 use crate::status::StatusSender;
 
 /// What stops the agent.
@@ -62,11 +64,11 @@ pub struct Agent {
     pub client: kube::Client,
     pub node: NodeInfo,
     pub data_dir: PathBuf,
-    pub images: ImageStore,
-    pub runtime: OciRuntime,
-    pub cni: Cni,
-    /// The `skiff` binary, for `skiff pause` and `skiff monitor`.
-    pub skiff: PathBuf,
+    pub images: Arc<dyn ImageService>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub network: Arc<dyn PodNetwork>,
+    pub cgroups: Arc<dyn PodCgroups>,
+    pub clock: Arc<dyn Clock>,
     /// Mirrors, endpoints and credentials (k3s's registries.yaml).
     pub registries: skiff_runtime::image::registries::RegistriesConfig,
     pub events: EventRecorder,
@@ -81,98 +83,6 @@ pub struct Agent {
     pub removed_layers: tokio::sync::broadcast::Sender<String>,
 }
 
-/// Stops and removes every pod this node runs or ran, except what `keep`
-/// names: containers (through the OCI runtime), pod networks, sandboxes,
-/// memory-backed volumes, pod directories and pod cgroups. With nothing
-/// kept, what `skiff killall` does.
-pub async fn clean_node(
-    data_dir: &std::path::Path,
-    runtime: &OciRuntime,
-    cni: &Cni,
-    keep: &checkpoint::Keep,
-) {
-    for entry in std::fs::read_dir(data_dir.join("containers"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-    {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if keep.containers.contains(&id) {
-            continue;
-        }
-        let _ = runtime.kill(&id, "KILL").await;
-        let _ = runtime.delete(&id).await;
-        if let Err(error) = runtime.remove_bundle(&entry.path()) {
-            tracing::warn!(container = %id, %error, "failed to remove a leftover bundle");
-        }
-    }
-    for id in cni.attached() {
-        if keep.sandboxes.contains(&id) {
-            continue;
-        }
-        if let Err(error) = cni.remove(&id).await {
-            tracing::warn!(sandbox = %id, %error, "failed to remove a leftover pod network");
-        }
-    }
-    for entry in std::fs::read_dir(data_dir.join("sandboxes"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-    {
-        if keep
-            .sandboxes
-            .contains(&*entry.file_name().to_string_lossy())
-        {
-            continue;
-        }
-        if let Some(pid) = std::fs::read_to_string(entry.path())
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-        {
-            skiff_runtime::sandbox::Sandbox { pid }.stop();
-        }
-        if let Err(error) = std::fs::remove_file(entry.path()) {
-            tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover sandbox record");
-        }
-    }
-    for entry in std::fs::read_dir(data_dir.join("pods"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| !keep.pod_dirs.contains(&e.path()))
-    {
-        for (mount_point, error) in skiff_runtime::container::unmount_all_under(&entry.path()) {
-            tracing::warn!(mount = %mount_point, %error, "failed to unmount a leftover volume");
-        }
-        if let Err(error) = std::fs::remove_dir_all(entry.path()) {
-            tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover pod directory");
-        }
-    }
-    // Pod cgroups left empty by the containers above.
-    for tree in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {
-        let roots = [
-            "/sys/fs/cgroup/memory",
-            "/sys/fs/cgroup/cpu",
-            "/sys/fs/cgroup",
-        ];
-        for root in roots {
-            for entry in std::fs::read_dir(std::path::Path::new(root).join(tree))
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("pod"))
-                .filter(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    !keep.pod_uids.contains(name.trim_start_matches("pod"))
-                })
-            {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                skiff_runtime::cgroups::remove_cgroup(&format!("/{tree}/{name}"));
-            }
-        }
-    }
-}
-
 /// Registers the node and runs its pods until `shutdown`.
 pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentError> {
     for dir in ["containers", "sandboxes", "pods"] {
@@ -185,10 +95,11 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     // Pods an earlier agent left running are re-adopted; anything else it
     // left behind is cleaned up.
     let adopted = checkpoint::load_all(&agent.data_dir);
-    clean_node(
+    clean::clean_node(
         &agent.data_dir,
-        &agent.runtime,
-        &agent.cni,
+        agent.runtime.as_ref(),
+        agent.network.as_ref(),
+        agent.cgroups.as_ref(),
         &checkpoint::Keep::of(&adopted),
     )
     .await;

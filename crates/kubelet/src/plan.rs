@@ -2,12 +2,17 @@
 //! `computePodActions`): which init container runs (one at a time, each to
 //! success; a sidecar only has to have started), which app containers
 //! start (waiting, not running, back-off elapsed), whose failed pull is in
-//! back-off, and which sidecars stop once the app containers are done.
+//! back-off, and which sidecars stop once the app containers are done;
+//! restarts and their back-off; what a probe result calls for; the pod's
+//! active deadline; and the order and grace of termination.
 //! Pure: the pod worker executes the plan.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use jiff::Timestamp;
+
+use crate::probe::Kind;
 use crate::status::{PodRecord, State};
 
 /// One sync's plan for a pod.
@@ -109,11 +114,103 @@ pub fn app_containers_done(record: &PodRecord, restart_policy: &str) -> bool {
             .all(|c| matches!(c.state, State::Terminated(_)))
 }
 
+/// What a probe's changed result calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// Readiness changed: the container's `ready`.
+    SetReady(bool),
+    /// The startup probe succeeded: the container has started, liveness
+    /// and readiness probes begin.
+    Started,
+    /// A failed liveness or startup probe: kill the container, within
+    /// this grace, and restart it per policy.
+    Kill(Duration),
+    Nothing,
+}
+
+/// Upstream's prober: readiness only gates traffic; liveness and startup
+/// failures kill the container, with the probe's own
+/// `terminationGracePeriodSeconds` when set, else the pod's.
+pub fn probe_action(kind: Kind, succeeded: bool, probe_grace: Option<i64>, pod_grace: Duration) -> ProbeAction {
+    match (kind, succeeded) {
+        (Kind::Readiness, ready) => ProbeAction::SetReady(ready),
+        (Kind::Startup, true) => ProbeAction::Started,
+        (Kind::Liveness, true) => ProbeAction::Nothing,
+        (Kind::Liveness | Kind::Startup, false) => {
+            ProbeAction::Kill(probe_grace.map_or(pod_grace, seconds))
+        }
+    }
+}
+
+/// Where a pod stands against its `activeDeadlineSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// None set.
+    Unbounded,
+    /// Time left.
+    In(Duration),
+    /// Ran out: the pod fails with `DeadlineExceeded`.
+    Exceeded,
+}
+
+/// The deadline counts from the pod's start on the node.
+pub fn deadline(active_deadline_seconds: Option<i64>, started: Timestamp, now: Timestamp) -> Deadline {
+    let Some(limit) = active_deadline_seconds else {
+        return Deadline::Unbounded;
+    };
+    let elapsed = now.as_second() - started.as_second();
+    match limit.saturating_sub(elapsed) {
+        left if left <= 0 => Deadline::Exceeded,
+        left => Deadline::In(seconds(left)),
+    }
+}
+
+/// The least time containers get to stop after their preStop hooks ran,
+/// as upstream (never more than the grace period itself).
+pub const MINIMUM_GRACE: Duration = Duration::from_secs(2);
+
+/// The grace the containers get once preStop hooks took `hooks_took` of
+/// the pod's `grace`.
+pub fn grace_after_pre_stop(grace: Duration, hooks_took: Duration) -> Duration {
+    grace.saturating_sub(hooks_took).max(MINIMUM_GRACE.min(grace))
+}
+
+/// The order a pod's running containers are stopped in: app containers
+/// (and running init containers) first, then sidecars, the last started
+/// first, as upstream's termination ordering.
+pub fn stop_order(record: &PodRecord, live: &HashSet<&str>) -> (Vec<String>, Vec<String>) {
+    let running = |name: &str| live.contains(name);
+    let mut first: Vec<String> = record
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|n| running(n))
+        .collect();
+    first.extend(
+        record
+            .init_containers
+            .iter()
+            .filter(|c| !c.sidecar && running(&c.name))
+            .map(|c| c.name.clone()),
+    );
+    let sidecars = record
+        .init_containers
+        .iter()
+        .rev()
+        .filter(|c| c.sidecar && running(&c.name))
+        .map(|c| c.name.clone())
+        .collect();
+    (first, sidecars)
+}
+
+fn seconds(value: i64) -> Duration {
+    Duration::from_secs(u64::try_from(value).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::status::{ContainerRecord, Termination};
-    use jiff::Timestamp;
 
     fn waiting(name: &str, reason: &str) -> ContainerRecord {
         let mut record = ContainerRecord::new(name, "busybox");
@@ -332,6 +429,69 @@ mod tests {
             let live: HashSet<&str> = case.live.iter().copied().collect();
             let got = compute_pod_actions(&case.record, case.policy, &live, |n| !case.backing_off.contains(&n));
             assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn probe_results_call_for_upstreams_actions() {
+        let pod_grace = Duration::from_secs(30);
+        let cases = [
+            (Kind::Readiness, false, None, ProbeAction::SetReady(false)),
+            (Kind::Readiness, true, None, ProbeAction::SetReady(true)),
+            (Kind::Startup, true, None, ProbeAction::Started),
+            (Kind::Liveness, true, None, ProbeAction::Nothing),
+            (Kind::Liveness, false, None, ProbeAction::Kill(pod_grace)),
+            (Kind::Liveness, false, Some(5), ProbeAction::Kill(Duration::from_secs(5))),
+            (Kind::Startup, false, Some(0), ProbeAction::Kill(Duration::ZERO)),
+            (Kind::Startup, false, None, ProbeAction::Kill(pod_grace)),
+        ];
+        for (kind, succeeded, grace, want) in cases {
+            assert_eq!(probe_action(kind, succeeded, grace, pod_grace), want, "{kind:?} {succeeded} {grace:?}");
+        }
+    }
+
+    #[test]
+    fn the_active_deadline_counts_from_the_start() -> Result<(), jiff::Error> {
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse()?;
+        let at = |s: i64| start.checked_add(jiff::SignedDuration::from_secs(s));
+        let cases = [
+            (None, 0, Deadline::Unbounded),
+            (Some(30), 0, Deadline::In(Duration::from_secs(30))),
+            (Some(30), 29, Deadline::In(Duration::from_secs(1))),
+            (Some(30), 30, Deadline::Exceeded),
+            (Some(30), 99, Deadline::Exceeded),
+            (Some(0), 0, Deadline::Exceeded),
+        ];
+        for (limit, after, want) in cases {
+            assert_eq!(deadline(limit, start, at(after)?), want, "{limit:?} after {after}s");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pre_stop_hooks_use_up_grace_but_leave_the_minimum() {
+        let s = Duration::from_secs;
+        let cases = [(s(30), s(0), s(30)), (s(30), s(10), s(20)), (s(30), s(29), s(2)), (s(30), s(40), s(2)), (s(1), s(5), s(1)), (s(0), s(0), s(0))];
+        for (grace, took, want) in cases {
+            assert_eq!(grace_after_pre_stop(grace, took), want, "{grace:?} {took:?}");
+        }
+    }
+
+    #[test]
+    fn sidecars_stop_last_in_reverse_start_order() {
+        let record = pod(
+            vec![sidecar(running("log-shipper", true)), sidecar(running("proxy", true))],
+            vec![running("app", true), running("worker", true)],
+        );
+        // (live, stopped first, sidecars after)
+        let cases: [(&[&str], &[&str], &[&str]); 3] = [
+            (&["app", "worker", "log-shipper", "proxy"], &["app", "worker"], &["proxy", "log-shipper"]),
+            (&["worker", "proxy"], &["worker"], &["proxy"]),
+            (&[], &[], &[]),
+        ];
+        for (live, first, sidecars) in cases {
+            let live: HashSet<&str> = live.iter().copied().collect();
+            assert_eq!(stop_order(&record, &live), (names(first), names(sidecars)), "{live:?}");
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use skiff_runtime::container::OciRuntime;
+use crate::seams::ContainerRuntime;
 use skiff_runtime::sandbox::Sandbox;
 use tokio::sync::mpsc;
 
@@ -107,7 +107,7 @@ impl Thresholds {
 /// Where a probe runs.
 #[derive(Clone)]
 pub struct Target {
-    pub runtime: OciRuntime,
+    pub runtime: std::sync::Arc<dyn ContainerRuntime>,
     pub runtime_id: String,
     pub sandbox: Sandbox,
     pub pod_ip: String,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use skiff_runtime::container::exec::ExecRequest;
-use skiff_runtime::container::OciRuntime;
+use crate::seams::ContainerRuntime;
 
 use crate::index::{ContainerEntry, ContainerIndex};
 use crate::logs::{parse, read_tail, render, Follower, LogOptions};
@@ -62,7 +62,7 @@ fn options(query: &[(String, String)]) -> (LogOptions, bool, bool) {
 #[derive(Clone)]
 pub struct NodeApi {
     pub containers: ContainerIndex,
-    pub runtime: OciRuntime,
+    pub runtime: Arc<dyn ContainerRuntime>,
 }
 
 fn query_pairs(query: Option<String>) -> Vec<(String, String)> {

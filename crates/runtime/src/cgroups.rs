@@ -32,32 +32,15 @@ pub fn pod_cgroup_path(qos_class: &str, uid: &str) -> String {
     }
 }
 
-/// Whether the unified (v2) hierarchy is the only one.
+/// Whether the node's unified (v2) hierarchy is the only one.
 pub fn is_v2() -> bool {
-    Path::new(ROOT).join("cgroup.controllers").exists()
+    Cgroups::system().is_v2()
 }
 
 /// cpu.shares → cpu.weight, as runc and kubelet convert it.
 pub fn shares_to_weight(shares: u64) -> u64 {
     let shares = shares.clamp(2, 262_144);
     1 + ((shares - 2) * 9999) / 262_142
-}
-
-/// The v1 directory of `controller` (e.g. `cpu` may be `cpu,cpuacct`).
-fn v1_controller_dir(controller: &str) -> Option<PathBuf> {
-    let direct = Path::new(ROOT).join(controller);
-    if direct.is_dir() {
-        return Some(direct);
-    }
-    std::fs::read_dir(ROOT)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.split(',').any(|c| c == controller))
-        })
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
@@ -69,103 +52,240 @@ fn write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
     })
 }
 
-/// Creates (or updates) the pod's cgroup with its limits.
-pub fn ensure_pod_cgroup(resources: &PodResources) -> std::io::Result<()> {
-    let relative = resources.path.trim_start_matches('/');
-    if is_v2() {
-        let root = Path::new(ROOT);
-        // Each ancestor hands cpu and memory down to its children.
-        let mut dir = root.to_path_buf();
-        for part in relative.split('/') {
-            let _ = write(&dir, "cgroup.subtree_control", "+cpu +memory");
-            dir = dir.join(part);
-            std::fs::create_dir_all(&dir)?;
-        }
-        write(
-            &dir,
-            "cpu.weight",
-            &shares_to_weight(resources.cpu_shares).to_string(),
-        )?;
-        let quota = resources
-            .cpu_quota
-            .map(|q| q.to_string())
-            .unwrap_or_else(|| "max".into());
-        write(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD}"))?;
-        let memory = resources
-            .memory_limit
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "max".into());
-        return write(&dir, "memory.max", &memory);
-    }
-    if let Some(cpu) = v1_controller_dir("cpu") {
-        let dir = cpu.join(relative);
-        std::fs::create_dir_all(&dir)?;
-        write(&dir, "cpu.shares", &resources.cpu_shares.to_string())?;
-        write(&dir, "cpu.cfs_period_us", &CPU_PERIOD.to_string())?;
-        write(
-            &dir,
-            "cpu.cfs_quota_us",
-            &resources.cpu_quota.unwrap_or(-1).to_string(),
-        )?;
-    }
-    if let Some(memory) = v1_controller_dir("memory") {
-        let dir = memory.join(relative);
-        std::fs::create_dir_all(&dir)?;
-        write(
-            &dir,
-            "memory.limit_in_bytes",
-            &resources.memory_limit.unwrap_or(-1).to_string(),
-        )?;
-    }
-    Ok(())
+/// The QoS subtrees pod cgroups live in.
+const POD_TREES: [&str; 3] = ["kubepods", "kubepods/burstable", "kubepods/besteffort"];
+
+/// A cgroup filesystem mounted at `root` (v1: one directory per
+/// controller below it; v2: the unified tree itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroups {
+    root: PathBuf,
 }
 
-/// Removes a cgroup (e.g. a pod's `/skiff/pod<uid>`, once its containers
-/// are gone) from every hierarchy: each v1 controller, or the v2 tree.
-pub fn remove_cgroup(path: &str) {
-    let relative = path.trim_start_matches('/');
-    if relative.is_empty() {
-        return;
+impl Cgroups {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
     }
-    let root = Path::new(ROOT);
-    let hierarchies = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .chain([root.to_path_buf()]);
-    for hierarchy in hierarchies {
-        let dir = hierarchy.join(relative);
-        if dir.is_dir() {
-            if let Err(error) = std::fs::remove_dir(&dir) {
-                tracing::debug!(cgroup = %dir.display(), %error, "cgroup not removed");
+
+    /// The node's cgroups at `/sys/fs/cgroup`.
+    pub fn system() -> Self {
+        Self::new(ROOT)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the unified (v2) hierarchy is the only one.
+    pub fn is_v2(&self) -> bool {
+        self.root.join("cgroup.controllers").exists()
+    }
+
+    /// The v1 directory of `controller` (e.g. `cpu` may be `cpu,cpuacct`).
+    fn v1_controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        let direct = self.root.join(controller);
+        if direct.is_dir() {
+            return Some(direct);
+        }
+        std::fs::read_dir(&self.root)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.split(',').any(|c| c == controller))
+            })
+    }
+
+    /// The directories that hold cgroup trees: each v1 hierarchy and the
+    /// root itself (v2, or a hybrid's unified mount).
+    fn hierarchies(&self) -> impl Iterator<Item = PathBuf> {
+        std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .chain([self.root.clone()])
+    }
+
+    /// Creates (or updates) the pod's cgroup with its limits.
+    pub fn ensure_pod_cgroup(&self, resources: &PodResources) -> std::io::Result<()> {
+        let relative = resources.path.trim_start_matches('/');
+        if self.is_v2() {
+            // Each ancestor hands cpu and memory down to its children.
+            let mut dir = self.root.clone();
+            for part in relative.split('/') {
+                if let Err(error) = write(&dir, "cgroup.subtree_control", "+cpu +memory") {
+                    tracing::debug!(%error, "controllers not delegated");
+                }
+                dir = dir.join(part);
+                std::fs::create_dir_all(&dir)?;
+            }
+            write(
+                &dir,
+                "cpu.weight",
+                &shares_to_weight(resources.cpu_shares).to_string(),
+            )?;
+            let quota = resources
+                .cpu_quota
+                .map(|q| q.to_string())
+                .unwrap_or_else(|| "max".into());
+            write(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD}"))?;
+            let memory = resources
+                .memory_limit
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "max".into());
+            return write(&dir, "memory.max", &memory);
+        }
+        if let Some(cpu) = self.v1_controller_dir("cpu") {
+            let dir = cpu.join(relative);
+            std::fs::create_dir_all(&dir)?;
+            write(&dir, "cpu.shares", &resources.cpu_shares.to_string())?;
+            write(&dir, "cpu.cfs_period_us", &CPU_PERIOD.to_string())?;
+            write(
+                &dir,
+                "cpu.cfs_quota_us",
+                &resources.cpu_quota.unwrap_or(-1).to_string(),
+            )?;
+        }
+        if let Some(memory) = self.v1_controller_dir("memory") {
+            let dir = memory.join(relative);
+            std::fs::create_dir_all(&dir)?;
+            write(
+                &dir,
+                "memory.limit_in_bytes",
+                &resources.memory_limit.unwrap_or(-1).to_string(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes a cgroup (e.g. a pod's `/kubepods/pod<uid>`, once its
+    /// containers are gone) from every hierarchy: each v1 controller, or
+    /// the v2 tree.
+    pub fn remove_cgroup(&self, path: &str) {
+        let relative = path.trim_start_matches('/');
+        if relative.is_empty() {
+            return;
+        }
+        for hierarchy in self.hierarchies() {
+            let dir = hierarchy.join(relative);
+            if dir.is_dir() {
+                if let Err(error) = std::fs::remove_dir(&dir) {
+                    tracing::debug!(cgroup = %dir.display(), %error, "cgroup not removed");
+                }
             }
         }
     }
-}
 
-/// Whether the kernel's OOM killer killed a process in the cgroup at
-/// `path` (a container's), read before the runtime removes it.
-pub fn oom_killed(path: &str) -> bool {
-    let relative = path.trim_start_matches('/');
-    let (dir, file) = if is_v2() {
-        (Path::new(ROOT).join(relative), "memory.events")
-    } else {
-        match v1_controller_dir("memory") {
-            Some(memory) => (memory.join(relative), "memory.oom_control"),
-            None => return false,
-        }
-    };
-    std::fs::read_to_string(dir.join(file))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .any(|(key, value)| key == "oom_kill" && value.trim() != "0")
+    /// The pod cgroups that exist in any hierarchy, as paths
+    /// (`/kubepods/burstable/pod<uid>`), each once.
+    pub fn pod_cgroups(&self) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .hierarchies()
+            .flat_map(|hierarchy| {
+                POD_TREES.into_iter().flat_map(move |tree| {
+                    std::fs::read_dir(hierarchy.join(tree))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|name| name.starts_with("pod"))
+                        .map(move |name| format!("/{tree}/{name}"))
+                })
+            })
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// Whether the kernel's OOM killer killed a process in the cgroup at
+    /// `path` (a container's), read before the runtime removes it.
+    pub fn oom_killed(&self, path: &str) -> bool {
+        let relative = path.trim_start_matches('/');
+        let (dir, file) = if self.is_v2() {
+            (self.root.join(relative), "memory.events")
+        } else {
+            match self.v1_controller_dir("memory") {
+                Some(memory) => (memory.join(relative), "memory.oom_control"),
+                None => return false,
+            }
+        };
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .any(|(key, value)| key == "oom_kill" && value.trim() != "0")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resources(path: &str) -> PodResources {
+        PodResources {
+            path: path.into(),
+            cpu_shares: 1024,
+            cpu_quota: Some(50_000),
+            memory_limit: Some(64 << 20),
+        }
+    }
+
+    #[test]
+    fn v2_pod_cgroups_get_weight_quota_and_memory() -> std::io::Result<()> {
+        let root = tempfile::tempdir()?;
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory")?;
+        let cgroups = Cgroups::new(root.path());
+        assert!(cgroups.is_v2());
+        cgroups.ensure_pod_cgroup(&resources("/kubepods/burstable/podu"))?;
+        let dir = root.path().join("kubepods/burstable/podu");
+        assert_eq!(std::fs::read_to_string(dir.join("cpu.weight"))?, "39");
+        assert_eq!(std::fs::read_to_string(dir.join("cpu.max"))?, "50000 100000");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.max"))?, "67108864");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("kubepods/cgroup.subtree_control"))?,
+            "+cpu +memory"
+        );
+        assert_eq!(cgroups.pod_cgroups(), vec!["/kubepods/burstable/podu".to_string()]);
+        std::fs::write(dir.join("memory.events"), "low 0\noom 1\noom_kill 1\n")?;
+        assert!(cgroups.oom_killed("/kubepods/burstable/podu"));
+        Ok(())
+    }
+
+    #[test]
+    fn v1_pod_cgroups_are_made_per_controller_and_listed_once() -> std::io::Result<()> {
+        let root = tempfile::tempdir()?;
+        std::fs::create_dir_all(root.path().join("cpu,cpuacct"))?;
+        std::fs::create_dir_all(root.path().join("memory"))?;
+        let cgroups = Cgroups::new(root.path());
+        assert!(!cgroups.is_v2());
+        cgroups.ensure_pod_cgroup(&PodResources {
+            cpu_quota: None,
+            memory_limit: None,
+            ..resources("/kubepods/podg")
+        })?;
+        let cpu = root.path().join("cpu,cpuacct/kubepods/podg");
+        assert_eq!(std::fs::read_to_string(cpu.join("cpu.shares"))?, "1024");
+        assert_eq!(std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))?, "-1");
+        let memory = root.path().join("memory/kubepods/podg");
+        assert_eq!(std::fs::read_to_string(memory.join("memory.limit_in_bytes"))?, "-1");
+        assert_eq!(cgroups.pod_cgroups(), vec!["/kubepods/podg".to_string()]);
+        assert!(!cgroups.oom_killed("/kubepods/podg"));
+        // Real cgroup directories hold control files rmdir ignores; in a
+        // plain directory they are removed first.
+        for dir in [&cpu, &memory] {
+            for entry in std::fs::read_dir(dir)? {
+                std::fs::remove_file(entry?.path())?;
+            }
+        }
+        cgroups.remove_cgroup("/kubepods/podg");
+        assert!(!cpu.exists() && !memory.exists());
+        assert!(cgroups.pod_cgroups().is_empty());
+        Ok(())
+    }
 
     #[test]
     fn qos_classes_have_their_own_subtrees() {

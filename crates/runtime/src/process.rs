@@ -23,6 +23,36 @@ pub async fn exited(pid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Blocks until process `pid` has exited (a zombie has) or `timeout`
+/// passed, on its pidfd; whether it exited.
+pub fn wait_exited(pid: u32, timeout: std::time::Duration) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return true;
+    };
+    let fd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return true,
+        Err(_) => return !running(pid.as_raw_nonzero().get().unsigned_abs()),
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timespec = rustix::event::Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timespec)) {
+            Ok(ready) => return ready > 0,
+            Err(rustix::io::Errno::INTR) if !left.is_zero() => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Registers a pidfd with tokio's reactor.
 #[allow(unsafe_code)]
 fn register(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {

@@ -177,24 +177,19 @@ impl Sandbox {
     }
 
     /// Stops the sandbox process (its namespaces go with it once no
-    /// container holds them).
+    /// container holds them): SIGKILL, then a wait on its pidfd.
     pub fn stop(&self) {
         let Ok(pid) = i32::try_from(self.pid) else {
             return;
         };
         let pid = Pid::from_raw(pid);
         let _ = kill(pid, Signal::SIGKILL);
-        for _ in 0..100 {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(_) => return,
-                // Not our child (a sandbox adopted after a restart): its
-                // parent reaps it; wait until it is gone or a zombie.
-                Err(_) if !self.alive() || is_zombie(self.pid) => return,
-                Err(_) => {}
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if !crate::process::wait_exited(self.pid, Duration::from_secs(1)) {
+            tracing::warn!(pid = self.pid, "the sandbox process did not exit within 1s of SIGKILL");
         }
+        // Reaped here if it is our child; an adopted sandbox's parent
+        // reaps it.
+        let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
     }
 }
 
@@ -211,16 +206,6 @@ fn socket_in(netns: &Path, ipv6: bool) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     Ok(socket)
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| rest.starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// The pod's `/etc/hosts`, as kubelet writes it: localhost entries, the

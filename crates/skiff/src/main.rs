@@ -539,7 +539,8 @@ async fn killall(args: &KillallArgs) -> Result<()> {
         conf_dir: cni_dir.join("net.d"),
         cache_dir: cni_dir.join("results"),
     };
-    skiff_kubelet::clean_node(&args.data_dir, &runtime, &cni, &Default::default()).await;
+    let cgroups = skiff_runtime::cgroups::Cgroups::system();
+    skiff_kubelet::clean::clean_node(&args.data_dir, &runtime, &cni, &cgroups, &Default::default()).await;
     println!("stopped every pod of {}", args.data_dir.display());
     Ok(())
 }
@@ -574,7 +575,7 @@ async fn build_agent(
     let runtime = skiff_runtime::container::OciRuntime {
         binary,
         root: data_dir.join("runtime"),
-        skiff: skiff.clone(),
+        skiff,
     };
     let cni_dir = data_dir.join("cni");
     let conf_dir = args
@@ -630,11 +631,14 @@ async fn build_agent(
         client,
         node,
         data_dir: data_dir.to_path_buf(),
-        images: skiff_runtime::image::ImageStore::open(&data_dir.join("images"))
-            .context("failed to open the image store")?,
-        runtime,
-        cni,
-        skiff,
+        images: Arc::new(
+            skiff_runtime::image::ImageStore::open(&data_dir.join("images"))
+                .context("failed to open the image store")?,
+        ),
+        runtime: Arc::new(runtime),
+        network: Arc::new(cni),
+        cgroups: Arc::new(skiff_runtime::cgroups::Cgroups::system()),
+        clock: Arc::new(skiff_kubelet::seams::SystemClock),
         registries,
         status,
         containers: skiff_kubelet::index::ContainerIndex::default(),

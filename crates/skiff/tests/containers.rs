@@ -123,6 +123,21 @@ fn remove_test_cgroups() {
     }
 }
 
+async fn wait_started(bundle: &Path) -> Result<Started> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(started) = read_state::<Started>(bundle, "started.json") {
+            return Ok(started);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "container in {} did not start",
+            bundle.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_exit(bundle: &Path) -> Result<Exited> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -244,7 +259,8 @@ async fn containers_of_a_pod_share_localhost_and_volumes() -> Result<()> {
 
     // PID 1 without a TERM handler ignores SIGTERM; SIGKILL ends it with 137.
     let (_stubborn, stubborn_bundle, _) = node.run("stubborn", "exec sleep 1000", Vec::new())?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Before the runtime started it, `runc init` would die of the signal.
+    wait_started(&stubborn_bundle).await?;
     node.runtime.kill("stubborn", "TERM").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(

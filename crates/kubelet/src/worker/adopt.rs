@@ -14,7 +14,7 @@ pub async fn adopt(
     let (mut worker, inbox) = Worker::new(agent, checkpoint.pod.clone(), checkpoint.record);
     worker.sandbox_id = checkpoint.sandbox_id;
     worker.finished = checkpoint.finished;
-    let now_ms = Timestamp::now().as_millisecond();
+    let now_ms = worker.agent.clock.now().as_millisecond();
     for backoff in checkpoint.backoff {
         let left = u64::try_from(backoff.due_unix_ms - now_ms).unwrap_or(0);
         worker.backoff.insert(
@@ -124,7 +124,7 @@ impl Worker {
     /// The worker's state as a restarted agent needs it.
     pub(super) fn checkpoint(&self) -> Checkpoint {
         let now = Instant::now();
-        let now_ms = Timestamp::now().as_millisecond();
+        let now_ms = self.agent.clock.now().as_millisecond();
         Checkpoint {
             pod: self.pod.clone(),
             sandbox_id: self.sandbox_id.clone(),

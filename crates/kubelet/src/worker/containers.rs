@@ -12,34 +12,30 @@ impl Worker {
         }
         let image = match self.ensure_image(container).await {
             Ok(image) => image,
-            Err((reason, message)) => {
+            Err(error) => {
                 let delay = self.back_off(&name, None);
-                tracing::info!(pod = %self.key, container = %name, %reason, ?delay, "image not available");
+                tracing::info!(pod = %self.key, container = %name, reason = error.reason(), ?delay, "image not available");
                 // Reported as is now; the next sync shows the back-off (ImagePullBackOff).
-                self.set_waiting(&name, &reason, Some(message));
+                self.set_waiting(&name, error.reason(), Some(error.to_string()));
                 return;
             }
         };
         match self.create_and_start(container, &image).await {
             Ok(()) => {}
-            Err(Refused::SandboxGone) => {
+            Err(StepError::SandboxGone) => {
                 // Not this container's fault: the pod gets a new sandbox.
                 if let Some(pid) = self.sandbox.as_ref().map(|s| s.pid) {
                     tracing::warn!(pod = %self.key, container = %name, pid, "the sandbox's pid is no longer its sandbox process");
                     self.on_sandbox_exit(pid).await;
                 }
             }
-            Err(refused) => {
-                let (reason, message) = refused.reason_and_message();
+            Err(error) => {
+                tracing::warn!(pod = %self.key, container = %name, %error, "container not started");
                 self.back_off(&name, None);
-                self.container_event(
-                    &name,
-                    EventType::Warning,
-                    "Failed",
-                    &format!("Error: {message}"),
-                )
-                .await;
-                self.set_waiting(&name, reason, Some(message));
+                let (event, event_message) = error.event();
+                self.container_event(&name, EventType::Warning, event, &event_message)
+                    .await;
+                self.set_waiting(&name, error.reason(), Some(error.to_string()));
             }
         }
     }
@@ -51,10 +47,13 @@ impl Worker {
         container: &Container,
         image_config: &Value,
         sandbox: &Sandbox,
-    ) -> Result<(skiff_runtime::container::spec::Security, Namespaces), Refused> {
+    ) -> Result<(skiff_runtime::container::spec::Security, Namespaces), StepError> {
         let image_user = image_config["config"]["User"].as_str().unwrap_or("");
         crate::security::verify_run_as_non_root(&self.pod, container, image_user)
-            .map_err(Refused::Config)?;
+            .map_err(|message| StepError::Config {
+                container: container.name.clone(),
+                message,
+            })?;
         let privileged = container
             .security_context
             .as_ref()
@@ -69,17 +68,21 @@ impl Worker {
                 "Localhost" => {
                     let name = profile.localhost_profile.unwrap_or_default();
                     let path = self.agent.data_dir.join("seccomp").join(&name);
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        Refused::Create(format!(
+                    let text = std::fs::read_to_string(&path).map_err(|e| StepError::Create {
+                        container: container.name.clone(),
+                        message: format!(
                             "failed to generate seccomp spec opts: cannot load seccomp profile {:?}: open {}: {}",
                             path.display().to_string(),
                             path.display(),
                             io_message(&e)
-                        ))
+                        ),
                     })?;
                     Some(
                         skiff_runtime::container::seccomp::from_profile(&text, &capabilities)
-                            .map_err(|e| Refused::Create(format!("failed to generate seccomp spec opts: {e}")))?,
+                            .map_err(|e| StepError::Create {
+                                container: container.name.clone(),
+                                message: format!("failed to generate seccomp spec opts: {e}"),
+                            })?,
                     )
                 }
                 _ => None,
@@ -88,7 +91,7 @@ impl Worker {
         };
         // The sandbox's namespaces are joined only while its pid is still it.
         if !sandbox.is(&self.sandbox_id) && !sandbox_predates_ids(sandbox) {
-            return Err(Refused::SandboxGone);
+            return Err(StepError::SandboxGone);
         }
         let spec = self.pod.spec.clone().unwrap_or_default();
         let join = |kind: &str| Namespace::Join(format!("/proc/{}/ns/{kind}", sandbox.pid));
@@ -115,11 +118,15 @@ impl Worker {
         &mut self,
         container: &Container,
         image: &Image,
-    ) -> Result<(), Refused> {
+    ) -> Result<(), StepError> {
         let agent = self.agent.clone();
         let name = container.name.clone();
-        let sandbox = self.sandbox.clone().ok_or(Refused::SandboxGone)?;
-        let image_config = agent.images.config(image).map_err(|e| e.to_string())?;
+        let sandbox = self.sandbox.clone().ok_or(StepError::SandboxGone)?;
+        let failed = |message: String| StepError::Create {
+            container: name.clone(),
+            message,
+        };
+        let image_config = agent.images.config(image).map_err(|e| failed(e.to_string()))?;
         let (mut security, namespaces) = self.decide_security(container, &image_config, &sandbox)?;
         if let Some(labels) = crate::security::selinux_labels(&self.pod, container) {
             if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
@@ -147,15 +154,15 @@ impl Worker {
         );
         let args = command_line(container, &image_config, &env);
         if args.is_empty() {
-            return Err(Refused::Create("no command specified".into()));
+            return Err(failed("no command specified".into()));
         }
         let pod_dir = self.pod_dir();
         let attempt = self.attempt(&name);
         let log_dir = pod_dir.join(&name);
-        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&log_dir).map_err(StepError::io(&log_dir))?;
         let log = log_dir.join(format!("{attempt}.log"));
         let termination_log = pod_dir.join(format!("termination-{name}"));
-        std::fs::write(&termination_log, "").map_err(|e| e.to_string())?;
+        std::fs::write(&termination_log, "").map_err(StepError::io(&termination_log))?;
         let mut mounts = vec![
             BindMount {
                 source: pod_dir.join("etc-hosts").display().to_string(),
@@ -189,8 +196,8 @@ impl Worker {
                 read_only: mount.read_only.unwrap_or(false),
             });
         }
-        let layers = agent.images.layer_dirs(image).map_err(|e| e.to_string())?;
-        let (uid, gid) = user_of(container, &self.pod, &image_config, &layers).map_err(Refused::Create)?;
+        let layers = agent.images.layer_dirs(image).map_err(|e| failed(e.to_string()))?;
+        let (uid, gid) = user_of(container, &self.pod, &image_config, &layers).map_err(failed)?;
         let id = random_id();
         let bundle = agent.data_dir.join("containers").join(&id);
         let config = ContainerConfig {
@@ -228,8 +235,8 @@ impl Worker {
             runtime.prepare_bundle(&prepared_bundle, &layers, &spec)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))?;
         let field = self.field_path(&name);
         self.event(
             EventType::Normal,
@@ -241,7 +248,7 @@ impl Worker {
         let mut monitor = agent
             .runtime
             .start(&bundle, &id, &log)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
         let (namespace, pod, _) = pod_name(&self.pod);
         let entry = ContainerEntry {
             dir: log_dir.clone(),
@@ -293,7 +300,7 @@ impl Worker {
             record.image_id = image_id;
             if started.is_some() {
                 record.state = State::Running {
-                    started_at: Timestamp::now(),
+                    started_at: agent.clock.now(),
                 };
                 record.started = container.startup_probe.is_none();
                 record.ready = record.started && container.readiness_probe.is_none();
@@ -330,7 +337,7 @@ impl Worker {
                 .unwrap_or_default();
         // Read before the runtime deletes the container's cgroup.
         let oom_killed =
-            skiff_runtime::cgroups::oom_killed(&format!("{}/{}", self.cgroup_parent(), live.id));
+            self.agent.cgroups.oom_killed(&format!("{}/{}", self.cgroup_parent(), live.id));
         if let Err(error) = self.agent.runtime.delete(&live.id).await {
             tracing::warn!(pod = %self.key, container = %name, id = %live.id, %error, "the runtime failed to delete the container");
         }
@@ -354,7 +361,7 @@ impl Worker {
         let started_at = started
             .as_ref()
             .and_then(|s| s.started_at.parse::<Timestamp>().ok());
-        let finished_at = Timestamp::now();
+        let finished_at = self.agent.clock.now();
         let ran_for = started_at.map(|s| seconds(finished_at.as_second() - s.as_second()));
         let termination = Termination {
             exit_code,

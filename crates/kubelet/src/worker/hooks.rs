@@ -2,6 +2,7 @@
 //! reports (restart on liveness failure), postStart and preStop.
 
 use super::*;
+use crate::plan::ProbeAction;
 
 impl Worker {
     /// Starts the container's probes of `kinds` (those it has).
@@ -53,42 +54,42 @@ impl Worker {
                 self.container_event(&name, EventType::Warning, "Unhealthy", &text)
                     .await;
             }
-            probe::ReportEvent::Changed(result) => match (report.kind, result) {
-                (probe::Kind::Readiness, ready) => {
-                    if let Some(record) = self.record_mut(&name) {
-                        record.ready = ready;
-                    }
+            probe::ReportEvent::Changed(result) => {
+                let probe_grace = match report.kind {
+                    probe::Kind::Startup => container.startup_probe.as_ref(),
+                    _ => container.liveness_probe.as_ref(),
                 }
-                (probe::Kind::Startup, true) => {
-                    if let Some(record) = self.record_mut(&name) {
-                        record.started = true;
-                        record.ready = container.readiness_probe.is_none();
+                .and_then(|p| p.termination_grace_period_seconds);
+                let action = crate::plan::probe_action(report.kind, result, probe_grace, self.grace_period());
+                match action {
+                    ProbeAction::SetReady(ready) => {
+                        if let Some(record) = self.record_mut(&name) {
+                            record.ready = ready;
+                        }
                     }
-                    self.start_probes(&container, &[probe::Kind::Liveness, probe::Kind::Readiness]);
+                    ProbeAction::Started => {
+                        if let Some(record) = self.record_mut(&name) {
+                            record.started = true;
+                            record.ready = container.readiness_probe.is_none();
+                        }
+                        self.start_probes(&container, &[probe::Kind::Liveness, probe::Kind::Readiness]);
+                    }
+                    ProbeAction::Kill(grace) => self.kill_unhealthy(&name, report.kind, grace).await,
+                    ProbeAction::Nothing => {}
                 }
-                (probe::Kind::Liveness, true) => {}
-                (kind, false) => self.kill_unhealthy(&container, kind).await,
-            },
+            }
         }
     }
 
     /// A failed liveness or startup probe: the container is killed (within
     /// the probe's or the pod's grace period) and restarted per policy.
-    pub(super) async fn kill_unhealthy(&mut self, container: &Container, kind: probe::Kind) {
-        let name = container.name.clone();
+    pub(super) async fn kill_unhealthy(&mut self, name: &str, kind: probe::Kind, grace: Duration) {
+        let name = name.to_string();
         let Some(live) = self.live.get_mut(&name) else {
             return;
         };
         live.stop_probes();
         let (id, signal) = (live.id.clone(), live.stop_signal.clone());
-        let probe_grace = match kind {
-            probe::Kind::Startup => container.startup_probe.as_ref(),
-            _ => container.liveness_probe.as_ref(),
-        }
-        .and_then(|p| p.termination_grace_period_seconds);
-        let grace = probe_grace
-            .map(seconds)
-            .unwrap_or_else(|| self.grace_period());
         if let Some(record) = self.record_mut(&name) {
             record.ready = false;
         }
@@ -101,10 +102,14 @@ impl Worker {
         tracing::info!(pod = %self.key, container = %name, ?kind, "probe failed; killing the container");
         let runtime = self.agent.runtime.clone();
         tokio::spawn(async move {
-            let _ = runtime.kill(&id, &signal).await;
+            if let Err(error) = runtime.kill(&id, &signal).await {
+                tracing::debug!(container = %id, %error, "stop signal not delivered (the container may have exited)");
+            }
             tokio::time::sleep(grace).await;
             // Still there after the grace period (or already gone: harmless).
-            let _ = runtime.kill(&id, "KILL").await;
+            if let Err(error) = runtime.kill(&id, "KILL").await {
+                tracing::debug!(container = %id, %error, "SIGKILL not delivered (the container exited)");
+            }
         });
     }
 

@@ -5,7 +5,7 @@ use super::*;
 
 impl Worker {
     /// Makes sure the image is present, honouring imagePullPolicy.
-    pub(super) async fn ensure_image(&mut self, container: &Container) -> Result<Image, (String, String)> {
+    pub(super) async fn ensure_image(&mut self, container: &Container) -> Result<Image, StepError> {
         // Read (and report missing) pull secrets on every attempt, as upstream.
         let credentials = self.pull_credentials().await;
         let image = container.image.clone().unwrap_or_default();
@@ -20,9 +20,19 @@ impl Worker {
                 let message = format!("Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: {reason}");
                 self.event(EventType::Warning, "InspectFailed", &message, field)
                     .await;
-                return Err(("InvalidImageName".into(), message));
+                return Err(StepError::Image {
+                    image,
+                    reason: "InvalidImageName",
+                    message,
+                });
             }
-            Err(error) => return Err(("ErrImagePull".into(), error.to_string())),
+            Err(error) => {
+                return Err(StepError::Image {
+                    image,
+                    reason: "ErrImagePull",
+                    message: error.to_string(),
+                })
+            }
         };
         let present = match present {
             Some(found) => self.check_image(found, field.clone()).await?,
@@ -44,7 +54,11 @@ impl Worker {
                     format!("Container image {image:?} is not present with pull policy of Never");
                 self.event(EventType::Warning, "ErrImageNeverPull", &message, field)
                     .await;
-                return Err(("ErrImageNeverPull".into(), message));
+                return Err(StepError::Image {
+                    image,
+                    reason: "ErrImageNeverPull",
+                    message,
+                });
             }
             _ => {}
         }
@@ -80,7 +94,11 @@ impl Worker {
                     .await;
                 self.event(EventType::Warning, "Failed", "Error: ErrImagePull", field)
                     .await;
-                Err(("ErrImagePull".into(), message))
+                Err(StepError::Image {
+                    image,
+                    reason: "ErrImagePull",
+                    message,
+                })
             }
         }
     }
@@ -92,13 +110,18 @@ impl Worker {
         &self,
         image: Image,
         field: Option<String>,
-    ) -> Result<Option<Image>, (String, String)> {
+    ) -> Result<Option<Image>, StepError> {
         let agent = self.agent.clone();
         let checked = image.clone();
+        let failed = |message: String| StepError::Image {
+            image: image.name.clone(),
+            reason: "ErrImagePull",
+            message,
+        };
         let health = tokio::task::spawn_blocking(move || agent.images.verify(&checked))
             .await
-            .map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?
-            .map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
         let name = &image.name;
         match health {
             Health::Intact => Ok(Some(image)),
@@ -192,12 +215,7 @@ impl Worker {
             .live
             .values()
             .flat_map(|live| live.layers.iter())
-            .filter(|digest| {
-                self.agent
-                    .images
-                    .layer_path(digest)
-                    .is_ok_and(|path| !path.is_dir())
-            })
+            .filter(|digest| !self.agent.images.has_layer(digest))
             .cloned()
             .collect();
         for digest in missing {

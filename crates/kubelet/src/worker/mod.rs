@@ -40,6 +40,7 @@ use crate::{probe, Agent};
 
 mod adopt;
 mod containers;
+mod error;
 mod hooks;
 mod images;
 mod sandbox;
@@ -47,6 +48,7 @@ mod termination;
 
 pub use adopt::adopt;
 use containers::*;
+use error::StepError;
 use sandbox::*;
 
 /// A container of this pod that the runtime knows about.
@@ -100,33 +102,6 @@ struct Worker {
     exit_notice: Arc<tokio::sync::Notify>,
 }
 
-/// Why a container could not be created.
-#[derive(Debug)]
-enum Refused {
-    /// Its configuration cannot be honoured (`CreateContainerConfigError`).
-    Config(String),
-    /// Creating it failed (`CreateContainerError`).
-    Create(String),
-    /// The pod's sandbox is gone: the pod needs a new one.
-    SandboxGone,
-}
-
-impl Refused {
-    fn reason_and_message(self) -> (&'static str, String) {
-        match self {
-            Self::Config(message) => ("CreateContainerConfigError", message),
-            Self::Create(message) => ("CreateContainerError", message),
-            Self::SandboxGone => ("CreateContainerError", "the pod sandbox is gone".into()),
-        }
-    }
-}
-
-impl From<String> for Refused {
-    fn from(message: String) -> Self {
-        Self::Create(message)
-    }
-}
-
 fn random_id() -> String {
     format!(
         "{}{}",
@@ -155,7 +130,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
     let Some(pod) = desired.borrow_and_update().clone() else {
         return;
     };
-    let record = initial_record(&pod, &agent.node.internal_ip);
+    let record = initial_record(&pod, &agent.node.internal_ip, agent.clock.now());
     let (worker, inbox) = Worker::new(agent, pod, record);
     worker.run(desired, inbox).await;
 }
@@ -343,7 +318,7 @@ impl Worker {
             tracing::warn!(pod = %self.key, %error, "failed to write the pod checkpoint");
         }
         let (namespace, name, uid) = pod_name(&self.pod);
-        let status = pod_status(&self.pod, &self.record, Timestamp::now());
+        let status = pod_status(&self.pod, &self.record, self.agent.clock.now());
         self.agent.status.send(Update {
             namespace,
             name,
@@ -362,11 +337,9 @@ impl Worker {
     }
 
     /// When `activeDeadlineSeconds` runs out, counted from the pod's start.
-    fn deadline(&self) -> Option<Instant> {
-        let limit = self.pod.spec.as_ref()?.active_deadline_seconds?;
-        let elapsed = Timestamp::now().as_second() - self.record.start_time.as_second();
-        let left = limit.saturating_sub(elapsed);
-        Some(Instant::now() + seconds(left))
+    fn deadline(&self) -> crate::plan::Deadline {
+        let limit = self.pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        crate::plan::deadline(limit, self.record.start_time, self.agent.clock.now())
     }
 
     /// The kubelet's admission: a pod it cannot run as specified (unsafe
@@ -400,10 +373,10 @@ impl Worker {
             return;
         }
         if self.sandbox.is_none() {
-            if let Err(message) = self.create_sandbox().await {
-                self.event(EventType::Warning, "FailedCreatePodSandBox", &message, None)
+            if let Err(error) = self.create_sandbox().await {
+                self.event(EventType::Warning, error.reason(), &error.to_string(), None)
                     .await;
-                tracing::warn!(pod = %self.key, error = %message, "sandbox creation failed");
+                tracing::warn!(pod = %self.key, %error, "sandbox creation failed");
                 return;
             }
             self.publish();
@@ -449,7 +422,12 @@ impl Worker {
             .iter()
             .any(|c| matches!(&c.state, State::Waiting { reason, .. } if reason == "ErrImagePull"))
             .then(|| Instant::now() + Duration::from_secs(1));
-        let deadline = self.deadline().filter(|_| self.record.failed.is_none());
+        let deadline = match self.deadline() {
+            _ if self.record.failed.is_some() => None,
+            crate::plan::Deadline::Unbounded => None,
+            crate::plan::Deadline::In(left) => Some(Instant::now() + left),
+            crate::plan::Deadline::Exceeded => Some(Instant::now()),
+        };
         let storage_check = (!self.live.is_empty()
             && self.record.failed.is_none()
             && crate::eviction::has_limits(&self.pod))
@@ -536,7 +514,7 @@ impl Worker {
 
 /// The node's first record of a pod: app containers wait for the init
 /// containers (`PodInitializing`) when there are any.
-fn initial_record(pod: &Pod, host_ip: &str) -> PodRecord {
+fn initial_record(pod: &Pod, host_ip: &str, now: Timestamp) -> PodRecord {
     let spec = pod.spec.clone().unwrap_or_default();
     let inits = spec.init_containers.clone().unwrap_or_default();
     let waiting = |reason: &str| State::Waiting {
@@ -552,7 +530,7 @@ fn initial_record(pod: &Pod, host_ip: &str) -> PodRecord {
         sandbox_ready: false,
         pod_ip: None,
         host_ip: host_ip.to_string(),
-        start_time: Timestamp::now(),
+        start_time: now,
         failed: None,
         init_containers: inits
             .iter()

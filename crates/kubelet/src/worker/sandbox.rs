@@ -46,21 +46,27 @@ impl Worker {
         self.publish();
     }
 
-    pub(super) async fn create_sandbox(&mut self) -> Result<(), String> {
+    pub(super) async fn create_sandbox(&mut self) -> Result<(), StepError> {
+        let failed = |message: String| StepError::Sandbox {
+            pod: self.key.clone(),
+            message,
+        };
         let dir = self.pod_dir();
         std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+            .map_err(|e| failed(format!("failed to create {}: {e}", dir.display())))?;
         let resources = pod_resources(&self.pod, self.cgroup_parent());
-        skiff_runtime::cgroups::ensure_pod_cgroup(&resources)
-            .map_err(|e| format!("Failed to create pod sandbox: pod cgroup: {e}"))?;
-        let skiff = self.agent.skiff.clone();
+        self.agent
+            .cgroups
+            .ensure(&resources)
+            .map_err(|e| failed(format!("pod cgroup: {e}")))?;
+        let agent = self.agent.clone();
         let hostname = self.hostname();
         let options = crate::security::sandbox_options(&self.pod, &self.sandbox_id);
         let host_network = options.host_network;
-        let sandbox = tokio::task::spawn_blocking(move || Sandbox::start_with(&skiff, &hostname, &options))
+        let sandbox = tokio::task::spawn_blocking(move || agent.runtime.start_sandbox(&hostname, &options))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("Failed to create pod sandbox: {e}"))?;
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
         self.watch_sandbox(sandbox.pid);
         let (namespace, name, _) = pod_name(&self.pod);
         let ports: Vec<PortMapping> = self
@@ -94,13 +100,11 @@ impl Worker {
         let pod_ip = if host_network {
             self.agent.node.internal_ip.clone()
         } else {
-            match self.agent.cni.add(&attachment).await {
+            match self.agent.network.add(&attachment).await {
                 Ok(address) => address.ip,
                 Err(error) => {
-                    sandbox.stop();
-                    return Err(format!(
-                        "Failed to create pod sandbox: failed to set up pod network: {error}"
-                    ));
+                    self.agent.runtime.stop_sandbox(&sandbox);
+                    return Err(failed(format!("failed to set up pod network: {error}")));
                 }
             }
         };
@@ -130,13 +134,14 @@ impl Worker {
         ];
         for (file, contents) in files {
             std::fs::write(dir.join(file), contents)
-                .map_err(|e| format!("failed to write {file}: {e}"))?;
+                .map_err(|e| failed(format!("failed to write {file}: {e}")))?;
         }
-        std::fs::write(
-            self.agent.data_dir.join("sandboxes").join(&self.sandbox_id),
-            sandbox.pid.to_string(),
-        )
-        .ok();
+        // The record lets `skiff killall` and a restarted agent find the
+        // sandbox; without it the pod still runs.
+        let record = self.agent.data_dir.join("sandboxes").join(&self.sandbox_id);
+        if let Err(error) = std::fs::write(&record, sandbox.pid.to_string()) {
+            tracing::warn!(pod = %self.key, path = %record.display(), %error, "failed to record the sandbox");
+        }
         self.record.pod_ip = Some(pod_ip);
         self.record.sandbox_ready = true;
         let (namespace, name, uid) = pod_name(&self.pod);
@@ -167,13 +172,14 @@ impl Worker {
     /// Removes the pod network (idempotent), stops the sandbox process and
     /// removes the pod's cgroup.
     pub(super) async fn stop_sandbox(&mut self) {
-        if let Err(error) = self.agent.cni.remove(&self.sandbox_id).await {
+        if let Err(error) = self.agent.network.remove(&self.sandbox_id).await {
             tracing::warn!(pod = %self.key, %error, "network teardown failed");
         }
         if let Some(sandbox) = self.sandbox.take() {
             let (namespace, name, _) = pod_name(&self.pod);
             self.agent.containers.set_sandbox(&namespace, &name, None);
-            if let Err(error) = tokio::task::spawn_blocking(move || sandbox.stop()).await {
+            let agent = self.agent.clone();
+            if let Err(error) = tokio::task::spawn_blocking(move || agent.runtime.stop_sandbox(&sandbox)).await {
                 tracing::warn!(pod = %self.key, %error, "stopping the sandbox failed");
             }
         }
@@ -183,7 +189,7 @@ impl Worker {
                 tracing::warn!(pod = %self.key, path = %record.display(), %error, "failed to remove the sandbox record");
             }
         }
-        skiff_runtime::cgroups::remove_cgroup(&self.cgroup_parent());
+        self.agent.cgroups.remove(&self.cgroup_parent());
     }
 
     /// Removes the sandbox, network and pod directory.
@@ -202,10 +208,13 @@ impl Worker {
     }
 
     /// The host directory behind a volume (emptyDir on disk).
-    pub(super) fn volume_dir(&self, volume: &str) -> Result<PathBuf, String> {
+    pub(super) fn volume_dir(&self, volume: &str) -> Result<PathBuf, StepError> {
         let dir = self.pod_dir().join("volumes").join(volume);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("failed to create volume {volume}: {e}"))?;
+            .map_err(|e| StepError::Mount {
+                volume: volume.to_string(),
+                message: format!("failed to create {}: {e}", dir.display()),
+            })?;
         let spec = self
             .pod
             .spec
@@ -236,11 +245,17 @@ impl Worker {
                     nix::mount::MsFlags::empty(),
                     Some(options.as_str()),
                 )
-                .map_err(|e| format!("failed to mount a tmpfs for volume {volume}: {e}"))?;
+                .map_err(|e| StepError::Mount {
+                    volume: volume.to_string(),
+                    message: format!("failed to mount a tmpfs: {e}"),
+                })?;
             }
         }
         set_volume_ownership(&dir, crate::security::fs_group(&self.pod))
-            .map_err(|e| format!("failed to set the ownership of volume {volume}: {e}"))?;
+            .map_err(|e| StepError::Mount {
+                volume: volume.to_string(),
+                message: format!("failed to set the volume's ownership: {e}"),
+            })?;
         Ok(dir)
     }
 

@@ -8,19 +8,7 @@ impl Worker {
     /// first), until none is left or `deadline`.
     pub(super) async fn reap_until(&mut self, deadline: Instant) {
         while !self.live.is_empty() && Instant::now() < deadline {
-            let exited: Vec<String> = self
-                .live
-                .iter()
-                .filter(|(_, l)| l.bundle.join("exit.json").exists())
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in exited {
-                if let Some((termination, _)) = self.reap(&name).await {
-                    if let Some(record) = self.record_mut(&name) {
-                        record.state = State::Terminated(termination);
-                    }
-                }
-            }
+            self.reap_exited().await;
             if self.live.is_empty() {
                 return;
             }
@@ -31,32 +19,59 @@ impl Worker {
         }
     }
 
+    /// Reaps the containers whose monitors wrote their exit records.
+    async fn reap_exited(&mut self) {
+        let exited: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.bundle.join("exit.json").exists())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in exited {
+            if let Some((termination, _)) = self.reap(&name).await {
+                if let Some(record) = self.record_mut(&name) {
+                    record.state = State::Terminated(termination);
+                }
+            }
+        }
+    }
+
+    /// Sends a live container its stop signal (or `signal`); a container
+    /// that already exited is no error.
+    async fn signal(&self, name: &str, signal: Option<&str>) {
+        let Some(live) = self.live.get(name) else {
+            return;
+        };
+        let signal = signal.unwrap_or(&live.stop_signal);
+        tracing::info!(pod = %self.key, container = %name, %signal, "stopping container");
+        if let Err(error) = self.agent.runtime.kill(&live.id, signal).await {
+            tracing::debug!(pod = %self.key, container = %name, %error, "signal not delivered (the container may have exited)");
+        }
+    }
+
     /// Signals every live container, waits up to `grace`, then kills what
     /// is left; sidecars are signalled after the other containers ended.
     pub(super) async fn stop_all(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        let sidecars: Vec<String> = self
-            .record
-            .init_containers
-            .iter()
-            .filter(|c| c.sidecar)
-            .map(|c| c.name.clone())
-            .collect();
-        for (name, live) in self.live.iter().filter(|(n, _)| !sidecars.contains(n)) {
-            tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping container");
-            let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+        let live: std::collections::HashSet<&str> = self.live.keys().map(String::as_str).collect();
+        let (first, sidecars) = crate::plan::stop_order(&self.record, &live);
+        for name in &first {
+            self.signal(name, None).await;
         }
-        while self.live.keys().any(|n| !sidecars.contains(n)) && Instant::now() < deadline {
-            self.reap_until(Instant::now() + Duration::from_millis(50))
-                .await;
+        while self.live.keys().any(|n| first.contains(n)) && Instant::now() < deadline {
+            tokio::select! {
+                _ = self.exit_notice.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            self.reap_exited().await;
         }
-        for (name, live) in self.live.iter().filter(|(n, _)| sidecars.contains(n)) {
-            tracing::info!(pod = %self.key, container = %name, signal = %live.stop_signal, "stopping sidecar");
-            let _ = self.agent.runtime.kill(&live.id, &live.stop_signal).await;
+        for name in &sidecars {
+            self.signal(name, None).await;
         }
         self.reap_until(deadline).await;
-        for live in self.live.values() {
-            let _ = self.agent.runtime.kill(&live.id, "KILL").await;
+        let left: Vec<String> = self.live.keys().cloned().collect();
+        for name in &left {
+            self.signal(name, Some("KILL")).await;
         }
         self.reap_until(Instant::now() + Duration::from_secs(5))
             .await;
@@ -91,10 +106,8 @@ impl Worker {
         // the containers then get what is left (at least 2 s, as upstream).
         let started = Instant::now();
         self.pre_stop_all(grace).await;
-        let left = grace
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_secs(2).min(grace));
-        self.stop_all(left).await;
+        self.stop_all(crate::plan::grace_after_pre_stop(grace, started.elapsed()))
+            .await;
         self.publish();
         self.teardown().await;
         if crate::static_pods::is_static(&self.pod) {
@@ -202,7 +215,7 @@ impl Worker {
         if self.record.failed.is_some() {
             return true;
         }
-        if self.deadline().is_none_or(|d| d > Instant::now()) {
+        if self.deadline() != crate::plan::Deadline::Exceeded {
             return false;
         }
         let message = "Pod was active on the node longer than the specified deadline";

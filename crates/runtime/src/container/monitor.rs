@@ -156,13 +156,16 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
         .stdout(out_write)
         .stderr(err_write)
         .status()?;
-    let readers = [(out_read, "stdout"), (err_read, "stderr")]
-        .into_iter()
-        .map(|(pipe, stream)| {
-            let log = log.clone();
-            std::thread::spawn(move || copy_stream(pipe, stream, log))
-        })
-        .collect::<Vec<_>>();
+    // Each reader says when its pipe is drained.
+    let (drained, readers_done) = std::sync::mpsc::channel::<()>();
+    for (pipe, stream) in [(out_read, "stdout"), (err_read, "stderr")] {
+        let (log, drained) = (log.clone(), drained.clone());
+        std::thread::spawn(move || {
+            copy_stream(pipe, stream, log);
+            let _ = drained.send(());
+        });
+    }
+    drop(drained);
     if !created.success() {
         return write_json_atomically(
             &exit_path,
@@ -210,9 +213,10 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
     // Output still buffered in the pipes belongs to this run; a daemon that
     // kept the pipes open does not hold the exit record back for long.
     let deadline = Instant::now() + Duration::from_secs(2);
-    for reader in readers {
-        while !reader.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if readers_done.recv_timeout(left).is_err() {
+            break;
         }
     }
     write_json_atomically(&exit_path, &exit_record(code, signal, None))

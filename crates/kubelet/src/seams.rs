@@ -1,0 +1,182 @@
+//! The node agent's side effects, as traits it is handed through
+//! [`crate::Agent`]: the container runtime (sandboxes, bundles, containers,
+//! exec), the image store, the pod network, pod cgroups and the wall clock.
+//! The real parts (`skiff-runtime`'s OCI runtime, image store, CNI and
+//! cgroup tree) implement them here; unit tests hand in recording fakes.
+//! Like kubelet's CRI, these say what the agent needs, not how it is done.
+//!
+//! Monotonic time is tokio's clock (`tokio::time::Instant`), which tests
+//! control with `tokio::time::pause`; only wall time needs a seam.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::Value;
+use skiff_runtime::cgroups::PodResources;
+use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
+use skiff_runtime::container::{ContainerError, OciRuntime};
+use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
+use skiff_runtime::image::{Health, Image, ImageError, ImageStore};
+use skiff_runtime::network::{Attachment, Cni, NetworkError, PodAddress};
+use skiff_runtime::sandbox::{Sandbox, SandboxError, SandboxOptions};
+
+/// Sandboxes and containers (kubelet's RuntimeService).
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// `crun` or `runc`, the scheme of container IDs (`runc://<id>`).
+    fn name(&self) -> String;
+    /// Starts a pod sandbox holding the pod's namespaces.
+    fn start_sandbox(&self, hostname: &str, options: &SandboxOptions) -> Result<Sandbox, SandboxError>;
+    /// Stops a sandbox process and waits for it to go.
+    fn stop_sandbox(&self, sandbox: &Sandbox);
+    /// Makes a bundle: its config and a rootfs over `layers`.
+    fn prepare_bundle(&self, bundle: &Path, layers: &[PathBuf], config: &Value) -> Result<(), ContainerError>;
+    /// Starts a container under a monitor process that exits when it has.
+    fn start(&self, bundle: &Path, id: &str, log: &Path) -> Result<tokio::process::Child, ContainerError>;
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError>;
+    async fn delete(&self, id: &str) -> Result<(), ContainerError>;
+    /// Unmounts and removes a bundle.
+    fn remove_bundle(&self, bundle: &Path) -> Result<(), ContainerError>;
+    /// Starts a process in a running container (`kubectl exec`).
+    fn exec(&self, request: &ExecRequest) -> Result<ExecSession, ContainerError>;
+    /// Runs a command in a container and collects its output (exec probes).
+    async fn exec_output(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput, ContainerError>;
+}
+
+/// The node's images (kubelet's ImageService).
+#[async_trait::async_trait]
+pub trait ImageService: Send + Sync {
+    fn get(&self, name: &str) -> Result<Option<Image>, ImageError>;
+    async fn pull(&self, name: &str, registries: &RegistriesConfig, credentials: &Credentials) -> Result<Image, ImageError>;
+    /// Checks an image's unpacked layers, mending what its blobs allow.
+    fn verify(&self, image: &Image) -> Result<Health, ImageError>;
+    fn config(&self, image: &Image) -> Result<Value, ImageError>;
+    /// The unpacked layers of an image, bottom first.
+    fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, ImageError>;
+    /// Where unpacked layers live (watched for removals).
+    fn layers_dir(&self) -> PathBuf;
+    /// Whether the unpacked layer `digest` is there.
+    fn has_layer(&self, digest: &str) -> bool;
+}
+
+/// Pod networks (CNI).
+#[async_trait::async_trait]
+pub trait PodNetwork: Send + Sync {
+    async fn add(&self, attachment: &Attachment) -> Result<PodAddress, NetworkError>;
+    async fn remove(&self, sandbox_id: &str) -> Result<(), NetworkError>;
+    /// The sandboxes that have a network.
+    fn attached(&self) -> Vec<String>;
+}
+
+/// Pod cgroups under one root (`/sys/fs/cgroup` on a node).
+pub trait PodCgroups: Send + Sync {
+    fn ensure(&self, resources: &PodResources) -> std::io::Result<()>;
+    fn remove(&self, path: &str);
+    /// Whether the OOM killer killed a process in the cgroup at `path`.
+    fn oom_killed(&self, path: &str) -> bool;
+    /// Paths of the pod cgroups that exist (`/kubepods/burstable/pod<uid>`).
+    fn pod_cgroups(&self) -> Vec<String>;
+}
+
+/// Wall time, for timestamps in status and checkpoints.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for OciRuntime {
+    fn name(&self) -> String {
+        OciRuntime::name(self)
+    }
+    fn start_sandbox(&self, hostname: &str, options: &SandboxOptions) -> Result<Sandbox, SandboxError> {
+        Sandbox::start_with(&self.skiff, hostname, options)
+    }
+    fn stop_sandbox(&self, sandbox: &Sandbox) {
+        sandbox.stop();
+    }
+    fn prepare_bundle(&self, bundle: &Path, layers: &[PathBuf], config: &Value) -> Result<(), ContainerError> {
+        OciRuntime::prepare_bundle(self, bundle, layers, config)
+    }
+    fn start(&self, bundle: &Path, id: &str, log: &Path) -> Result<tokio::process::Child, ContainerError> {
+        OciRuntime::start(self, bundle, id, log)
+    }
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError> {
+        OciRuntime::kill(self, id, signal).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), ContainerError> {
+        OciRuntime::delete(self, id).await
+    }
+    fn remove_bundle(&self, bundle: &Path) -> Result<(), ContainerError> {
+        OciRuntime::remove_bundle(self, bundle)
+    }
+    fn exec(&self, request: &ExecRequest) -> Result<ExecSession, ContainerError> {
+        OciRuntime::exec(self, request)
+    }
+    async fn exec_output(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput, ContainerError> {
+        OciRuntime::exec_output(self, id, command, timeout).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageService for ImageStore {
+    fn get(&self, name: &str) -> Result<Option<Image>, ImageError> {
+        ImageStore::get(self, name)
+    }
+    async fn pull(&self, name: &str, registries: &RegistriesConfig, credentials: &Credentials) -> Result<Image, ImageError> {
+        ImageStore::pull(self, name, registries, credentials).await
+    }
+    fn verify(&self, image: &Image) -> Result<Health, ImageError> {
+        ImageStore::verify(self, image)
+    }
+    fn config(&self, image: &Image) -> Result<Value, ImageError> {
+        ImageStore::config(self, image)
+    }
+    fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, ImageError> {
+        ImageStore::layer_dirs(self, image)
+    }
+    fn layers_dir(&self) -> PathBuf {
+        ImageStore::layers_dir(self)
+    }
+    fn has_layer(&self, digest: &str) -> bool {
+        self.layer_path(digest).is_ok_and(|path| path.is_dir())
+    }
+}
+
+#[async_trait::async_trait]
+impl PodNetwork for Cni {
+    async fn add(&self, attachment: &Attachment) -> Result<PodAddress, NetworkError> {
+        Cni::add(self, attachment).await
+    }
+    async fn remove(&self, sandbox_id: &str) -> Result<(), NetworkError> {
+        Cni::remove(self, sandbox_id).await
+    }
+    fn attached(&self) -> Vec<String> {
+        Cni::attached(self)
+    }
+}
+
+impl PodCgroups for skiff_runtime::cgroups::Cgroups {
+    fn ensure(&self, resources: &PodResources) -> std::io::Result<()> {
+        self.ensure_pod_cgroup(resources)
+    }
+    fn remove(&self, path: &str) {
+        self.remove_cgroup(path);
+    }
+    fn oom_killed(&self, path: &str) -> bool {
+        skiff_runtime::cgroups::Cgroups::oom_killed(self, path)
+    }
+    fn pod_cgroups(&self) -> Vec<String> {
+        skiff_runtime::cgroups::Cgroups::pod_cgroups(self)
+    }
+}
