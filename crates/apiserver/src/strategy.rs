@@ -40,7 +40,7 @@ pub fn normalize(resource: &ResourceInfo, value: Value) -> Result<Value, String>
         ("", "Event") => roundtrip::<Event>(value)?,
         ("", "Service") => roundtrip::<Service>(value)?,
         ("", "ConfigMap") => roundtrip::<ConfigMap>(value)?,
-        ("", "Secret") => roundtrip::<Secret>(value)?,
+        ("", "Secret") => roundtrip::<Secret>(without_line_breaks_in_data(value))?,
         ("", "ServiceAccount") => roundtrip::<ServiceAccount>(value)?,
         ("coordination.k8s.io", "Lease") => roundtrip::<Lease>(value)?,
         _ => value,
@@ -48,6 +48,20 @@ pub fn normalize(resource: &ResourceInfo, value: Value) -> Result<Value, String>
     out["kind"] = json!(resource.kind);
     out["apiVersion"] = json!(resource.api_version());
     Ok(out)
+}
+
+/// Go's base64 decoder skips `\r` and `\n`, so Kubernetes accepts Secret
+/// `data` values broken over lines (as YAML block scalars produce them);
+/// they are stored without the breaks.
+fn without_line_breaks_in_data(mut value: Value) -> Value {
+    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {
+        for entry in data.values_mut() {
+            if let Some(text) = entry.as_str().filter(|t| t.contains(['\r', '\n'])) {
+                *entry = Value::String(text.replace(['\r', '\n'], ""));
+            }
+        }
+    }
+    value
 }
 
 /// Whether writes to the main resource leave `status` alone.
@@ -386,6 +400,20 @@ mod tests {
         assert_eq!(secret["data"]["k"], "dg==");
         assert_eq!(secret["type"], "Opaque");
         assert!(secret.get("stringData").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn secret_data_broken_over_lines_is_accepted_as_go_decodes_it() -> Result<(), String> {
+        let secrets = resources::core("secrets").ok_or("secrets")?;
+        // "hello world, in a long line" base64-encoded, wrapped as YAML `|` does.
+        let secret = normalize(
+            secrets,
+            json!({"metadata": {"name": "s"}, "data": {"k": "aGVsbG8gd29y\nbGQsIGluIGEg\r\nbG9uZyBsaW5l\n"}}),
+        )?;
+        assert_eq!(secret["data"]["k"], "aGVsbG8gd29ybGQsIGluIGEgbG9uZyBsaW5l");
+        let bad = normalize(secrets, json!({"metadata": {"name": "s"}, "data": {"k": "not base64!"}}));
+        assert!(bad.is_err());
         Ok(())
     }
 }

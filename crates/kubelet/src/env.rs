@@ -1,6 +1,7 @@
 //! What a container runs: the command line from `command`/`args` against the
 //! image's ENTRYPOINT/CMD, and its environment from the image, `env` with
-//! the downward API (`fieldRef`, `resourceFieldRef`), with `$(VAR)`
+//! `envFrom` and the downward API (`fieldRef`, `resourceFieldRef`),
+//! ConfigMap and Secret keys, with `$(VAR)`
 //! expansion and `$$` escaping as upstream. Pure functions.
 
 use std::collections::BTreeMap;
@@ -8,6 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
 use skiff_api::quantity::Quantity;
+
+use crate::sources::Objects;
 
 /// Upstream's `$(VAR)` expansion: known variables are replaced, unknown
 /// references are kept as written, `$$` becomes `$`.
@@ -155,16 +158,30 @@ pub fn resource_value(
     Some(((milli + divisor - 1) / divisor).to_string())
 }
 
-/// The environment: image `Env`, then `HOSTNAME`, then the container's `env`
-/// in order (each may use the ones before it).
+/// A container's environment and what was skipped on the way.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub vars: BTreeMap<String, String>,
+    /// `InvalidEnvironmentVariableNames` event messages: `envFrom` keys
+    /// that are not valid variable names.
+    pub skipped: Vec<String>,
+}
+
+/// The environment: image `Env`, then `HOSTNAME`, then `envFrom` (later
+/// sources win), then the container's `env` in order (each may use the
+/// ones before it). A missing ConfigMap, Secret or key fails unless
+/// optional, with upstream's message (`CreateContainerConfigError`).
 pub fn environment(
     pod: &Pod,
     container: &Container,
     image_config: &Value,
     hostname: &str,
     facts: &NodeFacts,
-) -> BTreeMap<String, String> {
+    objects: &dyn Objects,
+) -> Result<Environment, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let mut skipped = Vec::new();
     for entry in image_config["config"]["Env"]
         .as_array()
         .into_iter()
@@ -176,6 +193,51 @@ pub fn environment(
         }
     }
     env.insert("HOSTNAME".into(), hostname.to_string());
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        let (entries, what, name): (Vec<(String, String)>, &str, &str) = if let Some(source) = &from.config_map_ref {
+            let Some(config_map) = objects.config_map(&source.name) else {
+                if source.optional.unwrap_or(false) {
+                    continue;
+                }
+                return Err(format!("configmap {:?} not found", source.name));
+            };
+            let data = config_map.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+            (data, "configMap", &source.name)
+        } else if let Some(source) = &from.secret_ref {
+            let Some(secret) = objects.secret(&source.name) else {
+                if source.optional.unwrap_or(false) {
+                    continue;
+                }
+                return Err(format!("secret {:?} not found", source.name));
+            };
+            let data = secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                .collect();
+            (data, "secret", &source.name)
+        } else {
+            continue;
+        };
+        let mut invalid = Vec::new();
+        for (key, value) in entries {
+            let key = format!("{prefix}{key}");
+            if skiff_api::names::env_var_name("", &key).is_empty() {
+                env.insert(key, value);
+            } else {
+                invalid.push(key);
+            }
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            skipped.push(format!(
+                "Keys [{}] from the EnvFrom {what} {namespace}/{name} were skipped since they are considered invalid environment variable names.",
+                invalid.join(", ")
+            ));
+        }
+    }
     for var in container.env.iter().flatten() {
         let value = if let Some(source) = &var.value_from {
             if let Some(field) = &source.field_ref {
@@ -203,6 +265,34 @@ pub fn environment(
                     facts,
                 )
                 .unwrap_or_default()
+            } else if let Some(key) = &source.config_map_key_ref {
+                let optional = key.optional.unwrap_or(false);
+                let Some(config_map) = objects.config_map(&key.name) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(format!("configmap {:?} not found", key.name));
+                };
+                match config_map.data.as_ref().and_then(|d| d.get(&key.key)) {
+                    Some(value) => value.clone(),
+                    None if optional => continue,
+                    None => {
+                        return Err(format!("couldn't find key {} in ConfigMap {namespace}/{}", key.key, key.name))
+                    }
+                }
+            } else if let Some(key) = &source.secret_key_ref {
+                let optional = key.optional.unwrap_or(false);
+                let Some(secret) = objects.secret(&key.name) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(format!("secret {:?} not found", key.name));
+                };
+                match secret.data.as_ref().and_then(|d| d.get(&key.key)) {
+                    Some(value) => String::from_utf8_lossy(&value.0).into_owned(),
+                    None if optional => continue,
+                    None => return Err(format!("couldn't find key {} in Secret {namespace}/{}", key.key, key.name)),
+                }
             } else {
                 String::new()
             }
@@ -214,7 +304,7 @@ pub fn environment(
         };
         env.insert(var.name.clone(), value);
     }
-    env
+    Ok(Environment { vars: env, skipped })
 }
 
 #[cfg(test)]
@@ -303,7 +393,10 @@ mod tests {
             &json!({"config": {"Env": ["PATH=/bin"]}}),
             "p",
             &facts,
-        );
+            &crate::sources::Snapshot::default(),
+        )
+        .unwrap_or_default()
+        .vars;
         let get = |k: &str| env.get(k).cloned().unwrap_or_default();
         assert_eq!(
             (
@@ -331,5 +424,65 @@ mod tests {
             (get("MEMORY_LIMIT"), get("MEMORY_REQUEST")),
             ("67108864".into(), "33554432".into())
         );
+    }
+
+    #[test]
+    fn config_maps_and_secrets_feed_the_environment_as_upstream() -> Result<(), serde_json::Error> {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let mut objects = crate::sources::Snapshot::default();
+        objects.config_maps.insert(
+            "settings".into(),
+            serde_json::from_value::<ConfigMap>(json!({"metadata": {"name": "settings"},
+                "data": {"COLOR": "blue", "SIZE": "L", "bad key": "x", "1ST": "y"}}))?,
+        );
+        objects.secrets.insert(
+            "creds".into(),
+            serde_json::from_value::<Secret>(json!({"metadata": {"name": "creds"}, "data": {"password": "aHVudGVyMg=="}}))?,
+        );
+        let pod = |env: Value| -> Result<(Pod, Container), serde_json::Error> {
+            let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "shop"},
+                "spec": {"containers": [{"name": "c"}]}}))?;
+            let mut container: Container = serde_json::from_value(json!({"name": "c"}))?;
+            if let Some(from) = env.get("envFrom") {
+                container.env_from = serde_json::from_value(from.clone())?;
+            }
+            if let Some(vars) = env.get("env") {
+                container.env = serde_json::from_value(vars.clone())?;
+            }
+            Ok((pod, container))
+        };
+        let run = |spec: Value| -> Result<Result<Environment, String>, serde_json::Error> {
+            let (pod, container) = pod(spec)?;
+            Ok(environment(&pod, &container, &json!({}), "p", &NodeFacts::default(), &objects))
+        };
+        let all = run(json!({"envFrom": [{"configMapRef": {"name": "settings"}}, {"prefix": "S_", "secretRef": {"name": "creds"}}],
+            "env": [{"name": "SIZE", "value": "XL"}, {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "SHADE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "COLOR"}}},
+                    {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": true}}}]}))?
+        .map_err(|e| serde_json::Error::io(std::io::Error::other(e)))?;
+        let get = |k: &str| all.vars.get(k).cloned();
+        assert_eq!(get("COLOR").as_deref(), Some("blue"));
+        assert_eq!(get("SIZE").as_deref(), Some("XL"), "env overrides envFrom");
+        assert_eq!(get("S_password").as_deref(), Some("hunter2"));
+        assert_eq!(get("PASS").as_deref(), Some("hunter2"));
+        assert_eq!(get("SHADE").as_deref(), Some("blue"));
+        assert_eq!(get("GONE"), None, "an optional missing source sets nothing");
+        assert_eq!(
+            all.skipped,
+            vec!["Keys [1ST, bad key] from the EnvFrom configMap shop/settings were skipped since they are considered invalid environment variable names.".to_string()]
+        );
+        let errors = [
+            (json!({"envFrom": [{"configMapRef": {"name": "absent"}}]}), "configmap \"absent\" not found"),
+            (json!({"envFrom": [{"secretRef": {"name": "absent"}}]}), "secret \"absent\" not found"),
+            (json!({"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope"}}}]}), "couldn't find key nope in ConfigMap shop/settings"),
+            (json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope"}}}]}), "couldn't find key nope in Secret shop/creds"),
+            (json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]}), "secret \"absent\" not found"),
+        ];
+        for (spec, want) in errors {
+            assert_eq!(run(spec.clone())?, Err(want.to_string()), "{spec}");
+        }
+        let optional_key = run(json!({"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope", "optional": true}}}]}))?;
+        assert!(optional_key.is_ok_and(|e| !e.vars.contains_key("X")));
+        Ok(())
     }
 }

@@ -24,9 +24,11 @@ pub mod plan;
 pub mod probe;
 pub mod seams;
 pub mod security;
+pub mod sources;
 mod server;
 pub mod static_pods;
 pub mod status;
+pub mod volumes;
 mod stream;
 mod worker;
 
@@ -81,6 +83,8 @@ pub struct Agent {
     /// Digests of unpacked layers removed from the image store while the
     /// agent runs (see [`images::watch_layers`]).
     pub removed_layers: tokio::sync::broadcast::Sender<String>,
+    /// The ConfigMaps and Secrets pods read, watched while needed.
+    pub sources: sources::Sources,
 }
 
 /// Registers the node and runs its pods until `shutdown`.

@@ -218,12 +218,18 @@ pub struct FitError {
     pub nodes: usize,
     /// Reason → number of nodes that gave it.
     pub reasons: BTreeMap<String, usize>,
+    /// Why the pod fits no node at all, before any node is looked at
+    /// (a PreFilter plugin's message).
+    pub pre_filter: Option<String>,
 }
 
 impl std::fmt::Display for FitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.nodes == 0 {
             return write!(f, "no nodes available to schedule pods");
+        }
+        if let Some(message) = &self.pre_filter {
+            return write!(f, "0/{} nodes are available: {message}.", self.nodes);
         }
         // Upstream sorts the formatted "<count> <reason>" strings.
         let mut listed: Vec<String> = self
@@ -263,6 +269,20 @@ pub fn schedule<'a>(
     nodes: &'a [Node],
     assigned: &BTreeMap<String, Vec<&Pod>>,
 ) -> Result<&'a Node, FitError> {
+    // VolumeBinding's PreFilter: Skiff serves no PersistentVolumeClaims,
+    // so a pod that needs one waits as upstream waits for a missing claim.
+    let claim = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .find_map(|v| v.persistent_volume_claim.as_ref());
+    if let Some(claim) = claim {
+        return Err(FitError {
+            nodes: nodes.len(),
+            reasons: BTreeMap::new(),
+            pre_filter: Some(format!("persistentvolumeclaim {:?} not found", claim.claim_name)),
+        });
+    }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut best: Option<(&Node, i128)> = None;
     let empty = Vec::new();
@@ -284,6 +304,7 @@ pub fn schedule<'a>(
     best.map(|(node, _)| node).ok_or(FitError {
         nodes: nodes.len(),
         reasons,
+        pre_filter: None,
     })
 }
 
@@ -381,6 +402,16 @@ mod tests {
             json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}),
         );
         assert_eq!(pick(&tolerant, &nodes, &none), Ok("tainted".into()));
+    }
+
+    #[test]
+    fn a_claim_keeps_the_pod_pending_with_upstreams_message() {
+        let nodes = [node("a", "4", "8Gi", json!({}))];
+        let claimed = pod("100m", "64Mi", json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}));
+        assert_eq!(
+            pick(&claimed, &nodes, &BTreeMap::new()),
+            Err("0/1 nodes are available: persistentvolumeclaim \"data\" not found.".into())
+        );
     }
 
     #[test]

@@ -628,6 +628,7 @@ async fn build_agent(
     };
     Ok(skiff_kubelet::Agent {
         events: skiff_client::EventRecorder::new(client.clone(), "kubelet", Some(&node_name)),
+        sources: skiff_kubelet::sources::Sources::new(client.clone()),
         client,
         node,
         data_dir: data_dir.to_path_buf(),

@@ -223,11 +223,13 @@ async fn containers_of_a_pod_share_localhost_and_volumes() -> Result<()> {
                 source: shared.display().to_string(),
                 destination: "/data".into(),
                 read_only: false,
+                ..Default::default()
             },
             BindMount {
                 source: hosts.display().to_string(),
                 destination: "/etc/hosts".into(),
                 read_only: false,
+                ..Default::default()
             },
         ]
     };

@@ -138,20 +138,24 @@ impl Worker {
                     .await;
             }
         }
-        let facts = NodeFacts {
-            node_name: agent.node.name.clone(),
-            host_ip: agent.node.internal_ip.clone(),
-            pod_ip: self.record.pod_ip.clone().unwrap_or_default(),
-            allocatable_milli_cpu: i128::from(agent.node.cpus) * 1000,
-            allocatable_memory: i128::from(agent.node.memory_bytes),
-        };
-        let env = environment(
+        let objects = self.objects().unwrap_or_default();
+        let environment = environment(
             &self.pod,
             container,
             &image_config,
             &self.hostname(),
-            &facts,
-        );
+            &self.node_facts(),
+            &objects,
+        )
+        .map_err(|message| StepError::Config {
+            container: name.clone(),
+            message,
+        })?;
+        for message in &environment.skipped {
+            self.event(EventType::Warning, "InvalidEnvironmentVariableNames", message, None)
+                .await;
+        }
+        let env = environment.vars;
         let args = command_line(container, &image_config, &env);
         if args.is_empty() {
             return Err(failed("no command specified".into()));
@@ -168,16 +172,19 @@ impl Worker {
                 source: pod_dir.join("etc-hosts").display().to_string(),
                 destination: "/etc/hosts".into(),
                 read_only: false,
+                ..Default::default()
             },
             BindMount {
                 source: pod_dir.join("etc-hostname").display().to_string(),
                 destination: "/etc/hostname".into(),
                 read_only: false,
+                ..Default::default()
             },
             BindMount {
                 source: pod_dir.join("resolv.conf").display().to_string(),
                 destination: "/etc/resolv.conf".into(),
                 read_only: false,
+                ..Default::default()
             },
             BindMount {
                 source: termination_log.display().to_string(),
@@ -186,16 +193,10 @@ impl Worker {
                     .clone()
                     .unwrap_or_else(|| "/dev/termination-log".into()),
                 read_only: false,
+                ..Default::default()
             },
         ];
-        for mount in container.volume_mounts.iter().flatten() {
-            let dir = self.volume_dir(&mount.name)?;
-            mounts.push(BindMount {
-                source: dir.display().to_string(),
-                destination: mount.mount_path.clone(),
-                read_only: mount.read_only.unwrap_or(false),
-            });
-        }
+        mounts.extend(self.container_mounts(container, &env)?);
         let layers = agent.images.layer_dirs(image).map_err(|e| failed(e.to_string()))?;
         let (uid, gid) = user_of(container, &self.pod, &image_config, &layers).map_err(failed)?;
         let id = random_id();

@@ -14,7 +14,7 @@
 //! `adopt` (checkpoints and re-adoption after an agent restart).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,7 @@ mod hooks;
 mod images;
 mod sandbox;
 mod termination;
+mod volumes;
 
 pub use adopt::adopt;
 use containers::*;
@@ -100,6 +101,14 @@ struct Worker {
     /// Signalled whenever a container's monitor ends (with `exits`), for
     /// waits that do not run in the main loop (stopping containers).
     exit_notice: Arc<tokio::sync::Notify>,
+    /// The ConfigMaps and Secrets the pod reads, watched while it runs.
+    subscriptions: Vec<crate::sources::Subscription>,
+    /// Told of every change to one of them.
+    source_changes: mpsc::UnboundedSender<()>,
+    /// Every volume was set up once.
+    volumes_ready: bool,
+    /// The last FailedMount message reported (each is said once).
+    mount_error: Option<String>,
 }
 
 fn random_id() -> String {
@@ -123,6 +132,7 @@ type Inbox = (
     mpsc::UnboundedReceiver<probe::Report>,
     mpsc::UnboundedReceiver<u32>,
     broadcast::Receiver<String>,
+    mpsc::UnboundedReceiver<()>,
 );
 
 /// Runs one pod until it is deleted or forgotten.
@@ -142,6 +152,7 @@ impl Worker {
         let (probe_reports, probed) = mpsc::unbounded_channel();
         let (sandbox_exits, sandbox_exited) = mpsc::unbounded_channel();
         let removed_layers = agent.removed_layers.subscribe();
+        let (source_changes, sources_changed) = mpsc::unbounded_channel();
         let worker = Worker {
             key: format!("{namespace}_{name}_{uid}"),
             agent,
@@ -157,12 +168,16 @@ impl Worker {
             sandbox_exits,
             storage_checked_at: None,
             exit_notice: Arc::new(tokio::sync::Notify::new()),
+            subscriptions: Vec::new(),
+            source_changes,
+            volumes_ready: false,
+            mount_error: None,
         };
-        (worker, (exited, probed, sandbox_exited, removed_layers))
+        (worker, (exited, probed, sandbox_exited, removed_layers, sources_changed))
     }
 
     async fn run(mut self, mut desired: watch::Receiver<Option<Pod>>, inbox: Inbox) {
-        let (mut exited, mut probed, mut sandbox_exited, mut removed_layers) = inbox;
+        let (mut exited, mut probed, mut sandbox_exited, mut removed_layers, mut sources_changed) = inbox;
         tracing::info!(pod = %self.key, "pod worker started");
         loop {
             let latest = desired.borrow_and_update().clone();
@@ -202,6 +217,7 @@ impl Worker {
                 Some(name) = exited.recv() => self.on_exit(&name).await,
                 Some(report) = probed.recv() => self.on_probe(report).await,
                 Some(pid) = sandbox_exited.recv() => self.on_sandbox_exit(pid).await,
+                Some(()) = sources_changed.recv() => self.on_source_change(),
                 removed = removed_layers.recv() => match removed {
                     Ok(digest) => self.on_layer_removed(&digest).await,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -371,6 +387,25 @@ impl Worker {
         }
         if self.sandbox.is_none() && self.live.is_empty() && (self.is_terminal() || !self.admit().await) {
             return;
+        }
+        match self.set_up_volumes().await {
+            Ok(true) => self.mount_error = None,
+            // The pod's objects are being listed; their arrival wakes us.
+            Ok(false) => return,
+            Err(error) => {
+                let message = error.to_string();
+                if self.mount_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(pod = %self.key, %error, "volume setup failed");
+                    self.event(EventType::Warning, "FailedMount", &message, None)
+                        .await;
+                    self.mount_error = Some(message);
+                }
+                // Until every volume is there the pod waits; a running pod
+                // keeps its volumes as they were.
+                if !self.volumes_ready && self.live.is_empty() {
+                    return;
+                }
+            }
         }
         if self.sandbox.is_none() {
             if let Err(error) = self.create_sandbox().await {

@@ -207,58 +207,6 @@ impl Worker {
         tracing::info!(pod = %self.key, "pod torn down");
     }
 
-    /// The host directory behind a volume (emptyDir on disk).
-    pub(super) fn volume_dir(&self, volume: &str) -> Result<PathBuf, StepError> {
-        let dir = self.pod_dir().join("volumes").join(volume);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StepError::Mount {
-                volume: volume.to_string(),
-                message: format!("failed to create {}: {e}", dir.display()),
-            })?;
-        let spec = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .and_then(|v| v.iter().find(|v| v.name == volume));
-        let memory = spec
-            .and_then(|v| v.empty_dir.as_ref())
-            .filter(|e| e.medium.as_deref() == Some("Memory"));
-        if let Some(empty_dir) = memory {
-            let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.split_whitespace().nth(4) == Some(dir.to_string_lossy().as_ref()));
-            if !mounted {
-                // medium: Memory is a tmpfs, sized by sizeLimit when given.
-                let size = empty_dir
-                    .size_limit
-                    .as_ref()
-                    .and_then(|q| skiff_api::quantity::Quantity::parse(&q.0))
-                    .map(|q| format!(",size={}", q.value()))
-                    .unwrap_or_default();
-                let options = format!("mode=1777{size}");
-                nix::mount::mount(
-                    Some("tmpfs"),
-                    &dir,
-                    Some("tmpfs"),
-                    nix::mount::MsFlags::empty(),
-                    Some(options.as_str()),
-                )
-                .map_err(|e| StepError::Mount {
-                    volume: volume.to_string(),
-                    message: format!("failed to mount a tmpfs: {e}"),
-                })?;
-            }
-        }
-        set_volume_ownership(&dir, crate::security::fs_group(&self.pod))
-            .map_err(|e| StepError::Mount {
-                volume: volume.to_string(),
-                message: format!("failed to set the volume's ownership: {e}"),
-            })?;
-        Ok(dir)
-    }
-
     /// Unmounts memory-backed volumes of the pod.
     pub(super) fn unmount_volumes(&self) {
         let volumes = self.pod_dir().join("volumes");

@@ -104,11 +104,35 @@ const READONLY_PATHS: &[&str] = &[
 ];
 
 /// A bind mount into the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BindMount {
     pub source: String,
     pub destination: String,
     pub read_only: bool,
+    pub propagation: Propagation,
+}
+
+/// Mount propagation (`mountPropagation`): what crosses between the host
+/// and the container below the mount point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// Nothing (`None`): rprivate.
+    #[default]
+    Private,
+    /// Host mounts appear in the container (`HostToContainer`): rslave.
+    HostToContainer,
+    /// Both ways (`Bidirectional`, privileged only): rshared.
+    Bidirectional,
+}
+
+impl Propagation {
+    fn option(self) -> &'static str {
+        match self {
+            Self::Private => "rprivate",
+            Self::HostToContainer => "rslave",
+            Self::Bidirectional => "rshared",
+        }
+    }
 }
 
 /// Resource settings, already converted from requests and limits.
@@ -229,7 +253,7 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
         let mode = if mount.read_only { "ro" } else { "rw" };
         mounts.push(
             json!({"destination": mount.destination, "type": "bind", "source": mount.source,
-                           "options": ["rbind", "rprivate", mode]}),
+                           "options": ["rbind", mount.propagation.option(), mode]}),
         );
     }
     let devices = json!([{"allow": privileged, "access": "rwm"}]);
@@ -332,6 +356,7 @@ mod tests {
                 source: "/var/lib/skiff/pods/x/hosts".into(),
                 destination: "/etc/hosts".into(),
                 read_only: false,
+                ..Default::default()
             }],
             cgroups_path: "/skiff/pod-uid/c1".into(),
             limits: Limits {
