@@ -172,6 +172,12 @@ pub fn apply_defaults(pod: &mut Pod) {
     // Kubernetes 1.32 drops fields whose feature gates are off by default
     // (UserNamespacesSupport, ProcMountType): hostUsers and procMount.
     spec.host_users = None;
+    // PodLevelResources and InPlacePodVerticalScaling are off by default
+    // in 1.32 too: pod-level resources and resizePolicy are dropped.
+    spec.resources = None;
+    for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        container.resize_policy = None;
+    }
     spec.enable_service_links.get_or_insert(true);
     match spec.termination_grace_period_seconds {
         None => spec.termination_grace_period_seconds = Some(30),

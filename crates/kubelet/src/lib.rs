@@ -10,7 +10,9 @@
 //! API over HTTPS like any other client.
 
 pub mod checkpoint;
+pub mod coverage;
 pub mod clean;
+pub mod dns;
 pub mod env;
 pub mod eviction;
 #[cfg(test)]

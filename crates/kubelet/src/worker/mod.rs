@@ -109,6 +109,8 @@ struct Worker {
     volumes_ready: bool,
     /// The last FailedMount message reported (each is said once).
     mount_error: Option<String>,
+    /// Fields not honoured were reported (once per worker).
+    warned_fields: bool,
 }
 
 fn random_id() -> String {
@@ -172,6 +174,7 @@ impl Worker {
             source_changes,
             volumes_ready: false,
             mount_error: None,
+            warned_fields: false,
         };
         (worker, (exited, probed, sandbox_exited, removed_layers, sources_changed))
     }
@@ -262,6 +265,8 @@ impl Worker {
         )
     }
 
+    /// The pod's kernel hostname: the node's under hostNetwork, else its
+    /// `hostname` (or name), fully qualified with `setHostnameAsFQDN`.
     fn hostname(&self) -> String {
         let spec = self.pod.spec.as_ref();
         if spec.and_then(|s| s.host_network).unwrap_or(false) {
@@ -270,6 +275,13 @@ impl Worker {
                 return name;
             }
         }
+        let short = self.short_hostname();
+        crate::dns::kernel_hostname(&self.pod, &short).unwrap_or(short)
+    }
+
+    /// `spec.hostname` or the pod's name, as a DNS label.
+    fn short_hostname(&self) -> String {
+        let spec = self.pod.spec.as_ref();
         let name = spec
             .and_then(|s| s.hostname.clone())
             .or_else(|| self.pod.metadata.name.clone())
@@ -364,7 +376,22 @@ impl Worker {
     async fn admit(&mut self) -> bool {
         let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|v| v.trim() == "Y");
-        match crate::security::admit(&self.pod, apparmor) {
+        let review = crate::coverage::review(&self.pod);
+        if !std::mem::replace(&mut self.warned_fields, true) {
+            for message in &review.warned {
+                tracing::warn!(pod = %self.key, "{message}");
+                self.event(EventType::Warning, "UnsupportedField", message, None)
+                    .await;
+            }
+        }
+        let admitted = match review.refused {
+            Some(message) => Err(crate::security::Rejection {
+                reason: "UnsupportedField",
+                message,
+            }),
+            None => crate::security::admit(&self.pod, apparmor),
+        };
+        match admitted {
             Ok(()) => true,
             Err(rejection) => {
                 tracing::warn!(pod = %self.key, reason = rejection.reason, message = %rejection.message, "pod rejected");

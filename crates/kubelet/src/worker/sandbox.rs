@@ -51,6 +51,7 @@ impl Worker {
             pod: self.key.clone(),
             message,
         };
+        crate::dns::kernel_hostname(&self.pod, &self.short_hostname()).map_err(failed)?;
         let dir = self.pod_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| failed(format!("failed to create {}: {e}", dir.display())))?;
@@ -116,7 +117,6 @@ impl Worker {
             .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
             .collect();
         let hostname = self.hostname();
-        let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
         let hosts = if host_network {
             // kubelet gives hostNetwork pods the node's own hosts file.
             let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -125,12 +125,21 @@ impl Worker {
             }
             text
         } else {
-            hosts_file(Some(&pod_ip), &hostname, &aliases)
+            // The pod's names: its FQDN first when it has a subdomain.
+            let short = self.short_hostname();
+            let names = match crate::dns::fqdn(&self.pod, &short) {
+                Some(fqdn) => format!("{fqdn}\t{short}"),
+                None => short,
+            };
+            hosts_file(Some(&pod_ip), &names, &aliases)
         };
         let files = [
             ("etc-hosts", hosts),
             ("etc-hostname", format!("{hostname}\n")),
-            ("resolv.conf", resolv_conf(&namespace)),
+            (
+                "resolv.conf",
+                crate::dns::resolv_conf(&self.pod, &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+            ),
         ];
         for (file, contents) in files {
             std::fs::write(dir.join(file), contents)
@@ -237,24 +246,6 @@ pub(super) fn set_volume_ownership(dir: &std::path::Path, fs_group: Option<u32>)
         None => 0o777,
     };
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-}
-
-/// ClusterFirst resolv.conf: without a cluster DNS service, the search
-/// path Kubernetes uses plus the host's nameservers.
-pub(super) fn resolv_conf(namespace: &str) -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let servers: Vec<&str> = host
-        .lines()
-        .filter(|l| l.starts_with("nameserver") && !l.contains("127.0.0."))
-        .collect();
-    let mut text =
-        format!("search {namespace}.svc.cluster.local svc.cluster.local cluster.local\n");
-    for server in servers {
-        text.push_str(server);
-        text.push('\n');
-    }
-    text.push_str("options ndots:5\n");
-    text
 }
 
 /// cgroup settings from requests and limits, as kubelet converts them.

@@ -210,10 +210,15 @@ impl Worker {
                 }
                 Some(other) => return Err(config_error(format!("invalid mount propagation {other:?}"))),
             };
+            // recursiveReadOnly (Enabled, or IfPossible: the kernel has
+            // mount_setattr, which runc's `rro` needs) needs readOnly,
+            // as the API server validates.
+            let recursive_read_only = matches!(mount.recursive_read_only.as_deref(), Some("Enabled" | "IfPossible"));
             mounts.push(BindMount {
                 source: source.display().to_string(),
                 destination: mount.mount_path.clone(),
                 read_only: mount.read_only.unwrap_or(false) || volumes::is_api_fed(kind),
+                recursive_read_only,
                 propagation,
             });
         }

@@ -109,6 +109,8 @@ pub struct BindMount {
     pub source: String,
     pub destination: String,
     pub read_only: bool,
+    /// Read-only below the mount point too (`recursiveReadOnly`): `rro`.
+    pub recursive_read_only: bool,
     pub propagation: Propagation,
 }
 
@@ -250,7 +252,11 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", sys_mode]}),
     ]);
     for mount in &config.mounts {
-        let mode = if mount.read_only { "ro" } else { "rw" };
+        let mode = match (mount.read_only, mount.recursive_read_only) {
+            (true, true) => "rro",
+            (true, false) => "ro",
+            (false, _) => "rw",
+        };
         mounts.push(
             json!({"destination": mount.destination, "type": "bind", "source": mount.source,
                            "options": ["rbind", mount.propagation.option(), mode]}),
