@@ -694,7 +694,7 @@ async fn serve_resource(
                 return Err(Status::invalid("Binding", "", name, &errors).into());
             }
             crate::binding::bind(registry, ns.unwrap_or("default"), name, node, dry_run).await?;
-            json_response(StatusCode::CREATED, &Status::success_json(None))
+            json_response(StatusCode::CREATED, &created_status())
         }
         Verb::Create if sub == Some("eviction") => {
             let bytes = read_body(body).await?;
@@ -702,7 +702,7 @@ async fn serve_resource(
             let mut options = delete_options(query, b"")?;
             apply_delete_body(&mut options, &eviction["deleteOptions"])?;
             registry.delete(storage, ns, name, &options).await?;
-            json_response(StatusCode::CREATED, &Status::success_json(None))
+            json_response(StatusCode::CREATED, &created_status())
         }
         Verb::Create => {
             let (object, warnings) = decode_object(parts, body, resource, query).await?;
@@ -1007,3 +1007,13 @@ fn encode_watch_event(
     line.push('\n');
     line
 }
+
+/// What a create that makes no object answers (binding, eviction): a
+/// success Status with the response code, as upstream's create handler
+/// fills it in.
+fn created_status() -> serde_json::Value {
+    let mut status = Status::success_json(None);
+    status["code"] = serde_json::json!(201);
+    status
+}
+

@@ -278,12 +278,20 @@ fn status_binding_and_deletecollection_subresources() -> Result<()> {
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "s1"}, "target": {"kind": "Node", "name": "n1"}});
         let bound = api.post_json(&format!("{PODS}/s1/binding"), &binding).await?;
         assert_eq!(bound.status, 201, "{}", bound.text());
+        assert_eq!(bound.json()?, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
         let live = api.get(&format!("{PODS}/s1")).await?.json()?;
         assert_eq!(live["spec"]["nodeName"], "n1");
         assert!(live["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "True")));
         let again = api.post_json(&format!("{PODS}/s1/binding"), &binding).await?;
         assert_eq!(again.status, 409);
         assert_eq!(again.json()?["message"], "Operation cannot be fulfilled on pods/binding \"s1\": pod s1 is already assigned to node \"n1\"");
+
+        // Eviction answers as upstream's create handler: code 201 in the Status.
+        ensure!(api.post_json(PODS, &pod("evicted")).await?.status == 201);
+        let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "evicted"}});
+        let evicted = api.post_json(&format!("{PODS}/evicted/eviction"), &eviction).await?;
+        assert_eq!(evicted.status, 201, "{}", evicted.text());
+        assert_eq!(evicted.json()?, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
 
         // deletecollection by label.
         for name in ["x1", "x2"] {

@@ -33,7 +33,8 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-/// Which streams the client asked for (query `stdin`, `stdout`, `stderr`, `tty`).
+/// Which streams the client asked for (query `stdin`, `stdout`, `stderr`,
+/// `tty`, or the kubelet's `input`, `output`, `error`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamOptions {
     pub stdin: bool,
@@ -49,12 +50,14 @@ impl StreamOptions {
                 .iter()
                 .any(|(key, v)| key == k && matches!(v.as_str(), "true" | "1"))
         };
+        // The kubelet's own names (`input`, `output`, `error`), as its API
+        // clients send them, or the pod API's.
         let tty = flag("tty");
         Self {
-            stdin: flag("stdin"),
-            stdout: flag("stdout"),
+            stdin: flag("stdin") || flag("input"),
+            stdout: flag("stdout") || flag("output"),
             // With a terminal, stderr is merged into stdout.
-            stderr: flag("stderr") && !tty,
+            stderr: (flag("stderr") || flag("error")) && !tty,
             tty,
         }
     }
@@ -100,6 +103,9 @@ async fn serve_websocket(ws: WebSocket, protocol: &str, options: StreamOptions, 
         while let Some(Ok(message)) = source.next().await {
             let data = match message {
                 Message::Binary(data) => data,
+                // Clients that write `str` (the official Python client) send
+                // text frames: the channel byte, then the UTF-8 data.
+                Message::Text(text) => Bytes::copy_from_slice(text.as_bytes()),
                 Message::Close(_) => break,
                 _ => continue,
             };
@@ -359,6 +365,9 @@ mod tests {
         assert!(!options.stderr);
         let options = StreamOptions::from_query(&query(&[("stdout", "true"), ("stderr", "true")]));
         assert!(options.stderr && !options.stdin);
+        // The kubelet's own query names.
+        let options = StreamOptions::from_query(&query(&[("input", "1"), ("output", "1"), ("error", "1")]));
+        assert_eq!(options, StreamOptions { stdin: true, stdout: true, stderr: true, tty: false });
     }
 
     #[test]
