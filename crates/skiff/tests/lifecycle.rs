@@ -697,3 +697,40 @@ spec:
     assert_eq!(modest["status"]["phase"], "Running", "{:#}", modest["status"]);
     Ok(())
 }
+
+/// A pod deleted again with a shorter grace period is killed by the
+/// shorter deadline, as the kubelet does.
+#[test]
+fn deleting_again_with_a_shorter_grace_period_cuts_the_wait() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: stubborn
+spec:
+  terminationGracePeriodSeconds: 120
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap '' TERM; echo started; while true; do sleep 0.2; done\"]
+"
+    );
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "stubborn to run", || {
+        Ok(pod(&skiff, "stubborn")?["status"]["phase"] == "Running")
+    })?;
+    skiff.kubectl(&["delete", "pod", "stubborn", "--wait=false"])?.ok()?;
+    skiff.wait_for(Duration::from_secs(10), "stubborn to terminate", || {
+        Ok(pod(&skiff, "stubborn")?["metadata"]["deletionGracePeriodSeconds"] == 120)
+    })?;
+    let again = std::time::Instant::now();
+    skiff
+        .kubectl(&["delete", "pod", "stubborn", "--grace-period=1", "--wait=false"])?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "stubborn to be gone", || {
+        Ok(skiff.kubectl(&["get", "pod", "stubborn"])?.stderr.contains("NotFound"))
+    })?;
+    assert!(again.elapsed() < Duration::from_secs(20), "took {:?}", again.elapsed());
+    Ok(())
+}

@@ -162,6 +162,45 @@ spec:
     Ok(())
 }
 
+#[test]
+fn a_server_stopped_with_sigterm_leaves_its_pods_running() -> Result<()> {
+    let mut skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: trapper
+spec:
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.2; done\"]
+"
+    );
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "trapper to run", || {
+        Ok(pod(&skiff, "trapper")?["status"]["containerStatuses"][0]["state"]["running"].is_object())
+    })?;
+    let before = pod(&skiff, "trapper")?["status"]["containerStatuses"][0].clone();
+    let data = skiff.data_dir_path().to_path_buf();
+    let pid = container_pid(&data, before["containerID"].as_str().context("containerID")?)?;
+
+    let status = skiff.stop()?;
+    assert!(status.success(), "{status:?}");
+    assert!(alive(pid), "the container outlives a SIGTERM'd server");
+    skiff.restart()?;
+    skiff.wait_for(Duration::from_secs(30), "trapper re-adopted", || {
+        Ok(pod(&skiff, "trapper")?["status"]["containerStatuses"][0]["ready"] == true)
+    })?;
+    let after = pod(&skiff, "trapper")?["status"]["containerStatuses"][0].clone();
+    assert_eq!(after["containerID"], before["containerID"]);
+    assert_eq!(after["restartCount"], 0);
+    assert!(alive(pid));
+    let logs = skiff.kubectl(&["logs", "trapper"])?.ok()?.stdout;
+    assert!(!logs.contains("got TERM"), "{logs}");
+    Ok(())
+}
+
 fn mirror_name(skiff: &Skiff) -> Result<String> {
     let node = skiff
         .kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])?

@@ -111,6 +111,8 @@ struct Worker {
     mount_error: Option<String>,
     /// Fields not honoured were reported (once per worker).
     warned_fields: bool,
+    /// While the pod terminates: its newer versions (a shorter grace).
+    deletion: Option<watch::Receiver<Option<Pod>>>,
 }
 
 fn random_id() -> String {
@@ -175,6 +177,7 @@ impl Worker {
             volumes_ready: false,
             mount_error: None,
             warned_fields: false,
+            deletion: None,
         };
         (worker, (exited, probed, sandbox_exited, removed_layers, sources_changed))
     }
@@ -198,6 +201,9 @@ impl Worker {
                 }
                 Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
                     self.pod = pod;
+                    // A later deletion with a shorter grace period cuts the
+                    // wait short, as upstream.
+                    self.deletion = Some(desired.clone());
                     self.terminate().await;
                     return;
                 }
@@ -212,8 +218,10 @@ impl Worker {
             tokio::select! {
                 changed = desired.changed() => {
                     if changed.is_err() {
-                        self.stop_all(Duration::from_secs(2)).await;
-                        self.teardown().await;
+                        // The agent is stopping (pods it forgets get `None`):
+                        // the containers run on under their monitors and the
+                        // next agent re-adopts them from the checkpoint.
+                        tracing::info!(pod = %self.key, "agent stopping; the pod keeps running");
                         return;
                     }
                 }

@@ -7,14 +7,37 @@ impl Worker {
     /// Reaps containers as their monitors end (each writes its exit record
     /// first), until none is left or `deadline`.
     pub(super) async fn reap_until(&mut self, deadline: Instant) {
-        while !self.live.is_empty() && Instant::now() < deadline {
+        let mut deadline = deadline;
+        self.wait_exits(&mut deadline, |worker| worker.live.is_empty())
+            .await;
+    }
+
+    /// Reaps containers as they exit until `done` or `deadline`, which a
+    /// deletion with a shorter grace period moves closer.
+    async fn wait_exits(&mut self, deadline: &mut Instant, done: impl Fn(&Self) -> bool) {
+        loop {
             self.reap_exited().await;
-            if self.live.is_empty() {
+            if done(self) || Instant::now() >= *deadline {
                 return;
             }
+            let notice = self.exit_notice.clone();
             tokio::select! {
-                _ = self.exit_notice.notified() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = notice.notified() => {}
+                _ = tokio::time::sleep_until(*deadline) => {}
+                Some(newer) = next_version(&mut self.deletion) => {
+                    let grace = match &newer {
+                        Some(pod) => pod.metadata.deletion_grace_period_seconds.map(seconds),
+                        // Gone from the API: stopped promptly.
+                        None => Some(Duration::from_secs(2)),
+                    };
+                    if let Some(grace) = grace.filter(|g| Instant::now() + *g < *deadline) {
+                        tracing::info!(pod = %self.key, ?grace, "deleted again with a shorter grace period");
+                        *deadline = Instant::now() + grace;
+                    }
+                    if let Some(pod) = newer {
+                        self.pod = pod;
+                    }
+                }
             }
         }
     }
@@ -52,23 +75,19 @@ impl Worker {
     /// Signals every live container, waits up to `grace`, then kills what
     /// is left; sidecars are signalled after the other containers ended.
     pub(super) async fn stop_all(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
+        let mut deadline = Instant::now() + grace;
         let live: std::collections::HashSet<&str> = self.live.keys().map(String::as_str).collect();
         let (first, sidecars) = crate::plan::stop_order(&self.record, &live);
         for name in &first {
             self.signal(name, None).await;
         }
-        while self.live.keys().any(|n| first.contains(n)) && Instant::now() < deadline {
-            tokio::select! {
-                _ = self.exit_notice.notified() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
-            self.reap_exited().await;
-        }
+        self.wait_exits(&mut deadline, |worker| !worker.live.keys().any(|n| first.contains(n)))
+            .await;
         for name in &sidecars {
             self.signal(name, None).await;
         }
-        self.reap_until(deadline).await;
+        self.wait_exits(&mut deadline, |worker| worker.live.is_empty())
+            .await;
         let left: Vec<String> = self.live.keys().cloned().collect();
         for name in &left {
             self.signal(name, Some("KILL")).await;
@@ -226,3 +245,16 @@ impl Worker {
         true
     }
 }
+
+/// The pod's next version while it terminates; pending without a watch.
+async fn next_version(deletion: &mut Option<watch::Receiver<Option<Pod>>>) -> Option<Option<Pod>> {
+    let Some(receiver) = deletion.as_mut() else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        *deletion = None;
+        return None;
+    }
+    Some(receiver.borrow_and_update().clone())
+}
+
