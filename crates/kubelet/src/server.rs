@@ -112,7 +112,10 @@ async fn exec(
         );
     }
     let options = StreamOptions::from_query(&query);
-    let key = ContainerIndex::key(&namespace, &pod, &container);
+    // The pod of that name now: a pod created again under the same name
+    // is not its predecessor.
+    let uid = api.containers.resolve(&namespace, &pod).unwrap_or_default();
+    let key = ContainerIndex::key(&uid, &container);
     let entry = match running_container(&api, &key, &container) {
         Ok(entry) => entry,
         Err(response) => return *response,
@@ -156,7 +159,10 @@ async fn attach(
     request: Request<Body>,
 ) -> Response {
     let options = StreamOptions::from_query(&query_pairs(query));
-    let key = ContainerIndex::key(&namespace, &pod, &container);
+    // The pod of that name now: a pod created again under the same name
+    // is not its predecessor.
+    let uid = api.containers.resolve(&namespace, &pod).unwrap_or_default();
+    let key = ContainerIndex::key(&uid, &container);
     let entry = match running_container(&api, &key, &container) {
         Ok(entry) => entry,
         Err(response) => return *response,
@@ -218,7 +224,10 @@ async fn container_logs(
     let index = api.containers;
     let query = query_pairs(query);
     let (options, follow, previous) = options(&query);
-    let key = ContainerIndex::key(&namespace, &pod, &container);
+    // The pod of that name now: a pod created again under the same name
+    // is not its predecessor.
+    let uid = index.resolve(&namespace, &pod).unwrap_or_default();
+    let key = ContainerIndex::key(&uid, &container);
     let Some(entry) = index.get(&key) else {
         return error(
             StatusCode::BAD_REQUEST,

@@ -734,3 +734,49 @@ spec:
     assert!(again.elapsed() < Duration::from_secs(20), "took {:?}", again.elapsed());
     Ok(())
 }
+
+/// The node keys pods by UID: a pod force-deleted and created again at
+/// once under the same name keeps its own logs and exec after the old
+/// pod's teardown ends.
+#[test]
+fn a_pod_recreated_under_the_same_name_keeps_its_own_logs_and_exec() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = |word: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: phoenix
+spec:
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap '' TERM; echo {word}; while true; do sleep 0.2; done\"]
+"
+        )
+    };
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest("first"))?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "the first pod to run", || {
+        Ok(pod(&skiff, "phoenix")?["status"]["phase"] == "Running")
+    })?;
+    let old_uid = pod(&skiff, "phoenix")?["metadata"]["uid"].clone();
+    skiff
+        .kubectl(&["delete", "pod", "phoenix", "--grace-period=0", "--force"])?
+        .ok()?;
+    skiff.kubectl_stdin(&["create", "-f", "-"], &manifest("second"))?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "the second pod to run", || {
+        let now = pod(&skiff, "phoenix")?;
+        Ok(now["metadata"]["uid"] != old_uid && now["status"]["phase"] == "Running")
+    })?;
+    // The old pod ignores SIGTERM: its teardown ends after the kill.
+    let pods_dir = skiff.data_dir_path().join("pods");
+    skiff.wait_for(Duration::from_secs(30), "the old pod's teardown", || {
+        Ok(std::fs::read_dir(&pods_dir)?.count() == 1)
+    })?;
+    skiff.wait_for(Duration::from_secs(10), "the second pod's log", || {
+        Ok(skiff.kubectl(&["logs", "phoenix"])?.stdout == "second\n")
+    })?;
+    let exec = skiff.kubectl(&["exec", "phoenix", "--", "echo", "inside"])?.ok()?;
+    assert_eq!(exec.stdout, "inside\n");
+    Ok(())
+}

@@ -32,13 +32,13 @@ pub async fn adopt(
             tracing::warn!(pod = %worker.key, pid, "the adopted pod's sandbox process is gone; the pod gets a new sandbox");
         }
         worker.watch_sandbox(pid);
+        worker.agent.containers.register(&namespace, &name, &uid);
         worker.agent.containers.set_sandbox(
-            &namespace,
-            &name,
+            &uid,
             Some(SandboxEntry {
                 id: worker.sandbox_id.clone(),
                 pid,
-                uid,
+                uid: uid.clone(),
             }),
         );
         worker.sandbox = Some(sandbox);
@@ -104,7 +104,7 @@ pub async fn adopt(
         worker
             .agent
             .containers
-            .set(ContainerIndex::key(&namespace, &name, &record.name), entry);
+            .set(ContainerIndex::key(&uid, &record.name), entry);
         if live_id.is_some() && record.running() {
             if let Some(container) = worker.container_spec(&record.name).cloned() {
                 let kinds: &[probe::Kind] = if record.started {

@@ -250,7 +250,7 @@ impl Worker {
             .runtime
             .start(&bundle, &id, &log)
             .map_err(|e| failed(e.to_string()))?;
-        let (namespace, pod, _) = pod_name(&self.pod);
+        let (_, _, uid) = pod_name(&self.pod);
         let entry = ContainerEntry {
             dir: log_dir.clone(),
             attempt,
@@ -259,7 +259,7 @@ impl Worker {
         };
         agent
             .containers
-            .set(ContainerIndex::key(&namespace, &pod, &name), entry);
+            .set(ContainerIndex::key(&uid, &name), entry);
         let monitor_pid = monitor.id().unwrap_or(0);
         let exits = self.exits.clone();
         let notice = self.exit_notice.clone();
@@ -391,11 +391,11 @@ impl Worker {
         if !asked {
             return String::new();
         }
-        let (namespace, pod, _) = pod_name(&self.pod);
+        let (_, _, uid) = pod_name(&self.pod);
         let Some(entry) = self
             .agent
             .containers
-            .get(&ContainerIndex::key(&namespace, &pod, name))
+            .get(&ContainerIndex::key(&uid, name))
         else {
             return String::new();
         };

@@ -562,8 +562,8 @@ impl Worker {
     }
 
     fn mark_log_stopped(&self, name: &str) {
-        let (namespace, pod, _) = pod_name(&self.pod);
-        let key = ContainerIndex::key(&namespace, &pod, name);
+        let (_, _, uid) = pod_name(&self.pod);
+        let key = ContainerIndex::key(&uid, name);
         if let Some(mut entry) = self.agent.containers.get(&key) {
             entry.running = false;
             self.agent.containers.set(key, entry);

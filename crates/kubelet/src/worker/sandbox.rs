@@ -154,13 +154,13 @@ impl Worker {
         self.record.pod_ip = Some(pod_ip);
         self.record.sandbox_ready = true;
         let (namespace, name, uid) = pod_name(&self.pod);
+        self.agent.containers.register(&namespace, &name, &uid);
         self.agent.containers.set_sandbox(
-            &namespace,
-            &name,
+            &uid,
             Some(SandboxEntry {
                 id: self.sandbox_id.clone(),
                 pid: sandbox.pid,
-                uid,
+                uid: uid.clone(),
             }),
         );
         self.sandbox = Some(sandbox);
@@ -185,8 +185,8 @@ impl Worker {
             tracing::warn!(pod = %self.key, %error, "network teardown failed");
         }
         if let Some(sandbox) = self.sandbox.take() {
-            let (namespace, name, _) = pod_name(&self.pod);
-            self.agent.containers.set_sandbox(&namespace, &name, None);
+            let (_, _, uid) = pod_name(&self.pod);
+            self.agent.containers.set_sandbox(&uid, None);
             let agent = self.agent.clone();
             if let Err(error) = tokio::task::spawn_blocking(move || agent.runtime.stop_sandbox(&sandbox)).await {
                 tracing::warn!(pod = %self.key, %error, "stopping the sandbox failed");
@@ -203,8 +203,8 @@ impl Worker {
 
     /// Removes the sandbox, network and pod directory.
     pub(super) async fn teardown(&mut self) {
-        let (namespace, pod, _) = pod_name(&self.pod);
-        self.agent.containers.remove_pod(&namespace, &pod);
+        let (_, _, uid) = pod_name(&self.pod);
+        self.agent.containers.remove_pod(&uid);
         self.stop_sandbox().await;
         self.unmount_volumes();
         let dir = self.pod_dir();
