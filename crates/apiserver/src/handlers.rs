@@ -317,6 +317,23 @@ fn cannot_handle(resource: &ResourceInfo, detail: &str) -> ApiError {
     ))
 }
 
+/// A body the decoder could not even read a kind from, as upstream's
+/// `transformDecodeError` words it (with a summary of the data).
+fn unrecognized(resource: &ResourceInfo, detail: &str, body: &[u8]) -> ApiError {
+    const MAX: usize = 30;
+    let summary = match body.first() {
+        None => "<empty>".to_string(),
+        Some(b'{') if body.len() > MAX => format!("{} ...", String::from_utf8_lossy(&body[..MAX])),
+        Some(b'{') => String::from_utf8_lossy(body).into_owned(),
+        Some(_) if body.len() > MAX => format!("{} ...", hex::encode(&body[..MAX])),
+        Some(_) => hex::encode(body),
+    };
+    ApiError::bad_request(format!(
+        "the object provided is unrecognized (must be of type {}): {detail} ({summary})",
+        resource.kind
+    ))
+}
+
 /// Parses a body as JSON (checking duplicate keys) or YAML.
 fn parse_body(
     parts: &Parts,
@@ -341,7 +358,7 @@ fn parse_body(
         | "application/strategic-merge-patch+json"
         | ""
         | "*/*" => strict::parse_json_checking_duplicates(bytes)
-            .map_err(|e| cannot_handle(resource, &e.to_string())),
+            .map_err(|e| unrecognized(resource, &format!("couldn't get version/kind; json parse error: {e}"), bytes)),
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(bytes)
             .map(|v| (v, Vec::new()))
             .map_err(|e| match e {
@@ -376,10 +393,11 @@ fn check_object(
         _ => {}
     }
     match object["kind"].as_str() {
+        // Upstream's decoder cannot make the expected type of it.
         Some(k) if !k.is_empty() && k != resource.kind => {
             return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                resource.kind
+                "the object provided is unrecognized (must be of type {}): the kind in the data ({k}) does not match the expected kind ({})",
+                resource.kind, resource.kind
             )));
         }
         _ => {}
@@ -824,13 +842,17 @@ async fn serve_patch(
             other => return Err(Status::unsupported_media_type(other).into()),
         };
         let mut local = Vec::new();
-        let checked = check_object(
-            resource,
-            patched,
-            duplicates.clone(),
-            validation,
-            &mut local,
-        )?;
+        let strategic = media != "application/json-patch+json" && media != "application/merge-patch+json";
+        let kept = strategic.then(|| patched.clone());
+        let checked = match check_object(resource, patched, duplicates.clone(), validation, &mut local) {
+            Ok(checked) => checked,
+            // Upstream converts a strategic merge result into the typed
+            // object and says what could not be converted, of the patch.
+            Err(error) => match kept.map(|patched| strategy::normalize(storage, patched)) {
+                Some(Err(decode)) => return Err(patch_not_convertible(&patch_body, &decode)),
+                _ => return Err(error),
+            },
+        };
         *collected.lock().unwrap_or_else(|p| p.into_inner()) = local;
         Ok(checked)
     };
@@ -1006,6 +1028,57 @@ fn encode_watch_event(
     let mut line = json!({"type": kind, "object": object}).to_string();
     line.push('\n');
     line
+}
+
+/// A strategic merge patch whose result is not the kind's type: 422, as
+/// upstream's `strategicPatchObject` reports it.
+fn patch_not_convertible(patch: &Value, decode_error: &str) -> ApiError {
+    let errors = [skiff_api::FieldError::invalid("patch", go_value(patch), go_decode_message(decode_error))];
+    Status::invalid("", "", "", &errors).into()
+}
+
+/// Go's `%+v` of a decoded JSON value (`map[a:1 b:[x y]]`).
+fn go_value(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys.iter().map(|k| format!("{k}:{}", go_value(&map[*k]))).collect();
+            format!("map[{}]", items.join(" "))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(go_value).collect::<Vec<_>>().join(" ")),
+        Value::String(s) => s.clone(),
+        Value::Null => "<nil>".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The unstructured converter's words for a value of the wrong type
+/// (`cannot restore map from string`), from serde's.
+fn go_decode_message(serde_message: &str) -> String {
+    let found = serde_message
+        .split("invalid type: ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .map(|kind| match kind {
+            "integer" => "int64",
+            "floating" => "float64",
+            "boolean" => "bool",
+            "sequence" => "slice",
+            "map" => "map",
+            other => other,
+        });
+    let expected = if serde_message.contains("expected a map") || serde_message.contains("expected a struct") {
+        Some("map")
+    } else if serde_message.contains("expected a sequence") {
+        Some("slice")
+    } else {
+        None
+    };
+    match (expected, found) {
+        (Some(expected), Some(found)) => format!("cannot restore {expected} from {found}"),
+        _ => serde_message.to_string(),
+    }
 }
 
 /// What a create that makes no object answers (binding, eviction): a

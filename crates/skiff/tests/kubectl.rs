@@ -341,6 +341,27 @@ fn error_messages_read_like_upstream() -> Result<()> {
         "{}",
         quantity.stderr
     );
+
+    // Upstream's own kubectl tests match these two.
+    let pod_yaml = skiff.data_dir_path().join("valid-pod.yaml");
+    std::fs::write(&pod_yaml, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: valid-pod\nspec:\n  containers:\n  - name: c\n    image: i\n")?;
+    let pod_file = pod_yaml.display().to_string();
+    let wrong_kind = skiff
+        .kubectl(&["create", "--raw", "/api/v1/namespaces", "-f", &pod_file])?
+        .failed()?;
+    assert!(
+        wrong_kind.stderr.contains("the object provided is unrecognized (must be of type Namespace)"),
+        "{}",
+        wrong_kind.stderr
+    );
+    skiff.kubectl(&["create", "-f", &pod_file])?.ok()?;
+    let wrong_type = skiff
+        .kubectl(&["patch", "pod", "valid-pod", "-p", r#"{"metadata":{"labels":"invalid"}}"#])?
+        .failed()?;
+    assert_eq!(
+        wrong_type.stderr.trim(),
+        r#"The request is invalid: patch: Invalid value: "map[metadata:map[labels:invalid]]": cannot restore map from string"#
+    );
     Ok(())
 }
 
