@@ -302,11 +302,37 @@ fn storage_resource(resource: &'static ResourceInfo) -> &'static ResourceInfo {
 }
 
 fn present(resource: &ResourceInfo, object: Value) -> Value {
-    if resource.group == "events.k8s.io" {
+    let object = if resource.group == "events.k8s.io" {
         events::to_events_v1(&object)
     } else {
         object
+    };
+    in_upstream_order(object)
+}
+
+/// Top-level fields in the order upstream's encoder writes them: `kind`,
+/// `apiVersion`, `metadata`, then the kind's own fields (`spec`, `status`
+/// last), whatever order writes left them in.
+fn in_upstream_order(object: Value) -> Value {
+    let Value::Object(mut map) = object else {
+        return object;
+    };
+    let mut ordered = serde_json::Map::with_capacity(map.len());
+    for key in ["kind", "apiVersion", "metadata"] {
+        if let Some(value) = map.shift_remove(key) {
+            ordered.insert(key.to_string(), value);
+        }
     }
+    let status = map.shift_remove("status");
+    let spec = map.shift_remove("spec");
+    ordered.extend(map);
+    if let Some(spec) = spec {
+        ordered.insert("spec".into(), spec);
+    }
+    if let Some(status) = status {
+        ordered.insert("status".into(), status);
+    }
+    Value::Object(ordered)
 }
 
 fn cannot_handle(resource: &ResourceInfo, detail: &str) -> ApiError {
@@ -589,8 +615,9 @@ fn respond_object(
 
 fn strip_type_meta(mut object: Value) -> Value {
     if let Some(map) = object.as_object_mut() {
-        map.remove("kind");
-        map.remove("apiVersion");
+        // shift_remove keeps the order of the other fields (remove swaps).
+        map.shift_remove("kind");
+        map.shift_remove("apiVersion");
     }
     object
 }

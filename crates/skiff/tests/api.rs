@@ -286,6 +286,15 @@ fn status_binding_and_deletecollection_subresources() -> Result<()> {
         assert_eq!(again.status, 409);
         assert_eq!(again.json()?["message"], "Operation cannot be fulfilled on pods/binding \"s1\": pod s1 is already assigned to node \"n1\"");
 
+        // Objects are written in upstream's field order, lists' items too.
+        let text = api.get(&format!("{PODS}/s1")).await?.text();
+        assert!(text.starts_with(r#"{"kind":"Pod","apiVersion":"v1","metadata":{"#), "{text}");
+        let (spec, status) = (text.find(r#""spec":"#), text.rfind(r#""status":"#));
+        assert!(spec.is_some() && spec < status && text.ends_with('}'), "{text}");
+        let list = api.get(PODS).await?.text();
+        assert!(list.starts_with(r#"{"kind":"PodList","apiVersion":"v1","metadata":{"#), "{list}");
+        assert!(list.contains(r#""items":[{"metadata":{"#), "{list}");
+
         // Eviction answers as upstream's create handler: code 201 in the Status.
         ensure!(api.post_json(PODS, &pod("evicted")).await?.status == 201);
         let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "evicted"}});
