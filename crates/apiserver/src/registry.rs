@@ -361,7 +361,8 @@ impl Registry {
         dry_run: bool,
     ) -> Result<Value> {
         check_identity(resource, namespace, name, &object)?;
-        let wanted = parse_rv(&object["metadata"]["resourceVersion"]);
+        // "0" is no precondition, as upstream parses it (unconditional).
+        let wanted = parse_rv(&object["metadata"]["resourceVersion"]).filter(|rv| *rv != 0);
         loop {
             let current = self.current(resource, namespace, name).await?;
             if wanted.is_some_and(|rv| rv != current.mod_revision) {
@@ -406,7 +407,11 @@ impl Registry {
             let current = self.current(resource, namespace, name).await?;
             let old = decode(&current)?;
             let mut patched = apply(&old)?;
-            let pinned = parse_rv(&patched["metadata"]["resourceVersion"]);
+            // The patch pins a version only if it sets one (the current
+            // object's own comes along otherwise): unpinned patches are
+            // retried on a conflict, as upstream.
+            let pinned = parse_rv(&patched["metadata"]["resourceVersion"])
+                .filter(|rv| Some(*rv) != parse_rv(&old["metadata"]["resourceVersion"]));
             if pinned.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(Status::modified(resource, name).into());
             }

@@ -363,3 +363,42 @@ fn python_kubernetes_client_lists_creates_patches_and_watches() -> Result<()> {
     assert!(stdout.contains("watched DELETED py-pod"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn patches_without_a_version_are_retried_and_version_zero_is_unconditional() -> Result<()> {
+    let skiff = Skiff::start_with(API_ONLY)?;
+    runtime()?.block_on(async {
+        let api = skiff.api()?;
+        ensure!(api.post_json(PODS, &pod("busy")).await?.status == 201);
+        // Many writers at once (as the scheduler and node agent write a
+        // pod a user patches): none gets a conflict, none is lost.
+        let patches = (0..16).map(|i| {
+            let api = api.clone();
+            async move {
+                let body = serde_json::to_vec(&json!({"metadata": {"labels": {format!("l{i}"): "x"}}}))?;
+                let response = api
+                    .request("PATCH", &format!("{PODS}/busy"), "application/merge-patch+json", body)
+                    .await?;
+                anyhow::Ok(response.status)
+            }
+        });
+        let codes: Vec<u16> = futures::future::try_join_all(patches).await?;
+        assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+        let labels = api.get(&format!("{PODS}/busy")).await?.json()?["metadata"]["labels"].clone();
+        assert_eq!(labels.as_object().map(|l| l.len()), Some(16 + 1), "{labels}");
+
+        // A patch that pins a stale version still conflicts.
+        let stale = serde_json::to_vec(&json!({"metadata": {"resourceVersion": "1", "labels": {"late": "x"}}}))?;
+        let conflict = api.request("PATCH", &format!("{PODS}/busy"), "application/merge-patch+json", stale).await?;
+        assert_eq!(conflict.status, 409);
+
+        // An update with resourceVersion "0" is unconditional.
+        let mut current = api.get(&format!("{PODS}/busy")).await?.json()?;
+        current["metadata"]["resourceVersion"] = json!("0");
+        current["metadata"]["labels"]["replaced"] = json!("yes");
+        let replaced = api.request("PUT", &format!("{PODS}/busy"), "application/json", serde_json::to_vec(&current)?).await?;
+        assert_eq!(replaced.status, 200, "{}", replaced.text());
+        Ok(())
+    })
+}
+
