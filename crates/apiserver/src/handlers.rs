@@ -388,9 +388,13 @@ fn parse_body(
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(bytes)
             .map(|v| (v, Vec::new()))
             .map_err(|e| match e {
-                crate::protobuf::ProtobufError::Unsupported(_) => {
-                    Status::unsupported_media_type(media).into()
-                }
+                // Not the generic 415: that one lists protobuf as accepted.
+                crate::protobuf::ProtobufError::Unsupported(kind) => Status::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (Skiff decodes protobuf bodies of Namespace, ConfigMap, Secret, Service and ServiceAccount; got {kind})"),
+                )
+                .into(),
                 other => cannot_handle(resource, &other.to_string()),
             }),
         other => Err(Status::unsupported_media_type(other).into()),

@@ -1,6 +1,6 @@
 //! Decoding the Kubernetes protobuf encoding for the request bodies that
 //! kubectl sends that way: its typed-client generators (`kubectl create
-//! namespace|configmap|secret|serviceaccount`) post
+//! namespace|configmap|secret|service|serviceaccount`) post
 //! `application/vnd.kubernetes.protobuf`. The envelope is the magic
 //! `k8s\0` plus a `runtime.Unknown`; field numbers follow
 //! k8s.io/api/core/v1/generated.proto. Answers are always JSON.
@@ -138,6 +138,116 @@ fn strings(values: &[&[u8]]) -> Result<Vec<String>> {
     values.iter().map(|v| text(v)).collect()
 }
 
+/// `intstr.IntOrString`: type = 1 (0 int, 1 string), intVal = 2, strVal = 3.
+fn int_or_string(bytes: &[u8]) -> Result<Value> {
+    let (mut is_string, mut number, mut string) = (false, 0u64, String::new());
+    for field in fields(bytes)? {
+        match field {
+            Field::Varint(1, v) => is_string = v == 1,
+            Field::Varint(2, v) => number = v,
+            Field::Bytes(3, v) => string = text(v)?,
+            _ => {}
+        }
+    }
+    Ok(if is_string {
+        json!(string)
+    } else {
+        json!(int32(number))
+    })
+}
+
+/// A protobuf int32 (negative values come sign-extended to 64 bits).
+fn int32(value: u64) -> i64 {
+    i64::from(value as u32 as i32)
+}
+
+/// `ServicePort`: name 1, protocol 2, port 3, targetPort 4, nodePort 5,
+/// appProtocol 6. Go writes zero values too; JSON omits them, so do we.
+fn service_port(bytes: &[u8]) -> Result<Value> {
+    let mut port = Map::new();
+    for field in fields(bytes)? {
+        match field {
+            Field::Bytes(1, v) if !v.is_empty() => {
+                port.insert("name".into(), json!(text(v)?));
+            }
+            Field::Bytes(2, v) if !v.is_empty() => {
+                port.insert("protocol".into(), json!(text(v)?));
+            }
+            Field::Varint(3, v) if v != 0 => {
+                port.insert("port".into(), json!(int32(v)));
+            }
+            Field::Bytes(4, v) => {
+                port.insert("targetPort".into(), int_or_string(v)?);
+            }
+            Field::Varint(5, v) if v != 0 => {
+                port.insert("nodePort".into(), json!(int32(v)));
+            }
+            Field::Bytes(6, v) if !v.is_empty() => {
+                port.insert("appProtocol".into(), json!(text(v)?));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(port))
+}
+
+/// `ServiceSpec`, the fields `kubectl create service` sets and those a
+/// client may: ports 1, selector 2, clusterIP 3, type 4, externalIPs 5,
+/// sessionAffinity 7, externalName 10, externalTrafficPolicy 11,
+/// publishNotReadyAddresses 13, clusterIPs 18, ipFamilies 19,
+/// ipFamilyPolicy 17, internalTrafficPolicy 22.
+fn service_spec(bytes: &[u8]) -> Result<Value> {
+    let mut spec = Map::new();
+    let mut ports = Vec::new();
+    let mut selector = BTreeMap::new();
+    let mut lists: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for field in fields(bytes)? {
+        let string_field = |n: u32| match n {
+            3 => Some("clusterIP"),
+            4 => Some("type"),
+            7 => Some("sessionAffinity"),
+            10 => Some("externalName"),
+            11 => Some("externalTrafficPolicy"),
+            17 => Some("ipFamilyPolicy"),
+            22 => Some("internalTrafficPolicy"),
+            _ => None,
+        };
+        let list_field = |n: u32| match n {
+            5 => Some("externalIPs"),
+            18 => Some("clusterIPs"),
+            19 => Some("ipFamilies"),
+            _ => None,
+        };
+        match field {
+            Field::Bytes(1, v) => ports.push(service_port(v)?),
+            Field::Bytes(2, v) => {
+                let (k, val) = map_entry(v)?;
+                selector.insert(k, text(val)?);
+            }
+            Field::Bytes(n, v) if string_field(n).is_some() && !v.is_empty() => {
+                spec.insert(string_field(n).unwrap_or_default().into(), json!(text(v)?));
+            }
+            Field::Bytes(n, v) if list_field(n).is_some() => {
+                lists.entry(list_field(n).unwrap_or_default()).or_default().push(text(v)?);
+            }
+            Field::Varint(13, v) if v != 0 => {
+                spec.insert("publishNotReadyAddresses".into(), json!(v != 0));
+            }
+            _ => {}
+        }
+    }
+    if !ports.is_empty() {
+        spec.insert("ports".into(), Value::Array(ports));
+    }
+    if !selector.is_empty() {
+        spec.insert("selector".into(), json!(selector));
+    }
+    for (name, list) in lists {
+        spec.insert(name.into(), json!(list));
+    }
+    Ok(Value::Object(spec))
+}
+
 fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value> {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let mut object = Map::new();
@@ -186,6 +296,9 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value> {
                     })
                     .collect();
                 object.insert("spec".into(), json!({"finalizers": strings(&finalizers)?}));
+            }
+            ("Service", Field::Bytes(2, v)) => {
+                object.insert("spec".into(), service_spec(v)?);
             }
             ("ServiceAccount", Field::Bytes(3, v)) => repeated.entry(3).or_default().push(v),
             ("ServiceAccount", Field::Varint(4, v)) => {
@@ -246,7 +359,7 @@ pub fn decode(body: &[u8]) -> Result<Value> {
     if api_version != "v1"
         || !matches!(
             kind.as_str(),
-            "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount"
+            "Namespace" | "ConfigMap" | "Secret" | "Service" | "ServiceAccount"
         )
     {
         return Err(ProtobufError::Unsupported(format!("{api_version}/{kind}")));
@@ -307,6 +420,43 @@ mod tests {
             Err(ProtobufError::Unsupported("v1/Pod".into()))
         );
         assert_eq!(decode(b"{}"), Err(ProtobufError::NoMagic));
+        Ok(())
+    }
+
+    fn varint_field(number: u32, value: u64) -> Vec<u8> {
+        let mut out = vec![u8::try_from(number << 3).unwrap_or(0)];
+        let mut v = value;
+        loop {
+            let byte = u8::try_from(v & 0x7f).unwrap_or(0);
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn decodes_a_service_like_kubectl_create_service_sends_it() -> Result<()> {
+        let target = [varint_field(1, 0), varint_field(2, 8080)].concat();
+        let port = [field(1, b"5678-8080"), field(2, b"TCP"), varint_field(3, 5678), field(4, &target)].concat();
+        let named_target = [varint_field(1, 1), field(3, b"http")].concat();
+        let second = [field(2, b"UDP"), varint_field(3, 53), field(4, &named_target)].concat();
+        let selector = [field(1, b"app"), field(2, b"web")].concat();
+        let spec = [field(1, &port), field(1, &second), field(2, &selector), field(4, b"ClusterIP"), field(3, b"None")].concat();
+        let service = [field(1, &field(1, b"web")), field(2, &spec), field(3, &[])].concat();
+        let type_meta = [field(1, b"v1"), field(2, b"Service")].concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &service)].concat();
+        let decoded = decode(&body)?;
+        assert_eq!(
+            decoded,
+            json!({"metadata": {"name": "web"}, "spec": {
+                "ports": [{"name": "5678-8080", "protocol": "TCP", "port": 5678, "targetPort": 8080},
+                          {"protocol": "UDP", "port": 53, "targetPort": "http"}],
+                "selector": {"app": "web"}, "type": "ClusterIP", "clusterIP": "None"},
+                "apiVersion": "v1", "kind": "Service"})
+        );
         Ok(())
     }
 }

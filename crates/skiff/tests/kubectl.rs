@@ -749,3 +749,26 @@ fn describe_lists_events_for_the_pod() -> Result<()> {
     assert!(table.stdout.contains("pod/ev"));
     Ok(())
 }
+
+/// `kubectl create service` posts protobuf, as kubectl's typed clients do.
+#[test]
+fn create_service_sends_protobuf_and_is_understood() -> Result<()> {
+    let skiff = Skiff::start()?;
+    let created = skiff.kubectl(&["create", "service", "clusterip", "web", "--tcp=5678:8080"])?.ok()?;
+    assert_eq!(created.stdout.trim(), "service/web created");
+    let service = skiff.get_json(&["get", "service", "web"])?;
+    assert_eq!(
+        service["spec"]["ports"],
+        serde_json::json!([{"name": "5678-8080", "port": 5678, "protocol": "TCP", "targetPort": 8080}])
+    );
+    assert_eq!(service["spec"]["selector"], serde_json::json!({"app": "web"}));
+    let external = skiff
+        .kubectl(&["create", "service", "externalname", "db", "--external-name=db.example.com"])?
+        .ok()?;
+    assert_eq!(external.stdout.trim(), "service/db created");
+    let db = skiff.get_json(&["get", "service", "db"])?;
+    assert_eq!(db["spec"]["type"], "ExternalName");
+    assert_eq!(db["spec"]["externalName"], "db.example.com");
+    Ok(())
+}
+
