@@ -138,6 +138,11 @@ impl std::fmt::Display for FieldError {
 fn render_value(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
+        // Go's `%#v` of a []string, as upstream prints such values.
+        Value::Array(items) if items.iter().all(Value::is_string) => format!(
+            "[]string{{{}}}",
+            items.iter().map(|i| format!("{:?}", i.as_str().unwrap_or_default())).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }

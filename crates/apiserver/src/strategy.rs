@@ -284,6 +284,9 @@ pub fn prepare_for_update(
             if resource.kind == "Secret" {
                 merge_string_data(new);
             }
+            if resource.kind == "Service" {
+                keep_allocated_cluster_ip(old, new);
+            }
             if tracks_generation(resource) && old["spec"] != new["spec"] {
                 let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
                 new["metadata"]["generation"] = json!(generation + 1);
@@ -300,9 +303,55 @@ pub fn prepare_for_update(
     Ok(())
 }
 
+/// Whether a Service has a cluster IP to keep (every type but ExternalName).
+fn needs_cluster_ip(service: &Value) -> bool {
+    service["spec"]["type"] != "ExternalName"
+}
+
+/// An update that leaves the cluster IP out keeps the allocated one, as
+/// upstream's `patchAllocatedValues`.
+fn keep_allocated_cluster_ip(old: &Value, new: &mut Value) {
+    if !(needs_cluster_ip(old) && needs_cluster_ip(new)) {
+        return;
+    }
+    if new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if !old["spec"][field].is_null() {
+                new["spec"][field] = old["spec"][field].clone();
+            }
+        }
+    }
+}
+
+/// A Service's cluster IP may not change once set (unless it becomes or
+/// stops being an ExternalName), as upstream validates it.
+fn validate_cluster_ip_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    if !(needs_cluster_ip(old) && needs_cluster_ip(new)) {
+        return Vec::new();
+    }
+    let primary = |s: &Value| {
+        s["spec"]["clusterIPs"][0]
+            .as_str()
+            .or_else(|| s["spec"]["clusterIP"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    if primary(old).is_empty() || primary(old) == primary(new) {
+        return Vec::new();
+    }
+    let ips = match &new["spec"]["clusterIPs"] {
+        Value::Array(ips) => Value::Array(ips.clone()),
+        _ => json!([primary(new)]),
+    };
+    vec![FieldError::invalid("spec.clusterIPs[0]", ips, "may not change once set")]
+}
+
 /// Validation of an update.
 pub fn validate_update(resource: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errors = object::validate_metadata(resource, new);
+    if resource.kind == "Service" {
+        errors.extend(validate_cluster_ip_update(old, new));
+    }
     if resource.kind == "Pod" {
         match (pod_spec(old), pod_spec(new)) {
             (Ok(old_spec), Ok(new_spec)) => {

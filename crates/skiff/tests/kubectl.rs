@@ -769,6 +769,33 @@ fn create_service_sends_protobuf_and_is_understood() -> Result<()> {
     let db = skiff.get_json(&["get", "service", "db"])?;
     assert_eq!(db["spec"]["type"], "ExternalName");
     assert_eq!(db["spec"]["externalName"], "db.example.com");
+    assert!(db["spec"]["clusterIP"].is_null(), "ExternalName services get no cluster IP");
+
+    // Cluster IPs come from the service CIDR (10.43.0.1 is the
+    // `kubernetes` Service's) and may not change once set.
+    assert_eq!(service["spec"]["clusterIP"], "10.43.0.2");
+    assert_eq!(service["spec"]["clusterIPs"], serde_json::json!(["10.43.0.2"]));
+    skiff.kubectl(&["create", "service", "clusterip", "api", "--tcp=443"])?.ok()?;
+    assert_eq!(skiff.get_json(&["get", "service", "api"])?["spec"]["clusterIP"], "10.43.0.3");
+    let moved = skiff
+        .kubectl(&["patch", "service", "web", "-p", r#"{"spec":{"clusterIP":"10.43.0.99","clusterIPs":["10.43.0.99"]}}"#])?
+        .failed()?;
+    assert_eq!(
+        moved.stderr.trim(),
+        r#"The Service "web" is invalid: spec.clusterIPs[0]: Invalid value: []string{"10.43.0.99"}: may not change once set"#
+    );
+    // A replace that leaves the address out keeps it.
+    let mut replaced = skiff.get_json(&["get", "service", "web"])?;
+    for field in ["clusterIP", "clusterIPs"] {
+        if let Some(spec) = replaced["spec"].as_object_mut() {
+            spec.remove(field);
+        }
+    }
+    skiff.kubectl_stdin(&["replace", "-f", "-"], &replaced.to_string())?.ok()?;
+    assert_eq!(skiff.get_json(&["get", "service", "web"])?["spec"]["clusterIP"], "10.43.0.2");
+    let taken = "apiVersion: v1\nkind: Service\nmetadata:\n  name: clash\nspec:\n  clusterIP: 10.43.0.3\n  ports: [{port: 80}]\n";
+    let clash = skiff.kubectl_stdin(&["create", "-f", "-"], taken)?.failed()?;
+    assert!(clash.stderr.contains("provided IP is already allocated"), "{}", clash.stderr);
     Ok(())
 }
 
