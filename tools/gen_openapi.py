@@ -32,6 +32,7 @@ GROUP_VERSIONS = [
         ("nodes", "Node", False, ["status"]),
         ("events", "Event", True, []),
         ("services", "Service", True, ["status"]),
+        ("endpoints", "Endpoints", True, []),
         ("configmaps", "ConfigMap", True, []),
         ("secrets", "Secret", True, []),
         ("serviceaccounts", "ServiceAccount", True, []),

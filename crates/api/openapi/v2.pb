@@ -1,7 +1,7 @@
 
 2.0
 
-Kubernetesv1.32.0Bˆ6ß
+Kubernetesv1.32.0Bû9ß
 */api/v1/namespaces/{namespace}/pods/{name}°B­*patchPod2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
 query"dryRun2string B&
 $" query"fieldManager2string B)
@@ -100,6 +100,17 @@ $" query"fieldManager2string B)
 jI
 x-kubernetes-group-version-kind&$group: ""
 kind: Service
+version: v1
+ð
+//api/v1/namespaces/{namespace}/endpoints/{name}¼B¹*patchEndpoints2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jK
+x-kubernetes-group-version-kind(&group: ""
+kind: Endpoints
 version: v1
 ñ
 0/api/v1/namespaces/{namespace}/configmaps/{name}¼B¹*patchConfigMap2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 

@@ -194,7 +194,38 @@ fn columns_for(kind: &str) -> Vec<Column> {
         ],
         "ServiceAccount" => vec![name, int_col("Secrets", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."), age],
         "Lease" => vec![name, col("Holder", 0, "The holder of the lease"), age],
+        "Endpoints" => vec![name, col("Endpoints", 0, "Endpoints is the list of endpoints in the object."), age],
         _ => vec![name, age],
+    }
+}
+
+/// `10.42.0.5:80,10.42.0.6:80 + 1 more...`, as upstream's printer lists
+/// an Endpoints object's addresses and ports (three at most).
+fn endpoints_cell(endpoints: &Value) -> String {
+    let mut listed = Vec::new();
+    let mut total = 0usize;
+    for subset in endpoints["subsets"].as_array().into_iter().flatten() {
+        let ports: Vec<i64> = subset["ports"].as_array().into_iter().flatten().filter_map(|p| p["port"].as_i64()).collect();
+        for address in subset["addresses"].as_array().into_iter().flatten() {
+            let ip = address["ip"].as_str().unwrap_or_default();
+            if ports.is_empty() {
+                total += 1;
+                if listed.len() < 3 {
+                    listed.push(ip.to_string());
+                }
+            }
+            for port in &ports {
+                total += 1;
+                if listed.len() < 3 {
+                    listed.push(format!("{ip}:{port}"));
+                }
+            }
+        }
+    }
+    match total {
+        0 => "<none>".into(),
+        n if n > listed.len() => format!("{} + {} more...", listed.join(","), n - listed.len()),
+        _ => listed.join(","),
     }
 }
 
@@ -581,6 +612,7 @@ pub fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
             age,
         ],
         "Lease" => vec![name, json!(text(&object["spec"]["holderIdentity"])), age],
+        "Endpoints" => vec![name, json!(endpoints_cell(object)), age],
         _ => vec![name, age],
     }
 }
@@ -720,5 +752,20 @@ mod tests {
         assert_eq!(cells[3], "pod/p");
         assert_eq!(cells[6], "Successfully assigned default/p to n1");
         assert_eq!(cells[8], 2);
+    }
+
+    #[test]
+    fn endpoints_list_three_addresses_then_how_many_more() {
+        let cases = [
+            (serde_json::json!({}), "<none>"),
+            (serde_json::json!({"subsets": [{"addresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 80}]}]}), "10.42.0.5:80"),
+            (
+                serde_json::json!({"subsets": [{"addresses": [{"ip": "10.42.0.5"}, {"ip": "10.42.0.6"}], "ports": [{"port": 80}, {"port": 443}]}]}),
+                "10.42.0.5:80,10.42.0.5:443,10.42.0.6:80 + 1 more...",
+            ),
+        ];
+        for (endpoints, want) in cases {
+            assert_eq!(endpoints_cell(&endpoints), want, "{endpoints}");
+        }
     }
 }

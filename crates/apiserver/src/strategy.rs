@@ -39,6 +39,7 @@ pub fn normalize(resource: &ResourceInfo, value: Value) -> Result<Value, String>
         ("", "Node") => roundtrip::<Node>(value)?,
         ("", "Event") => roundtrip::<Event>(value)?,
         ("", "Service") => roundtrip::<Service>(value)?,
+        ("", "Endpoints") => roundtrip::<k8s_openapi::api::core::v1::Endpoints>(value)?,
         ("", "ConfigMap") => roundtrip::<ConfigMap>(value)?,
         ("", "Secret") => roundtrip::<Secret>(without_line_breaks_in_data(value))?,
         ("", "ServiceAccount") => roundtrip::<ServiceAccount>(value)?,

@@ -799,3 +799,29 @@ fn create_service_sends_protobuf_and_is_understood() -> Result<()> {
     Ok(())
 }
 
+/// `kubectl apply --prune` deletes what the manifest no longer has. (Its
+/// default allowlist also names kinds Skiff does not serve, such as
+/// PersistentVolumeClaim and apps/v1 Deployment, so the list is given.)
+#[test]
+fn apply_prune_removes_what_the_manifest_dropped() -> Result<()> {
+    let skiff = Skiff::start()?;
+    let config = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{app: pruned}}\ndata: {{k: v}}\n");
+    let both = format!("{}---\n{}", config("keep"), config("drop"));
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &both)?.ok()?;
+    let pruned = skiff
+        .kubectl_stdin(
+            &["apply", "--prune", "-l", "app=pruned", "--prune-allowlist=core/v1/ConfigMap", "--prune-allowlist=core/v1/Endpoints", "-f", "-"],
+            &config("keep"),
+        )?
+        .ok()?;
+    assert!(pruned.stdout.contains("configmap/drop pruned"), "{}\n{}", pruned.stdout, pruned.stderr);
+    let left = skiff.kubectl(&["get", "configmaps", "-l", "app=pruned", "-o", "name"])?.ok()?;
+    assert_eq!(left.stdout.trim(), "configmap/keep");
+    // Endpoints are stored and printed as upstream prints them.
+    let endpoints = "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: web\nsubsets:\n- addresses: [{ip: 10.42.0.5}]\n  ports: [{port: 80}]\n";
+    skiff.kubectl_stdin(&["apply", "-f", "-"], endpoints)?.ok()?;
+    let row = skiff.kubectl(&["get", "endpoints", "web", "--no-headers"])?.ok()?;
+    assert!(row.stdout.starts_with("web") && row.stdout.contains("10.42.0.5:80"), "{}", row.stdout);
+    Ok(())
+}
+
