@@ -194,6 +194,7 @@ async fn attach(
 async fn port_forward(
     State(api): State<NodeApi>,
     Path((namespace, pod)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     request: Request<Body>,
 ) -> Response {
     let Some(sandbox) = api.containers.sandbox(&namespace, &pod) else {
@@ -202,9 +203,15 @@ async fn port_forward(
             &format!("pod {namespace}/{pod} has no running sandbox on this node"),
         );
     };
+    // `?ports=8080,9090` (channel protocols; SPDY names ports per stream).
+    let ports: Vec<u16> = query_pairs(query)
+        .into_iter()
+        .filter(|(k, _)| k == "ports" || k == "port")
+        .flat_map(|(_, v)| v.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<u16>>())
+        .collect();
     let transport = match negotiate(
         request.headers(),
-        &["SPDY/3.1+portforward.k8s.io"],
+        &["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io"],
         &["portforward.k8s.io"],
     ) {
         Ok(transport) => transport,
@@ -212,7 +219,7 @@ async fn port_forward(
     };
     tracing::info!(pod = %format!("{namespace}/{pod}"), "port-forward");
     upgrade(request, transport, move |connection| {
-        portforward::serve(connection, sandbox)
+        portforward::serve(connection, sandbox, ports)
     })
 }
 
