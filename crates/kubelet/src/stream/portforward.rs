@@ -90,6 +90,17 @@ async fn serve_spdy(mut connection: spdy::Connection, sandbox: SandboxEntry) {
     }
 }
 
+/// What the client hears when the pod's port refuses (the kubelet's words).
+fn connect_error(sandbox: &SandboxEntry, port: u16, address: &std::net::SocketAddr, error: &std::io::Error) -> String {
+    tracing::info!(sandbox = %sandbox.id, port, %error, "port-forward connect failed");
+    format!(
+        "error forwarding port {port} to pod {}, uid : failed to connect to localhost:{port} inside namespace {:?}, IPv4: {}",
+        sandbox.id,
+        sandbox.id,
+        dial_error("tcp4", address, error)
+    )
+}
+
 /// Relays one forwarded connection.
 async fn forward(mut data: spdy::Stream, error: Option<spdy::StreamWriter>, sandbox: SandboxEntry) {
     let port = data.header("port").parse::<u16>().ok().filter(|p| *p > 0);
@@ -116,14 +127,7 @@ async fn forward(mut data: spdy::Stream, error: Option<spdy::StreamWriter>, sand
     let tcp = match socket {
         Ok(tcp) => tcp,
         Err(e) => {
-            let message = format!(
-                "error forwarding port {port} to pod {}, uid : failed to connect to localhost:{port} inside namespace {:?}, IPv4: {}",
-                sandbox.id,
-                sandbox.id,
-                dial_error("tcp4", &address, &e)
-            );
-            tracing::info!(sandbox = %sandbox.id, port, error = %e, "port-forward connect failed");
-            fail(message).await;
+            fail(connect_error(&sandbox, port, &address, &e)).await;
             return;
         }
     };
@@ -223,13 +227,7 @@ async fn serve_channels(ws: WebSocket, base64: bool, ports: Vec<u16>, sandbox: S
                 });
             }
             Err(e) => {
-                let message = format!(
-                    "error forwarding port {port} to pod {}, uid : failed to connect to localhost:{port} inside namespace {:?}, IPv4: {}",
-                    sandbox.id,
-                    sandbox.id,
-                    dial_error("tcp4", &address, &e)
-                );
-                tracing::info!(sandbox = %sandbox.id, port, error = %e, "port-forward connect failed");
+                let message = connect_error(&sandbox, *port, &address, &e);
                 if sink.send(frame(base64, data_channel + 1, message.as_bytes())).await.is_err() {
                     return;
                 }
