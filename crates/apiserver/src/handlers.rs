@@ -14,13 +14,17 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use jiff::Timestamp;
 use serde_json::{json, Value};
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_api::selector::{FieldSelector, LabelSelector};
-use skiff_api::table;
-use skiff_api::{events, patch, schema, strict, Status};
+use skiff_api::{patch, schema, Status};
 use tokio_util::sync::CancellationToken;
 
+use crate::body::{
+    check_apply_body, check_object, decode_object, parse_body, patch_not_convertible, read_body,
+    storage_resource, FieldValidation,
+};
 use crate::connect;
+use crate::encode::{encode_watch_event, list_body, present, respond_object, JSON_TABLE};
 use crate::discovery;
 use crate::error::{status_response, ApiError, Result};
 use crate::metrics::Metrics;
@@ -28,14 +32,12 @@ use crate::openapi;
 use crate::registry::{DeleteOptions, ListParams, Registry};
 use crate::request::{self, Output, Query, Route, Target, Verb};
 use crate::strategy;
-use crate::watch::{self, WatchEvent, WatchRequest};
+use crate::watch::{self, WatchRequest};
 
-/// Upstream's limit on request bodies.
-const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Upstream's `--request-timeout` default, for requests that are not watches
 /// or streams.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2";
 
 /// Facts about the client's connection, attached by the TLS layer.
@@ -270,210 +272,6 @@ async fn serve_other(state: &AppState, parts: &Parts, route: Route) -> Response 
     }
 }
 
-/// How unknown and duplicate fields are treated (`fieldValidation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FieldValidation {
-    Ignore,
-    Warn,
-    Strict,
-}
-
-impl FieldValidation {
-    fn parse(query: &Query) -> Result<Self> {
-        match query.get("fieldValidation").unwrap_or("") {
-            "" | "Warn" => Ok(Self::Warn),
-            "Strict" => Ok(Self::Strict),
-            "Ignore" => Ok(Self::Ignore),
-            other => Err(ApiError::bad_request(format!(
-                "fieldValidation parameter unsupported: {other}. Supported values are \"Ignore\", \"Warn\", \"Strict\""
-            ))),
-        }
-    }
-}
-
-/// The resource whose storage and rules back `resource` (events.k8s.io
-/// events are core events underneath).
-fn storage_resource(resource: &'static ResourceInfo) -> &'static ResourceInfo {
-    if resource.group == "events.k8s.io" {
-        resources::core("events").unwrap_or(resource)
-    } else {
-        resource
-    }
-}
-
-fn present(resource: &ResourceInfo, object: Value) -> Value {
-    let object = if resource.group == "events.k8s.io" {
-        events::to_events_v1(&object)
-    } else {
-        object
-    };
-    in_upstream_order(object)
-}
-
-/// Top-level fields in the order upstream's encoder writes them: `kind`,
-/// `apiVersion`, `metadata`, then the kind's own fields (`spec`, `status`
-/// last), whatever order writes left them in.
-fn in_upstream_order(object: Value) -> Value {
-    let Value::Object(mut map) = object else {
-        return object;
-    };
-    let mut ordered = serde_json::Map::with_capacity(map.len());
-    for key in ["kind", "apiVersion", "metadata"] {
-        if let Some(value) = map.shift_remove(key) {
-            ordered.insert(key.to_string(), value);
-        }
-    }
-    let status = map.shift_remove("status");
-    let spec = map.shift_remove("spec");
-    ordered.extend(map);
-    if let Some(spec) = spec {
-        ordered.insert("spec".into(), spec);
-    }
-    if let Some(status) = status {
-        ordered.insert("status".into(), status);
-    }
-    Value::Object(ordered)
-}
-
-fn cannot_handle(resource: &ResourceInfo, detail: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "{kind} in version {version:?} cannot be handled as a {kind}: {detail}",
-        kind = resource.kind,
-        version = resource.version
-    ))
-}
-
-/// A body the decoder could not even read a kind from, as upstream's
-/// `transformDecodeError` words it (with a summary of the data).
-fn unrecognized(resource: &ResourceInfo, detail: &str, body: &[u8]) -> ApiError {
-    const MAX: usize = 30;
-    let summary = match body.first() {
-        None => "<empty>".to_string(),
-        Some(b'{') if body.len() > MAX => format!("{} ...", String::from_utf8_lossy(&body[..MAX])),
-        Some(b'{') => String::from_utf8_lossy(body).into_owned(),
-        Some(_) if body.len() > MAX => format!("{} ...", hex::encode(&body[..MAX])),
-        Some(_) => hex::encode(body),
-    };
-    ApiError::bad_request(format!(
-        "the object provided is unrecognized (must be of type {}): {detail} ({summary})",
-        resource.kind
-    ))
-}
-
-/// Parses a body as JSON (checking duplicate keys) or YAML.
-fn parse_body(
-    parts: &Parts,
-    bytes: &[u8],
-    resource: &ResourceInfo,
-) -> Result<(Value, Vec<String>)> {
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(JSON);
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    match media {
-        "application/yaml" | "application/apply-patch+yaml" => {
-            let value: Value = serde_yaml::from_slice(bytes)
-                .map_err(|e| cannot_handle(resource, &e.to_string()))?;
-            Ok((value, Vec::new()))
-        }
-        "application/json"
-        | "application/json-patch+json"
-        | "application/merge-patch+json"
-        | "application/strategic-merge-patch+json"
-        | ""
-        | "*/*" => strict::parse_json_checking_duplicates(bytes)
-            .map_err(|e| unrecognized(resource, &format!("couldn't get version/kind; json parse error: {e}"), bytes)),
-        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(bytes)
-            .map(|v| (v, Vec::new()))
-            .map_err(|e| match e {
-                // Not the generic 415: that one lists protobuf as accepted.
-                crate::protobuf::ProtobufError::Unsupported(kind) => Status::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (Skiff decodes protobuf bodies of Namespace, ConfigMap, Secret, Service and ServiceAccount; got {kind})"),
-                )
-                .into(),
-                other => cannot_handle(resource, &other.to_string()),
-            }),
-        other => Err(Status::unsupported_media_type(other).into()),
-    }
-}
-
-/// Field problems, then decoding into the kind's type: what the apiserver
-/// does to an object before any strategy runs.
-fn check_object(
-    resource: &'static ResourceInfo,
-    mut object: Value,
-    mut problems: Vec<String>,
-    validation: FieldValidation,
-    warnings: &mut Vec<String>,
-) -> Result<Value> {
-    if !object.is_object() {
-        return Err(cannot_handle(resource, "the object must be a JSON object"));
-    }
-    let expected_version = resource.api_version();
-    match object["apiVersion"].as_str() {
-        Some(v) if !v.is_empty() && v != expected_version => {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({expected_version})"
-            )));
-        }
-        _ => {}
-    }
-    match object["kind"].as_str() {
-        // Upstream's decoder cannot make the expected type of it.
-        Some(k) if !k.is_empty() && k != resource.kind => {
-            return Err(ApiError::bad_request(format!(
-                "the object provided is unrecognized (must be of type {}): the kind in the data ({k}) does not match the expected kind ({})",
-                resource.kind, resource.kind
-            )));
-        }
-        _ => {}
-    }
-    if validation != FieldValidation::Ignore {
-        if let Some(schema) = schema::for_kind(resource.group, resource.version, resource.kind) {
-            problems.extend(strict::unknown_fields(&object, schema));
-        }
-        if !problems.is_empty() {
-            if validation == FieldValidation::Strict {
-                return Err(cannot_handle(
-                    resource,
-                    &format!("strict decoding error: {}", problems.join(", ")),
-                ));
-            }
-            warnings.append(&mut problems);
-        }
-    }
-    if resource.group == "events.k8s.io" {
-        object = events::to_core(&object);
-    }
-    let storage = storage_resource(resource);
-    strategy::normalize(storage, object).map_err(|e| cannot_handle(resource, &e))
-}
-
-/// Reads, parses and checks a create/update body: the object to store and
-/// the field warnings for the client.
-async fn decode_object(
-    parts: &Parts,
-    body: Body,
-    resource: &'static ResourceInfo,
-    query: &Query,
-) -> Result<(Value, Vec<String>)> {
-    let bytes = read_body(body).await?;
-    let (value, problems) = parse_body(parts, &bytes, resource)?;
-    let mut warnings = Vec::new();
-    let object = check_object(
-        resource,
-        value,
-        problems,
-        FieldValidation::parse(query)?,
-        &mut warnings,
-    )?;
-    Ok((object, warnings))
-}
-
 /// `dryRun`: only `All` is a valid value (`ValidateDryRun`); the options
 /// kind (`CreateOptions`, ...) names what was invalid, as upstream does.
 fn dry_run(query: &Query, options_kind: &str) -> Result<bool> {
@@ -572,107 +370,6 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
         }
     }
     response
-}
-
-fn encode_object(
-    resource: &ResourceInfo,
-    output: Output,
-    object: Value,
-    now: Timestamp,
-) -> Result<(String, String)> {
-    Ok(match output {
-        Output::Table(include) => {
-            let rv = object["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            (
-                JSON_TABLE.to_string(),
-                table::table(resource, &[object], &rv, None, now, include).to_string(),
-            )
-        }
-        Output::Metadata => (
-            JSON.to_string(),
-            table::partial_object_metadata(&object).to_string(),
-        ),
-        Output::Yaml => (
-            "application/yaml".to_string(),
-            serde_yaml::to_string(&present(resource, object))
-                .map_err(|e| Status::internal(e.to_string()))?,
-        ),
-        Output::Json => (JSON.to_string(), present(resource, object).to_string()),
-    })
-}
-
-const JSON_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
-
-fn respond_object(
-    code: StatusCode,
-    resource: &ResourceInfo,
-    output: Output,
-    object: Value,
-    now: Timestamp,
-) -> Result<Response> {
-    let (content_type, body) = encode_object(resource, output, object, now)?;
-    Ok((code, [(header::CONTENT_TYPE, content_type)], body).into_response())
-}
-
-fn strip_type_meta(mut object: Value) -> Value {
-    if let Some(map) = object.as_object_mut() {
-        // shift_remove keeps the order of the other fields (remove swaps).
-        map.shift_remove("kind");
-        map.shift_remove("apiVersion");
-    }
-    object
-}
-
-fn list_body(
-    resource: &ResourceInfo,
-    output: Output,
-    items: Vec<Value>,
-    revision: u64,
-    continue_token: Option<&str>,
-    now: Timestamp,
-) -> Result<(String, String)> {
-    let rv = revision.to_string();
-    let mut metadata = json!({"resourceVersion": rv});
-    if let Some(token) = continue_token {
-        metadata["continue"] = json!(token);
-    }
-    Ok(match output {
-        Output::Table(include) => (
-            JSON_TABLE.to_string(),
-            table::table(resource, &items, &rv, continue_token, now, include).to_string(),
-        ),
-        Output::Metadata => {
-            let items: Vec<Value> = items.iter().map(table::partial_object_metadata).collect();
-            let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
-            (JSON.to_string(), list.to_string())
-        }
-        Output::Json | Output::Yaml => {
-            let items: Vec<Value> = items
-                .into_iter()
-                .map(|o| strip_type_meta(present(resource, o)))
-                .collect();
-            let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items});
-            if output == Output::Yaml {
-                (
-                    "application/yaml".to_string(),
-                    serde_yaml::to_string(&list).map_err(|e| Status::internal(e.to_string()))?,
-                )
-            } else {
-                (JSON.to_string(), list.to_string())
-            }
-        }
-    })
-}
-
-async fn read_body(body: Body) -> Result<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::from(Status::request_entity_too_large(&format!(
-            "limit is {MAX_BODY}"
-        )))
-    })
 }
 
 async fn serve_resource(
@@ -919,48 +616,6 @@ async fn serve_patch(
     ))
 }
 
-/// What upstream's apply patcher refuses before merging: a body that is not
-/// an object, and one whose apiVersion or kind is not the resource's.
-fn check_apply_body(resource: &ResourceInfo, body: &Value) -> Result<()> {
-    let Some(map) = body.as_object() else {
-        let go_type = match body {
-            Value::Array(_) => "array",
-            Value::String(_) => "string",
-            Value::Number(_) => "number",
-            Value::Bool(_) => "bool",
-            _ => "null",
-        };
-        if body.is_null() {
-            return Err(ApiError::bad_request(format!(
-                "Object 'Kind' is missing in '{body}'"
-            )));
-        }
-        return Err(ApiError::bad_request(format!(
-            "error decoding YAML: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {go_type} into Go value of type map[string]interface {{}}"
-        )));
-    };
-    if map.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
-        return Err(cannot_handle(resource, "metadata must be an object"));
-    }
-    let version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if version != resource.api_version() {
-        return Err(ApiError::bad_request(format!(
-            "Incorrect version specified in apply patch. Specified patch version: {version}, expected: {}",
-            resource.api_version()
-        )));
-    }
-    match map.get("kind").and_then(Value::as_str) {
-        Some(kind) if kind == resource.kind => Ok(()),
-        Some(kind) if !kind.is_empty() => Err(ApiError::bad_request(format!(
-            "the kind in the data ({kind}) does not match the expected kind ({})",
-            resource.kind
-        ))),
-        _ => Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{body}'"
-        ))),
-    }
-}
-
 async fn serve_watch(
     state: &Arc<AppState>,
     resource: &'static ResourceInfo,
@@ -1022,93 +677,6 @@ struct WatchGuard(Arc<AppState>);
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.0.metrics.watch_ended();
-    }
-}
-
-fn encode_watch_event(
-    resource: &ResourceInfo,
-    output: Output,
-    event: WatchEvent,
-    now: Timestamp,
-) -> String {
-    let kind = event.type_name();
-    let object = match event {
-        WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => match output {
-            Output::Table(include) => {
-                let rv = o["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                table::table(resource, &[o], &rv, None, now, include)
-            }
-            Output::Metadata => table::partial_object_metadata(&o),
-            Output::Json | Output::Yaml => present(resource, o),
-        },
-        WatchEvent::Bookmark(revision, end) => {
-            let bookmark = watch::bookmark_object(resource, revision, end);
-            match output {
-                Output::Table(_) => {
-                    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision.to_string()},
-                           "columnDefinitions": null, "rows": null})
-                }
-                _ => bookmark,
-            }
-        }
-        WatchEvent::Error(status) => status.to_json(),
-    };
-    let mut line = json!({"type": kind, "object": object}).to_string();
-    line.push('\n');
-    line
-}
-
-/// A strategic merge patch whose result is not the kind's type: 422, as
-/// upstream's `strategicPatchObject` reports it.
-fn patch_not_convertible(patch: &Value, decode_error: &str) -> ApiError {
-    let errors = [skiff_api::FieldError::invalid("patch", go_value(patch), go_decode_message(decode_error))];
-    Status::invalid("", "", "", &errors).into()
-}
-
-/// Go's `%+v` of a decoded JSON value (`map[a:1 b:[x y]]`).
-fn go_value(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let items: Vec<String> = keys.iter().map(|k| format!("{k}:{}", go_value(&map[*k]))).collect();
-            format!("map[{}]", items.join(" "))
-        }
-        Value::Array(items) => format!("[{}]", items.iter().map(go_value).collect::<Vec<_>>().join(" ")),
-        Value::String(s) => s.clone(),
-        Value::Null => "<nil>".into(),
-        other => other.to_string(),
-    }
-}
-
-/// The unstructured converter's words for a value of the wrong type
-/// (`cannot restore map from string`), from serde's.
-fn go_decode_message(serde_message: &str) -> String {
-    let found = serde_message
-        .split("invalid type: ")
-        .nth(1)
-        .and_then(|rest| rest.split([' ', ',']).next())
-        .map(|kind| match kind {
-            "integer" => "int64",
-            "floating" => "float64",
-            "boolean" => "bool",
-            "sequence" => "slice",
-            "map" => "map",
-            other => other,
-        });
-    let expected = if serde_message.contains("expected a map") || serde_message.contains("expected a struct") {
-        Some("map")
-    } else if serde_message.contains("expected a sequence") {
-        Some("slice")
-    } else {
-        None
-    };
-    match (expected, found) {
-        (Some(expected), Some(found)) => format!("cannot restore {expected} from {found}"),
-        _ => serde_message.to_string(),
     }
 }
 

@@ -20,6 +20,8 @@
 //! - `pki`, `server`: certificates, kubeconfig, the TLS accept loop
 
 mod binding;
+mod body;
+mod encode;
 pub mod clock;
 mod connect;
 pub mod controllers;
