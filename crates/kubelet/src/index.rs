@@ -95,10 +95,11 @@ impl ContainerIndex {
         self.maps().containers.get(key).cloned()
     }
 
-    /// A container of the pod `namespace/name` now.
-    pub fn get_by_name(&self, namespace: &str, name: &str, container: &str) -> Option<ContainerEntry> {
-        let uid = self.resolve(namespace, name)?;
-        self.get(&Self::key(&uid, container))
+    /// The key of a container of the pod `namespace/name` now: a pod
+    /// created again under the same name is not its predecessor. (A name
+    /// no pod has gives a key nothing is stored under.)
+    pub fn key_by_name(&self, namespace: &str, name: &str, container: &str) -> String {
+        Self::key(&self.resolve(namespace, name).unwrap_or_default(), container)
     }
 
     pub fn set_sandbox(&self, uid: &str, entry: Option<SandboxEntry>) {
@@ -158,14 +159,14 @@ mod tests {
         // Force-deleted and created again: the new pod takes the name.
         index.register("default", "web", "new");
         index.set(ContainerIndex::key("new", "c"), entry("b"));
-        assert_eq!(index.get_by_name("default", "web", "c").map(|e| e.runtime_id), Some("b".into()));
+        assert_eq!(index.get(&index.key_by_name("default", "web", "c")).map(|e| e.runtime_id), Some("b".into()));
         // The old pod's worker writing again does not take it back ...
         index.register("default", "web", "old");
         index.set(ContainerIndex::key("old", "c"), entry("a2"));
         assert_eq!(index.resolve("default", "web").as_deref(), Some("new"));
         // ... nor does its teardown remove the new pod.
         index.remove_pod("old");
-        assert_eq!(index.get_by_name("default", "web", "c").map(|e| e.runtime_id), Some("b".into()));
+        assert_eq!(index.get(&index.key_by_name("default", "web", "c")).map(|e| e.runtime_id), Some("b".into()));
         index.remove_pod("new");
         assert_eq!(index.resolve("default", "web"), None);
     }

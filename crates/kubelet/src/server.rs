@@ -112,10 +112,7 @@ async fn exec(
         );
     }
     let options = StreamOptions::from_query(&query);
-    // The pod of that name now: a pod created again under the same name
-    // is not its predecessor.
-    let uid = api.containers.resolve(&namespace, &pod).unwrap_or_default();
-    let key = ContainerIndex::key(&uid, &container);
+    let key = api.containers.key_by_name(&namespace, &pod, &container);
     let entry = match running_container(&api, &key, &container) {
         Ok(entry) => entry,
         Err(response) => return *response,
@@ -159,10 +156,7 @@ async fn attach(
     request: Request<Body>,
 ) -> Response {
     let options = StreamOptions::from_query(&query_pairs(query));
-    // The pod of that name now: a pod created again under the same name
-    // is not its predecessor.
-    let uid = api.containers.resolve(&namespace, &pod).unwrap_or_default();
-    let key = ContainerIndex::key(&uid, &container);
+    let key = api.containers.key_by_name(&namespace, &pod, &container);
     let entry = match running_container(&api, &key, &container) {
         Ok(entry) => entry,
         Err(response) => return *response,
@@ -231,10 +225,7 @@ async fn container_logs(
     let index = api.containers;
     let query = query_pairs(query);
     let (options, follow, previous) = options(&query);
-    // The pod of that name now: a pod created again under the same name
-    // is not its predecessor.
-    let uid = index.resolve(&namespace, &pod).unwrap_or_default();
-    let key = ContainerIndex::key(&uid, &container);
+    let key = index.key_by_name(&namespace, &pod, &container);
     let Some(entry) = index.get(&key) else {
         return error(
             StatusCode::BAD_REQUEST,

@@ -346,18 +346,7 @@ fn metrics_count_requests_and_watches() -> Result<()> {
 #[test]
 fn python_kubernetes_client_lists_creates_patches_and_watches() -> Result<()> {
     let skiff = Skiff::start_with(API_ONLY)?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
-    let output = std::process::Command::new("python3")
-        .arg(script)
-        .env("KUBECONFIG", skiff.kubeconfig())
-        .output()
-        .context("python3")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = skiff.python("client.py", &[])?;
     assert!(stdout.contains("watched ADDED py-pod"), "{stdout}");
     assert!(stdout.contains("watched MODIFIED py-pod"), "{stdout}");
     assert!(stdout.contains("watched DELETED py-pod"), "{stdout}");

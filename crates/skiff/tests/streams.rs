@@ -372,14 +372,7 @@ spec:
 fn the_python_clients_exec_stdin_arrives_as_text_frames() -> Result<()> {
     let skiff = Skiff::start_node()?;
     start_web(&skiff)?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/exec_stdin.py");
-    let output = skiff.kubectl_cmd("python3", &[script]).output().context("python3")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "python exec failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = skiff.python("exec_stdin.py", &[])?;
     assert_eq!(stdout.trim(), "got:hello from python");
     Ok(())
 }
@@ -388,14 +381,7 @@ fn the_python_clients_exec_stdin_arrives_as_text_frames() -> Result<()> {
 fn the_python_clients_port_forward_speaks_websocket_channels() -> Result<()> {
     let skiff = Skiff::start_node()?;
     start_web(&skiff)?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/port_forward.py");
-    let output = skiff.kubectl_cmd("python3", &[script]).output().context("python3")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "python port-forward failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = skiff.python("port_forward.py", &[])?;
     assert_eq!(stdout.trim(), "forwarded");
     Ok(())
 }

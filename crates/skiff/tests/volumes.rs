@@ -381,19 +381,7 @@ spec:
 #[test]
 fn the_python_client_feeds_a_pod_from_a_config_map_and_a_secret() -> Result<()> {
     let skiff = Skiff::start_node()?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/volumes.py");
-    // Run like kubectl: inside the node's network namespace.
-    let output = skiff
-        .kubectl_cmd("python3", &[script])
-        .env("TEST_IMAGE", TEST_IMAGE)
-        .output()
-        .context("python3")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = skiff.python("volumes.py", &[("TEST_IMAGE", TEST_IMAGE)])?;
     assert!(stdout.contains("updated"), "{stdout}");
     Ok(())
 }

@@ -75,6 +75,23 @@ fn make_payload(
     Ok(payload)
 }
 
+/// One object's payload, or the source is optional and absent, or the
+/// object's `not found` error.
+fn object_payload(
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    not_found: String,
+    missing_key: impl Fn(&str) -> String,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: i32,
+    optional: bool,
+) -> Result<Payload, String> {
+    match data {
+        None if optional => Ok(Payload::new()),
+        None => Err(not_found),
+        Some(data) => make_payload(&data, items, default_mode, optional, missing_key),
+    }
+}
+
 fn config_map_payload(
     name: &str,
     items: Option<&Vec<KeyToPath>>,
@@ -82,13 +99,14 @@ fn config_map_payload(
     optional: bool,
     objects: &dyn Objects,
 ) -> Result<Payload, String> {
-    match objects.config_map(name) {
-        None if optional => Ok(Payload::new()),
-        None => Err(format!("configmap {name:?} not found")),
-        Some(config_map) => make_payload(&config_map_data(config_map), items, default_mode, optional, |key| {
-            format!("configmap references non-existent config key: {key}")
-        }),
-    }
+    object_payload(
+        objects.config_map(name).map(config_map_data),
+        format!("configmap {name:?} not found"),
+        |key| format!("configmap references non-existent config key: {key}"),
+        items,
+        default_mode,
+        optional,
+    )
 }
 
 fn secret_payload(
@@ -98,13 +116,14 @@ fn secret_payload(
     optional: bool,
     objects: &dyn Objects,
 ) -> Result<Payload, String> {
-    match objects.secret(name) {
-        None if optional => Ok(Payload::new()),
-        None => Err(format!("secret {name:?} not found")),
-        Some(secret) => make_payload(&secret_data(secret), items, default_mode, optional, |key| {
-            format!("references non-existent secret key: {key}")
-        }),
-    }
+    object_payload(
+        objects.secret(name).map(secret_data),
+        format!("secret {name:?} not found"),
+        |key| format!("references non-existent secret key: {key}"),
+        items,
+        default_mode,
+        optional,
+    )
 }
 
 pub fn config_map(source: &ConfigMapVolumeSource, objects: &dyn Objects) -> Result<Payload, String> {

@@ -218,6 +218,25 @@ impl Skiff {
         command
     }
 
+    /// Runs `tests/python/<script>` (the official Python client) as kubectl
+    /// runs, against this server (in the node's network namespace for node
+    /// tests), with `env` added; its stdout, or a failure with both streams.
+    pub fn python(&self, script: &str, env: &[(&str, &str)]) -> Result<String> {
+        let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+        let output = self
+            .kubectl_cmd("python3", &[&path])
+            .envs(env.iter().copied())
+            .output()
+            .context("python3")?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        anyhow::ensure!(
+            output.status.success(),
+            "python {script} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(stdout)
+    }
+
     /// Runs kubectl with `args`.
     pub fn kubectl(&self, args: &[&str]) -> Result<Run> {
         self.kubectl_with(&kubectl_binary(), args)
