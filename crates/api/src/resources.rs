@@ -66,6 +66,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 verbs: &["create"],
             },
             Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                verbs: STATUS_VERBS,
+            },
+            Subresource {
                 name: "eviction",
                 kind: "Eviction",
                 verbs: &["create"],

@@ -475,7 +475,7 @@ impl Registry {
         new["apiVersion"] = old["apiVersion"].clone();
         strategy::prepare_for_update(resource, subresource, old, &mut new)
             .map_err(ApiError::bad_request)?;
-        let errors = strategy::validate_update(resource, old, &new);
+        let errors = strategy::validate_update(resource, subresource, old, &new);
         if !errors.is_empty() {
             return Err(Status::invalid(resource.kind, resource.group, name, &errors).into());
         }

@@ -162,7 +162,10 @@ pub fn validate_create(resource: &ResourceInfo, object: &Value) -> Vec<FieldErro
     let mut errors = object::validate_metadata(resource, object);
     match resource.kind {
         "Pod" => match pod_spec(object) {
-            Ok(spec) => errors.extend(pod::validate_spec(&spec)),
+            Ok(spec) => {
+                errors.extend(pod::validate_spec(&spec));
+                errors.extend(pod::ephemeral::validate_on_create(&spec));
+            }
             Err(e) => errors.push(FieldError::invalid("spec", "", e)),
         },
         "Event" if resource.group.is_empty() => errors.extend(validate_event(object)),
@@ -267,6 +270,13 @@ pub fn prepare_for_update(
             }
             *new = merged;
         }
+        Some("ephemeralcontainers") => {
+            // Only the ephemeral containers change through this subresource.
+            let mut merged = old.clone();
+            merged["spec"]["ephemeralContainers"] = new["spec"]["ephemeralContainers"].clone();
+            with_typed_pod(&mut merged, pod::apply_defaults)?;
+            *new = merged;
+        }
         Some("finalize") => {
             let mut merged = old.clone();
             merged["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
@@ -348,12 +358,27 @@ fn validate_cluster_ip_update(old: &Value, new: &Value) -> Vec<FieldError> {
 }
 
 /// Validation of an update.
-pub fn validate_update(resource: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> {
+pub fn validate_update(
+    resource: &ResourceInfo,
+    subresource: Option<&str>,
+    old: &Value,
+    new: &Value,
+) -> Vec<FieldError> {
     let mut errors = object::validate_metadata(resource, new);
     if resource.kind == "Service" {
         errors.extend(validate_cluster_ip_update(old, new));
     }
-    if resource.kind == "Pod" {
+    if resource.kind == "Pod" && subresource == Some("ephemeralcontainers") {
+        if old["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+            return vec![FieldError::forbidden("", "static pods do not support ephemeral containers")];
+        }
+        match (pod_spec(old), pod_spec(new)) {
+            (Ok(old_spec), Ok(new_spec)) => {
+                errors.extend(pod::ephemeral::validate_update(&old_spec, &new_spec))
+            }
+            (_, Err(e)) | (Err(e), _) => errors.push(FieldError::invalid("spec", "", e)),
+        }
+    } else if resource.kind == "Pod" {
         match (pod_spec(old), pod_spec(new)) {
             (Ok(old_spec), Ok(new_spec)) => {
                 errors.extend(pod::validate_spec_update(&old_spec, &new_spec))

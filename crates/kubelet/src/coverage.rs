@@ -32,7 +32,7 @@ pub const POD_SPEC: &[(&str, Handling)] = &[
     ("dnsConfig", Honoured),
     ("dnsPolicy", Honoured),
     ("enableServiceLinks", NoOp("Skiff proxies no Services, so there are no Service variables to inject")),
-    ("ephemeralContainers", Warned("ephemeral containers (kubectl debug) are not started by Skiff yet")),
+    ("ephemeralContainers", Honoured),
     ("hostAliases", Honoured),
     ("hostIPC", Honoured),
     ("hostNetwork", Honoured),
@@ -86,11 +86,12 @@ pub const CONTAINER: &[(&str, Handling)] = &[
     ("restartPolicy", Honoured),
     ("securityContext", Honoured),
     ("startupProbe", Honoured),
-    ("stdin", Warned("a container's stdin is not connected yet: attach and run -it see its output only")),
-    ("stdinOnce", Warned("a container's stdin is not connected yet: attach and run -it see its output only")),
+    // The container's monitor holds its stdin (and terminal) for attach.
+    ("stdin", Honoured),
+    ("stdinOnce", Honoured),
     ("terminationMessagePath", Honoured),
     ("terminationMessagePolicy", Honoured),
-    ("tty", Warned("containers get no terminal yet: attach and run -it see their output only")),
+    ("tty", Honoured),
     ("volumeDevices", Refused("raw block devices come from PersistentVolumeClaims, which Skiff does not serve")),
     ("volumeMounts", Honoured),
     ("workingDir", Honoured),
@@ -273,8 +274,6 @@ mod tests {
             warned.warned,
             vec![
                 "spec.topologySpreadConstraints is not honoured: the scheduler does not spread pods by topology yet; the pod runs without it".to_string(),
-                "spec.containers[shell].stdin is not honoured: a container's stdin is not connected yet: attach and run -it see its output only; the pod runs without it".into(),
-                "spec.containers[shell].tty is not honoured: containers get no terminal yet: attach and run -it see their output only; the pod runs without it".into(),
                 "spec.affinity.podAntiAffinity is not honoured: the scheduler does not place pods by other pods' labels yet; the pod runs without it".into(),
             ]
         );

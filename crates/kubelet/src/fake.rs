@@ -10,7 +10,8 @@ use jiff::Timestamp;
 use serde_json::Value;
 use skiff_runtime::cgroups::PodResources;
 use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
-use skiff_runtime::container::ContainerError;
+use skiff_runtime::container::attach::AttachSession;
+use skiff_runtime::container::{ContainerError, ContainerStdio};
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
 use skiff_runtime::image::{Health, Image, ImageError};
 use skiff_runtime::network::{Attachment, NetworkError, PodAddress};
@@ -70,12 +71,16 @@ impl ContainerRuntime for Recorder {
         self.note(format!("runtime.prepare_bundle {}", bundle.display()));
         Ok(())
     }
-    fn start(&self, bundle: &Path, id: &str, _: &Path) -> Result<tokio::process::Child, ContainerError> {
+    fn start(&self, bundle: &Path, id: &str, _: &Path, _: ContainerStdio) -> Result<tokio::process::Child, ContainerError> {
         self.note(format!("runtime.start {id}"));
         Err(ContainerError::Io {
             path: bundle.display().to_string(),
             source: unsupported("start containers"),
         })
+    }
+    async fn attach(&self, bundle: &Path) -> Result<Option<AttachSession>, ContainerError> {
+        self.note(format!("runtime.attach {}", bundle.display()));
+        Ok(None)
     }
     async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError> {
         self.note(format!("runtime.kill {id} {signal}"));

@@ -15,6 +15,8 @@ pub struct ContainerEntry {
     pub running: bool,
     /// The OCI runtime's id of the current attempt.
     pub runtime_id: String,
+    /// Its bundle, where its monitor keeps the attach socket.
+    pub bundle: PathBuf,
 }
 
 /// A pod's sandbox: the process holding its namespaces.
@@ -148,6 +150,7 @@ mod tests {
             attempt: 0,
             running: true,
             runtime_id: runtime_id.into(),
+            bundle: PathBuf::from("/bundles").join(runtime_id),
         }
     }
 

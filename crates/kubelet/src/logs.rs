@@ -303,6 +303,7 @@ mod tests {
             attempt: 0,
             running,
             runtime_id: "c1".into(),
+            bundle: dir.path().join("c1"),
         };
         index.set("ns/p/c".into(), entry(true));
         let file = tokio::fs::File::open(&path).await?;

@@ -37,6 +37,20 @@ pub fn compute_pod_actions(
     due: impl Fn(&str) -> bool,
 ) -> PodActions {
     let mut actions = PodActions::default();
+    // Ephemeral containers start as soon as they appear, init containers
+    // or not, and only once: a terminated one stays so.
+    for ephemeral in &record.ephemeral_containers {
+        let State::Waiting { reason, .. } = &ephemeral.state else {
+            continue;
+        };
+        let due = due(&ephemeral.name);
+        if reason == "ErrImagePull" && !due {
+            actions.pull_back_off.push(ephemeral.name.clone());
+        }
+        if !live.contains(ephemeral.name.as_str()) && due {
+            actions.start.push(ephemeral.name.clone());
+        }
+    }
     for init in &record.init_containers {
         if init.sidecar && init.running() && init.started {
             continue;
@@ -191,6 +205,8 @@ pub fn stop_order(record: &PodRecord, live: &HashSet<&str>) -> (Vec<String>, Vec
             .init_containers
             .iter()
             .filter(|c| !c.sidecar && running(&c.name))
+            .chain(&record.ephemeral_containers)
+            .filter(|c| running(&c.name))
             .map(|c| c.name.clone()),
     );
     let sidecars = record
@@ -257,6 +273,7 @@ mod tests {
             start_time: Timestamp::UNIX_EPOCH,
             init_containers: inits,
             containers: apps,
+            ephemeral_containers: Vec::new(),
             failed: None,
         }
     }

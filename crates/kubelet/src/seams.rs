@@ -15,7 +15,8 @@ use jiff::Timestamp;
 use serde_json::Value;
 use skiff_runtime::cgroups::PodResources;
 use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
-use skiff_runtime::container::{ContainerError, OciRuntime};
+use skiff_runtime::container::attach::AttachSession;
+use skiff_runtime::container::{ContainerError, ContainerStdio, OciRuntime};
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
 use skiff_runtime::image::{Health, Image, ImageError, ImageStore};
 use skiff_runtime::network::{Attachment, Cni, NetworkError, PodAddress};
@@ -33,7 +34,10 @@ pub trait ContainerRuntime: Send + Sync {
     /// Makes a bundle: its config and a rootfs over `layers`.
     fn prepare_bundle(&self, bundle: &Path, layers: &[PathBuf], config: &Value) -> Result<(), ContainerError>;
     /// Starts a container under a monitor process that exits when it has.
-    fn start(&self, bundle: &Path, id: &str, log: &Path) -> Result<tokio::process::Child, ContainerError>;
+    fn start(&self, bundle: &Path, id: &str, log: &Path, stdio: ContainerStdio) -> Result<tokio::process::Child, ContainerError>;
+    /// Opens an attach session to a container's stdin and terminal; `None`
+    /// when its monitor keeps neither.
+    async fn attach(&self, bundle: &Path) -> Result<Option<AttachSession>, ContainerError>;
     async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError>;
     async fn delete(&self, id: &str) -> Result<(), ContainerError>;
     /// Unmounts and removes a bundle.
@@ -108,8 +112,16 @@ impl ContainerRuntime for OciRuntime {
     fn prepare_bundle(&self, bundle: &Path, layers: &[PathBuf], config: &Value) -> Result<(), ContainerError> {
         OciRuntime::prepare_bundle(self, bundle, layers, config)
     }
-    fn start(&self, bundle: &Path, id: &str, log: &Path) -> Result<tokio::process::Child, ContainerError> {
-        OciRuntime::start(self, bundle, id, log)
+    fn start(&self, bundle: &Path, id: &str, log: &Path, stdio: ContainerStdio) -> Result<tokio::process::Child, ContainerError> {
+        OciRuntime::start(self, bundle, id, log, stdio)
+    }
+    async fn attach(&self, bundle: &Path) -> Result<Option<AttachSession>, ContainerError> {
+        AttachSession::connect(bundle)
+            .await
+            .map_err(|source| ContainerError::Io {
+                path: bundle.join(skiff_runtime::container::attach::SOCKET).display().to_string(),
+                source,
+            })
     }
     async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError> {
         OciRuntime::kill(self, id, signal).await

@@ -148,7 +148,8 @@ async fn exec(
     })
 }
 
-/// `kubectl attach`: the container's output from now on.
+/// `kubectl attach`: the container's output from now on, and its stdin
+/// and terminal when it has them.
 async fn attach(
     State(api): State<NodeApi>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
@@ -161,12 +162,6 @@ async fn attach(
         Ok(entry) => entry,
         Err(response) => return *response,
     };
-    if options.tty {
-        return status_response(
-            StatusCode::BAD_REQUEST,
-            &format!("container {container} was not started with a terminal (tty: true is not supported yet)"),
-        );
-    }
     let transport = match negotiate(
         request.headers(),
         REMOTE_COMMAND_WEBSOCKET,
@@ -175,10 +170,27 @@ async fn attach(
         Ok(transport) => transport,
         Err(response) => return *response,
     };
+    // Input goes to the container's monitor; without `stdin` or `tty` in
+    // its spec there is none, and the client's input is dropped.
+    let input = if options.stdin || options.tty {
+        match api.runtime.attach(&entry.bundle).await {
+            Ok(input) => input,
+            Err(error) => {
+                return status_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("error attaching to container {container:?}: {error}"),
+                )
+            }
+        }
+    } else {
+        None
+    };
+    tracing::info!(pod = %format!("{namespace}/{pod}"), %container, stdin = input.is_some(), tty = options.tty, "attach");
     let log = entry.dir.join(format!("{}.log", entry.attempt));
     let index = api.containers.clone();
-    let session: Session =
-        Box::new(move |channels| Box::pin(attach::follow(index, key, log, channels)));
+    let session: Session = Box::new(move |channels| {
+        Box::pin(attach::follow(index, key, log, input, options.tty, channels))
+    });
     upgrade(request, transport, move |connection| {
         exec::serve(connection, options, session)
     })

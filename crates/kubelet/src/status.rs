@@ -99,6 +99,10 @@ pub struct PodRecord {
     pub start_time: Timestamp,
     pub init_containers: Vec<ContainerRecord>,
     pub containers: Vec<ContainerRecord>,
+    /// `kubectl debug`'s containers: started once, never restarted, no
+    /// part of the pod's phase or readiness.
+    #[serde(default)]
+    pub ephemeral_containers: Vec<ContainerRecord>,
     /// Set when the node failed the pod itself (reason, message), as for
     /// `activeDeadlineSeconds` (DeadlineExceeded).
     pub failed: Option<(String, String)>,
@@ -403,6 +407,20 @@ pub fn pod_status(pod: &Pod, record: &PodRecord, now: Timestamp) -> Value {
             .map(|c| container_json(c, true))
             .collect();
     }
+    if !record.ephemeral_containers.is_empty() {
+        status["ephemeralContainerStatuses"] = record
+            .ephemeral_containers
+            .iter()
+            .map(|c| {
+                let mut status = container_json(c, false);
+                status["ready"] = json!(false);
+                if let Some(map) = status.as_object_mut() {
+                    map.remove("started");
+                }
+                status
+            })
+            .collect();
+    }
     if let Some((reason, message)) = &record.failed {
         status["reason"] = json!(reason);
         status["message"] = json!(message);
@@ -574,6 +592,7 @@ mod tests {
             host_ip: "192.0.2.1".into(),
             start_time: Timestamp::UNIX_EPOCH,
             init_containers: Vec::new(),
+            ephemeral_containers: Vec::new(),
             failed: None,
             containers: states
                 .into_iter()

@@ -62,6 +62,15 @@ enum Command {
         id: String,
         #[arg(long)]
         log: PathBuf,
+        /// The container keeps a stdin for attach.
+        #[arg(long)]
+        stdin: bool,
+        /// Its stdin closes after the first attach.
+        #[arg(long)]
+        stdin_once: bool,
+        /// It runs on a terminal.
+        #[arg(long)]
+        tty: bool,
     },
 }
 
@@ -188,6 +197,9 @@ fn main() -> Result<()> {
         bundle,
         id,
         log,
+        stdin,
+        stdin_once,
+        tty,
     } = cli.command
     {
         let args = skiff_runtime::container::MonitorArgs {
@@ -196,6 +208,11 @@ fn main() -> Result<()> {
             bundle,
             id,
             log,
+            stdio: skiff_runtime::container::ContainerStdio {
+                stdin,
+                stdin_once,
+                tty,
+            },
         };
         return skiff_runtime::container::monitor::monitor(&args)
             .context("container monitor failed");

@@ -74,7 +74,7 @@ impl Node {
             .prepare_bundle(&bundle, &self.layers, &oci_config(&config))?;
         self.bundles.push(bundle.clone());
         let log = self.dir.path().join("logs").join(format!("{id}.log"));
-        let child = self.runtime.start(&bundle, id, &log)?;
+        let child = self.runtime.start(&bundle, id, &log, Default::default())?;
         Ok((child, bundle, log))
     }
 }

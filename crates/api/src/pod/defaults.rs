@@ -136,6 +136,16 @@ pub fn apply_defaults(pod: &mut Pod) {
             context.proc_mount = None;
         }
     }
+    // Ephemeral containers share the containers' defaults.
+    for ephemeral in spec.ephemeral_containers.iter_mut().flatten() {
+        let mut container = super::ephemeral::as_container(ephemeral);
+        default_container(&mut container, host_network);
+        if let Some(context) = container.security_context.as_mut() {
+            context.proc_mount = None;
+        }
+        let target = ephemeral.target_container_name.take();
+        *ephemeral = super::ephemeral::from_container(&container, target);
+    }
     for volume in spec.volumes.iter_mut().flatten() {
         default_volume(volume);
     }

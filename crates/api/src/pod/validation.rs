@@ -199,7 +199,7 @@ fn validate_resources(errors: &mut Vec<FieldError>, path: &str, resources: &Reso
     }
 }
 
-fn validate_container(
+pub(super) fn validate_container(
     errors: &mut Vec<FieldError>,
     path: &str,
     container: &Container,
@@ -687,9 +687,16 @@ pub fn validate_spec_update(old: &PodSpec, new: &PodSpec) -> Vec<FieldError> {
 
 /// A short diff of the spec fields that differ, in place of go-cmp's.
 fn spec_diff(old: &PodSpec, new: &PodSpec) -> String {
-    let old = serde_json::to_value(old).unwrap_or_default();
-    let new = serde_json::to_value(new).unwrap_or_default();
-    let mut lines = vec!["  core.PodSpec{".to_string()];
+    value_diff(
+        "core.PodSpec",
+        &serde_json::to_value(old).unwrap_or_default(),
+        &serde_json::to_value(new).unwrap_or_default(),
+    )
+}
+
+/// The top-level fields of `type_name` that differ, in go-cmp's shape.
+pub(super) fn value_diff(type_name: &str, old: &Value, new: &Value) -> String {
+    let mut lines = vec![format!("  {type_name}{{")];
     let keys: std::collections::BTreeSet<&String> = old
         .as_object()
         .into_iter()

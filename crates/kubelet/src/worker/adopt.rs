@@ -52,8 +52,8 @@ pub async fn adopt(
         let (container, pid) = (live.name.clone(), live.monitor_pid);
         let image = worker
             .container_spec(&live.name)
-            .and_then(|c| c.image.as_deref())
-            .and_then(|name| worker.agent.images.get(name).ok().flatten());
+            .and_then(|c| c.image)
+            .and_then(|name| worker.agent.images.get(&name).ok().flatten());
         let alive = skiff_runtime::process::runs_with_argument(pid, &live.id);
         tokio::spawn(async move {
             if alive {
@@ -82,6 +82,7 @@ pub async fn adopt(
         .init_containers
         .iter()
         .chain(worker.record.containers.iter())
+        .chain(worker.record.ephemeral_containers.iter())
         .cloned()
         .collect();
     for record in records {
@@ -99,6 +100,7 @@ pub async fn adopt(
             dir: worker.pod_dir().join(&record.name),
             attempt: worker.attempt(&record.name),
             running: live_id.is_some(),
+            bundle: worker.agent.data_dir.join("containers").join(&runtime_id),
             runtime_id,
         };
         worker
@@ -106,7 +108,7 @@ pub async fn adopt(
             .containers
             .set(ContainerIndex::key(&uid, &record.name), entry);
         if live_id.is_some() && record.running() {
-            if let Some(container) = worker.container_spec(&record.name).cloned() {
+            if let Some(container) = worker.container_spec(&record.name) {
                 let kinds: &[probe::Kind] = if record.started {
                     &[probe::Kind::Liveness, probe::Kind::Readiness]
                 } else {

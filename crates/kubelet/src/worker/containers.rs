@@ -104,6 +104,9 @@ impl Worker {
                 Namespace::Host
             } else if spec.share_process_namespace.unwrap_or(false) {
                 join("pid")
+            } else if let Some(target) = self.debug_target(&container.name) {
+                // `kubectl debug --target`: the target's processes are in view.
+                Namespace::Join(format!("/proc/{}/ns/pid", self.target_pid(&container.name, &target)?))
             } else {
                 Namespace::Private
             },
@@ -112,6 +115,25 @@ impl Worker {
             crate::security::security(&self.pod, container, &node_capabilities, seccomp),
             namespaces,
         ))
+    }
+
+    /// The container an ephemeral container targets, if any.
+    fn debug_target(&self, name: &str) -> Option<String> {
+        self.ephemeral(name)
+            .and_then(|e| e.target_container_name.clone())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The init process of `target`, which must be running.
+    fn target_pid(&self, name: &str, target: &str) -> Result<u32, StepError> {
+        self.live
+            .get(target)
+            .and_then(|live| read_state::<Started>(&live.bundle, "started.json"))
+            .map(|started| started.pid)
+            .ok_or_else(|| StepError::Config {
+                container: name.to_string(),
+                message: format!("cannot share the process namespace of target container {target:?}: it is not running"),
+            })
     }
 
     pub(super) async fn create_and_start(
@@ -201,6 +223,11 @@ impl Worker {
         let (uid, gid) = user_of(container, &self.pod, &image_config, &layers).map_err(failed)?;
         let id = random_id();
         let bundle = agent.data_dir.join("containers").join(&id);
+        let stdio = ContainerStdio {
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
+            tty: container.tty.unwrap_or(false),
+        };
         let config = ContainerConfig {
             args,
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -228,6 +255,7 @@ impl Worker {
                 .unwrap_or(false),
             cgroups_path: format!("{}/{id}", self.cgroup_parent()),
             limits: limits_of(container),
+            terminal: stdio.tty,
         };
         let spec = oci_config(&config);
         let runtime = agent.runtime.clone();
@@ -248,7 +276,7 @@ impl Worker {
         .await;
         let mut monitor = agent
             .runtime
-            .start(&bundle, &id, &log)
+            .start(&bundle, &id, &log, stdio)
             .map_err(|e| failed(e.to_string()))?;
         let (_, _, uid) = pod_name(&self.pod);
         let entry = ContainerEntry {
@@ -256,6 +284,7 @@ impl Worker {
             attempt,
             running: true,
             runtime_id: id.clone(),
+            bundle: bundle.clone(),
         };
         agent
             .containers
@@ -423,7 +452,8 @@ impl Worker {
         };
         let policy = self.restart_policy();
         let sidecar = self.record_mut(name).is_some_and(|r| r.sidecar);
-        let restart = crate::plan::restarts(
+        // An ephemeral container is never restarted.
+        let restart = self.ephemeral(name).is_none() && crate::plan::restarts(
             &policy,
             sidecar,
             self.is_init(name),

@@ -45,7 +45,7 @@ impl Worker {
         {
             return; // from an earlier attempt
         }
-        let Some(container) = self.container_spec(&name).cloned() else {
+        let Some(container) = self.container_spec(&name) else {
             return;
         };
         match report.event {
@@ -206,7 +206,6 @@ impl Worker {
             .keys()
             .filter_map(|name| self.container_spec(name))
             .filter(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some()))
-            .cloned()
             .collect();
         let this: &Worker = self;
         let runs = containers.iter().filter_map(|c| {

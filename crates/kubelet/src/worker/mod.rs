@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod, Secret};
 use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::Value;
 use skiff_client::{pod_reference, EventType};
 use skiff_runtime::container::spec::{oci_config, BindMount, ContainerConfig, Limits, Namespace, Namespaces};
-use skiff_runtime::container::{read_state, Exited, Started};
+use skiff_runtime::container::{read_state, ContainerStdio, Exited, Started};
 use skiff_runtime::image::registries::Credentials;
 use skiff_runtime::image::{Health, Image, ImageError};
 use skiff_runtime::network::{Attachment, PortMapping};
@@ -330,11 +330,20 @@ impl Worker {
             .is_some_and(|s| s.init_containers.iter().flatten().any(|c| c.name == name))
     }
 
+    /// One of the pod's ephemeral containers, by name.
+    fn ephemeral(&self, name: &str) -> Option<&EphemeralContainer> {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.iter().flatten().find(|c| c.name == name))
+    }
+
     /// A container's field path in events, as kubelet sets it.
     fn field_path(&self, name: &str) -> Option<String> {
-        let is_init = self.is_init(name);
-        let list = if is_init {
+        let list = if self.is_init(name) {
             "initContainers"
+        } else if self.ephemeral(name).is_some() {
+            "ephemeralContainers"
         } else {
             "containers"
         };
@@ -369,6 +378,7 @@ impl Worker {
             .containers
             .iter_mut()
             .chain(self.record.init_containers.iter_mut())
+            .chain(self.record.ephemeral_containers.iter_mut())
             .find(|c| c.name == name)
     }
 
@@ -451,6 +461,7 @@ impl Worker {
             }
             self.publish();
         }
+        add_ephemeral_records(&self.pod, &mut self.record);
         let policy = self.restart_policy();
         let live: std::collections::HashSet<&str> = self.live.keys().map(String::as_str).collect();
         let actions = crate::plan::compute_pod_actions(&self.record, &policy, &live, |name| self.due(name));
@@ -477,7 +488,7 @@ impl Worker {
             self.set_waiting(name, "ImagePullBackOff", Some(message));
         }
         for name in &actions.start {
-            if let Some(container) = self.container_spec(name).cloned() {
+            if let Some(container) = self.container_spec(name) {
                 self.start_container(&container).await;
             }
         }
@@ -551,14 +562,19 @@ impl Worker {
         )
     }
 
-    /// A container of the pod's spec (app or init) by name.
-    fn container_spec(&self, name: &str) -> Option<&Container> {
-        self.pod.spec.as_ref().and_then(|s| {
-            s.containers
-                .iter()
-                .chain(s.init_containers.iter().flatten())
-                .find(|c| c.name == name)
-        })
+    /// A container of the pod's spec (app, init or ephemeral) by name.
+    fn container_spec(&self, name: &str) -> Option<Container> {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .find(|c| c.name == name)
+                    .cloned()
+            })
+            .or_else(|| self.ephemeral(name).map(skiff_api::pod::ephemeral::as_container))
     }
 
     fn mark_log_stopped(&self, name: &str) {
@@ -618,6 +634,20 @@ fn initial_record(pod: &Pod, host_ip: &str, now: Timestamp) -> PodRecord {
                 ..ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or(""))
             })
             .collect(),
+        ephemeral_containers: Vec::new(),
+    }
+}
+
+/// Records for ephemeral containers the spec gained since the last sync
+/// (`kubectl debug` adds them to a running pod).
+fn add_ephemeral_records(pod: &Pod, record: &mut PodRecord) {
+    for ephemeral in pod.spec.iter().flat_map(|s| s.ephemeral_containers.iter().flatten()) {
+        if record.ephemeral_containers.iter().all(|c| c.name != ephemeral.name) {
+            record.ephemeral_containers.push(ContainerRecord::new(
+                &ephemeral.name,
+                ephemeral.image.as_deref().unwrap_or(""),
+            ));
+        }
     }
 }
 

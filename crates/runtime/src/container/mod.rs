@@ -2,6 +2,7 @@
 //! container whose rootfs is an overlay over the image's shared layers, run
 //! under its own `skiff monitor` process.
 
+pub mod attach;
 pub mod exec;
 pub mod seccomp;
 pub mod monitor;
@@ -13,7 +14,7 @@ use std::process::Stdio;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::Value;
 
-pub use monitor::{Exited, MonitorArgs, Started};
+pub use monitor::{Exited, MonitorArgs, Started, Stdio as ContainerStdio};
 
 /// What can go wrong with a container.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +124,15 @@ impl OciRuntime {
     }
 
     /// Starts the container under a new `skiff monitor`; the returned child
-    /// exits when the container has.
-    pub fn start(&self, bundle: &Path, id: &str, log: &Path) -> Result<tokio::process::Child> {
+    /// exits when the container has. `stdio` must match the bundle's
+    /// `process.terminal`.
+    pub fn start(
+        &self,
+        bundle: &Path,
+        id: &str,
+        log: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<tokio::process::Child> {
         let mut command = tokio::process::Command::new(&self.skiff);
         command
             .arg("monitor")
@@ -137,7 +145,17 @@ impl OciRuntime {
             .arg("--id")
             .arg(id)
             .arg("--log")
-            .arg(log)
+            .arg(log);
+        for (flag, set) in [
+            ("--stdin", stdio.stdin),
+            ("--stdin-once", stdio.stdin_once),
+            ("--tty", stdio.tty),
+        ] {
+            if set {
+                command.arg(flag);
+            }
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

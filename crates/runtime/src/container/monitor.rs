@@ -4,19 +4,26 @@
 //! format (`<RFC3339Nano> stdout F <line>`), starts it through the OCI
 //! runtime, and records when it started and how it ended in the bundle:
 //! `started.json` and `exit.json`. It outlives the node agent, so a
-//! restarted agent reads the same files.
+//! restarted agent reads the same files. A container with `stdin` or `tty`
+//! gets its stdin (a pipe, or a terminal the runtime hands over on the
+//! console socket) from the monitor, which keeps it open for attach
+//! sessions (see `attach`).
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio as ChildStdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+use super::attach;
 
 /// Where a monitor finds what to run and where to write.
 #[derive(Debug, Clone)]
@@ -28,7 +35,26 @@ pub struct MonitorArgs {
     pub bundle: PathBuf,
     pub id: String,
     pub log: PathBuf,
+    pub stdio: Stdio,
 }
+
+/// A container's `stdin`, `stdinOnce` and `tty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stdio {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+impl Stdio {
+    /// Whether the monitor keeps an input side for attach.
+    pub fn attachable(&self) -> bool {
+        self.stdin || self.tty
+    }
+}
+
+/// The runtime's console socket, in the bundle (the monitor's cwd).
+const CONSOLE_SOCKET: &str = "console.sock";
 
 /// What `started.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,11 +105,12 @@ fn runtime_error(log: &Path) -> String {
         .unwrap_or_else(|| "the OCI runtime failed to create the container".to_string())
 }
 
-/// Copies one stream into the CRI log, a line at a time; a line longer than
-/// the buffer is written in `P` (partial) pieces.
+/// Copies one stream into the CRI log, a line at a time. What a read
+/// leaves without a newline is written at once as a `P` (partial) record,
+/// as conmon does: a prompt reaches an attached terminal before its line
+/// ends.
 fn copy_stream(mut input: impl Read, stream: &'static str, log: Arc<Mutex<fs::File>>) {
     const MAX_LINE: usize = 16 * 1024;
-    let mut pending: Vec<u8> = Vec::new();
     let mut buffer = [0u8; 8192];
     let emit = |tag: &str, line: &[u8]| {
         let mut record = format!("{} {stream} {tag} ", now_rfc3339_nano()).into_bytes();
@@ -93,24 +120,50 @@ fn copy_stream(mut input: impl Read, stream: &'static str, log: Arc<Mutex<fs::Fi
             let _ = file.write_all(&record);
         }
     };
+    let mut line_open = false;
     loop {
         let n = match input.read(&mut buffer) {
+            // A terminal whose other side closed reads EIO.
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        pending.extend_from_slice(&buffer[..n]);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            emit("F", &pending[..end]);
-            pending.drain(..=end);
+        let mut rest = &buffer[..n];
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            emit("F", &rest[..end]);
+            rest = &rest[end + 1..];
         }
-        while pending.len() >= MAX_LINE {
-            emit("P", &pending[..MAX_LINE]);
-            pending.drain(..MAX_LINE);
+        for piece in rest.chunks(MAX_LINE) {
+            emit("P", piece);
+        }
+        line_open = !rest.is_empty();
+    }
+    // A last line without a newline still ends (containerd writes it `F`).
+    if line_open {
+        emit("F", b"");
+    }
+}
+
+/// The terminal's master, as the runtime sends it on the console socket.
+fn receive_terminal(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let (stream, _) = listener.accept()?;
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    rustix::net::recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
         }
     }
-    if !pending.is_empty() {
-        emit("F", &pending);
-    }
+    Err(std::io::Error::other("the runtime sent no terminal"))
 }
 
 fn exit_record(code: i32, signal: Option<i32>, error: Option<String>) -> Exited {
@@ -140,9 +193,17 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
             .append(true)
             .open(&args.log)?,
     ));
-    let (out_read, out_write) = std::io::pipe()?;
-    let (err_read, err_write) = std::io::pipe()?;
-    let created = Command::new(&args.runtime)
+    // Sockets live in the bundle, named relative to it: a socket path must
+    // fit in 108 bytes and a data dir may be deep.
+    std::env::set_current_dir(&args.bundle)?;
+    let console = if args.stdio.tty {
+        let _ = fs::remove_file(CONSOLE_SOCKET);
+        Some(UnixListener::bind(CONSOLE_SOCKET)?)
+    } else {
+        None
+    };
+    let mut create = Command::new(&args.runtime);
+    create
         .arg("--root")
         .arg(&args.root)
         .arg("--log")
@@ -151,14 +212,55 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
         .arg(&args.bundle)
         .arg("--pid-file")
         .arg(&pid_file)
-        .arg(&args.id)
-        .stdin(Stdio::null())
-        .stdout(out_write)
-        .stderr(err_write)
-        .status()?;
-    // Each reader says when its pipe is drained.
-    let (drained, readers_done) = std::sync::mpsc::channel::<()>();
-    for (pipe, stream) in [(out_read, "stdout"), (err_read, "stderr")] {
+        .arg(&args.id);
+    let mut readers: Vec<(fs::File, &'static str)> = Vec::new();
+    let mut stdin_sink = None;
+    if console.is_some() {
+        create
+            .arg("--console-socket")
+            .arg(CONSOLE_SOCKET)
+            .stdin(ChildStdio::null())
+            .stdout(ChildStdio::null())
+            .stderr(ChildStdio::null());
+    } else {
+        let (out_read, out_write) = std::io::pipe()?;
+        let (err_read, err_write) = std::io::pipe()?;
+        let stdin = if args.stdio.stdin {
+            let (read, write) = std::io::pipe()?;
+            stdin_sink = Some(fs::File::from(OwnedFd::from(write)));
+            ChildStdio::from(read)
+        } else {
+            ChildStdio::null()
+        };
+        create.stdin(stdin).stdout(out_write).stderr(err_write);
+        readers.push((fs::File::from(OwnedFd::from(out_read)), "stdout"));
+        readers.push((fs::File::from(OwnedFd::from(err_read)), "stderr"));
+    }
+    // The runtime hands the terminal's master over while it creates.
+    let terminal = console.map(|listener| {
+        let (sent, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sent.send(receive_terminal(&listener));
+        });
+        received
+    });
+    let created = create.status()?;
+    // Our copies of the container's ends of the pipes go with the command.
+    drop(create);
+    let _ = fs::remove_file(CONSOLE_SOCKET);
+    let mut master = None;
+    if let (Some(received), true) = (terminal, created.success()) {
+        let fd = received
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| std::io::Error::other("the runtime never sent the terminal"))??;
+        readers.push((fs::File::from(fd.try_clone()?), "stdout"));
+        stdin_sink = Some(fs::File::from(fd.try_clone()?));
+        master = Some(fd);
+    }
+    // Each reader says when its stream is drained.
+    let (drained, readers_done) = mpsc::channel::<()>();
+    let streams = readers.len();
+    for (pipe, stream) in readers {
         let (log, drained) = (log.clone(), drained.clone());
         std::thread::spawn(move || {
             copy_stream(pipe, stream, log);
@@ -181,7 +283,7 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
         .arg(&args.root)
         .arg("start")
         .arg(&args.id)
-        .stdin(Stdio::null())
+        .stdin(ChildStdio::null())
         .status()?;
     if !started.success() {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -190,6 +292,11 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
             &exit_path,
             &exit_record(128, None, Some(runtime_error(&runtime_log))),
         );
+    }
+    if args.stdio.attachable() {
+        let stdin = attach::Stdin::new(stdin_sink, master, args.stdio.stdin_once);
+        let _ = fs::remove_file(attach::SOCKET);
+        attach::serve(UnixListener::bind(attach::SOCKET)?, stdin);
     }
     write_json_atomically(
         &args.bundle.join("started.json"),
@@ -213,7 +320,7 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
     // Output still buffered in the pipes belongs to this run; a daemon that
     // kept the pipes open does not hold the exit record back for long.
     let deadline = Instant::now() + Duration::from_secs(2);
-    for _ in 0..2 {
+    for _ in 0..streams {
         let left = deadline.saturating_duration_since(Instant::now());
         if readers_done.recv_timeout(left).is_err() {
             break;

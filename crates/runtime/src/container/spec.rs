@@ -229,6 +229,8 @@ pub struct ContainerConfig {
     pub readonly_rootfs: bool,
     pub cgroups_path: String,
     pub limits: Limits,
+    /// The process runs on a terminal (`tty: true`).
+    pub terminal: bool,
 }
 
 /// The `config.json` of the bundle.
@@ -317,7 +319,7 @@ pub fn oci_config(config: &ContainerConfig) -> Value {
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": config.terminal,
             "user": user,
             "args": config.args,
             "env": config.env,

@@ -1,0 +1,183 @@
+//! Interactive pods: `kubectl run -it --rm` on a real terminal, `kubectl
+//! run -i` with piped input (stdinOnce), `kubectl attach -it`, and the
+//! official Python client's attach, over WebSocket and SPDY, against real
+//! pods on a node in a network namespace the test creates.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::{kubectl_binary, Skiff, TEST_IMAGE};
+
+/// Both of kubectl's wire formats: default WebSocket, then SPDY.
+const TRANSPORTS: [(&str, &str); 2] = [("websocket", "true"), ("spdy", "false")];
+
+/// Drives an interactive kubectl from a pseudo-terminal: waits for the
+/// shell's prompt (pressing enter, as kubectl suggests), runs `hostname`,
+/// resizes the terminal, checks `tty`, and exits 3.
+const PTY_DRIVER: &str = r##"
+import fcntl, os, pty, select, signal, struct, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b""
+def pump(seconds, until=None):
+    global out
+    end = time.time() + seconds
+    while time.time() < end:
+        if until is not None and until in out:
+            return True
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return False
+            if not data:
+                return False
+            out += data
+    return False
+pump(60, b"pressing enter")
+os.write(fd, b"\r")
+pump(20, b"# ")
+os.write(fd, b"hostname; tty\r")
+pump(10, b"/dev/pts/")
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+os.kill(pid, signal.SIGWINCH)
+time.sleep(0.5)
+os.write(fd, b"stty size\r")
+pump(10, b"40 100")
+os.write(fd, b"exit 3\r")
+pump(60)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"##;
+
+#[test]
+fn run_it_rm_gives_a_shell_on_a_terminal_then_deletes_the_pod() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let driver = skiff.data_dir_path().join("pty_driver.py");
+    std::fs::write(&driver, PTY_DRIVER)?;
+    for (name, websockets) in TRANSPORTS {
+        let pod = format!("debug-{name}");
+        let image = format!("--image={TEST_IMAGE}");
+        let mut command = skiff.kubectl_cmd("python3", &[]);
+        command
+            .arg(&driver)
+            .args([
+                &kubectl_binary(),
+                "run",
+                "-i",
+                "--tty",
+                "--rm",
+                &image,
+                "--restart=Never",
+                &pod,
+                "--",
+                "sh",
+            ])
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets);
+        let run = common::Run::from_output(command.output()?);
+        // The seeds' command: no "couldn't attach" fallback to logs.
+        assert!(!run.stdout.contains("couldn't attach"), "{name}: {run:?}");
+        assert!(run.stdout.contains(&format!("\r\n{pod}\r\n")), "{name}: hostname: {}", run.stdout);
+        assert!(run.stdout.contains("/dev/pts/0"), "{name}: a real terminal: {}", run.stdout);
+        assert!(run.stdout.contains("40 100"), "{name}: resize: {}", run.stdout);
+        // kubectl run reports the container's exit code and deletes the pod.
+        assert_eq!(run.status.code(), Some(3), "{name}: {run:?}");
+        assert!(run.stdout.contains(&format!("pod \"{pod}\" deleted")), "{name}: {run:?}");
+        skiff.wait_for(Duration::from_secs(30), "the pod to go", || {
+            Ok(!skiff.kubectl(&["get", "pod", &pod])?.status.success())
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn run_i_feeds_piped_input_and_stdin_once_ends_it() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    for (name, websockets) in TRANSPORTS {
+        let pod = format!("cat-{name}");
+        let image = format!("--image={TEST_IMAGE}");
+        let mut command = skiff.kubectl_cmd(
+            &kubectl_binary(),
+            &["run", "-i", "--rm", "-q", &image, "--restart=Never", &pod, "--", "sh", "-c", "cat; echo done"],
+        );
+        command
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(b"first line\nsecond line\n")?;
+        }
+        let run = common::Run::from_output(child.wait_with_output()?);
+        // `cat` ends only when stdin closes: stdinOnce after the attach.
+        assert_eq!(run.stdout, "first line\nsecond line\ndone\n", "{name}: {run:?}");
+        assert!(run.status.success(), "{name}: {run:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn attach_reaches_a_running_containers_stdin_from_kubectl_and_python() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: echoer
+spec:
+  containers:
+  - name: echoer
+    image: {TEST_IMAGE}
+    stdin: true
+    command: [\"sh\", \"-c\", \"while read line; do echo got:$line; done\"]
+"
+    );
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "echoer to run", || {
+        Ok(skiff.get_json(&["get", "pod", "echoer"])?["status"]["phase"] == "Running")
+    })?;
+    let stdout = skiff.python("attach_stdin.py", &[])?;
+    assert_eq!(stdout.trim(), "attached twice");
+    // kubectl attach -i: the input arrives, the container keeps running
+    // after the session (no stdinOnce).
+    for (name, websockets) in TRANSPORTS {
+        let mut command = skiff.kubectl_cmd(&kubectl_binary(), &["attach", "-i", "echoer"]);
+        command
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn()?;
+        let mut stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(format!("via {name}\n").as_bytes())?;
+            // Kept open: the session lasts until we have the answer.
+            let wanted = format!("got:via {name}\n");
+            let mut seen = String::new();
+            let mut reader = std::io::BufReader::new(&mut stdout);
+            while !seen.contains(&wanted) {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+                    break;
+                }
+                seen.push_str(&line);
+            }
+            assert!(seen.contains(&wanted), "{name}: {seen:?}");
+            drop(stdin);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let pod = skiff.get_json(&["get", "pod", "echoer"])?;
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    Ok(())
+}
