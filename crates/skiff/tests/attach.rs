@@ -181,3 +181,142 @@ spec:
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
     Ok(())
 }
+
+/// Drives `kubectl debug -it` from a pseudo-terminal: in the debug
+/// container's shell, `ps` must show the target's `sleep`.
+const DEBUG_DRIVER: &str = r##"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b""
+def pump(seconds, until=None):
+    global out
+    end = time.time() + seconds
+    while time.time() < end:
+        if until is not None and until in out:
+            return
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            out += data
+pump(60, b"pressing enter")
+os.write(fd, b"\r")
+pump(20, b"# ")
+os.write(fd, b"ps -o pid,args\r")
+pump(10, b"sleep 3600")
+os.write(fd, b"exit\r")
+pump(60)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"##;
+
+#[test]
+fn kubectl_debug_adds_an_ephemeral_container_that_sees_its_target() -> Result<()> {
+    let skiff = Skiff::start_node()?;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+spec:
+  containers:
+  - name: app
+    image: {TEST_IMAGE}
+    command: [\"sleep\", \"3600\"]
+"
+    );
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "app to run", || {
+        Ok(skiff.get_json(&["get", "pod", "app"])?["status"]["phase"] == "Running")
+    })?;
+    // Discovery names the subresource (kubectl debug checks nothing else).
+    let discovery: serde_json::Value =
+        serde_json::from_str(&skiff.kubectl(&["get", "--raw", "/api/v1"])?.ok()?.stdout)?;
+    let listed = discovery["resources"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["name"] == "pods/ephemeralcontainers"));
+    assert!(listed, "{discovery}");
+    let driver = skiff.data_dir_path().join("debug_driver.py");
+    std::fs::write(&driver, DEBUG_DRIVER)?;
+    let image = format!("--image={TEST_IMAGE}");
+    let mut command = skiff.kubectl_cmd("python3", &[]);
+    command.arg(&driver).args([
+        &kubectl_binary(),
+        "debug",
+        "-it",
+        "app",
+        &image,
+        "--target=app",
+        "-c",
+        "debugger",
+        "--",
+        "sh",
+    ]);
+    let run = common::Run::from_output(command.output()?);
+    assert!(run.stdout.contains("sleep 3600"), "the target's processes: {run:?}");
+    assert!(
+        run.stdout.contains("Session ended, the ephemeral container will not be restarted"),
+        "{run:?}"
+    );
+    assert!(run.status.success(), "{run:?}");
+    // Ended for good; the pod itself is untouched.
+    skiff.wait_for(Duration::from_secs(30), "the debug container to end", || {
+        let pod = skiff.get_json(&["get", "pod", "app"])?;
+        Ok(pod["status"]["ephemeralContainerStatuses"][0]["state"]["terminated"].is_object())
+    })?;
+    let pod = skiff.get_json(&["get", "pod", "app"])?;
+    let debugger = &pod["status"]["ephemeralContainerStatuses"][0];
+    assert_eq!(debugger["name"], "debugger");
+    assert_eq!(debugger["restartCount"], 0);
+    assert_eq!(debugger["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(pod["spec"]["ephemeralContainers"][0]["targetContainerName"], "app");
+    assert_eq!(pod["spec"]["ephemeralContainers"][0]["terminationMessagePath"], "/dev/termination-log");
+    // Upstream's refusals: no removal, no change, not on create.
+    let removal = skiff.kubectl(&[
+        "patch", "pod", "app", "--subresource=ephemeralcontainers", "--type=json",
+        "-p", r#"[{"op": "remove", "path": "/spec/ephemeralContainers/0"}]"#,
+    ])?;
+    assert!(
+        removal.stderr.contains("spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be removed"),
+        "{removal:?}"
+    );
+    let created = skiff.kubectl_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: born-debugged
+spec:
+  containers:
+  - name: c
+    image: {TEST_IMAGE}
+  ephemeralContainers:
+  - name: d
+    image: {TEST_IMAGE}
+"
+        ),
+    )?;
+    assert!(
+        created.stderr.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"),
+        "{created:?}"
+    );
+    let ports = skiff.kubectl(&[
+        "patch", "pod", "app", "--subresource=ephemeralcontainers", "--type=strategic",
+        "-p", &format!(r#"{{"spec": {{"ephemeralContainers": [{{"name": "web", "image": "{TEST_IMAGE}", "ports": [{{"containerPort": 80}}]}}]}}}}"#),
+    ])?;
+    assert!(
+        ports.stderr.contains("spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container"),
+        "{ports:?}"
+    );
+    Ok(())
+}

@@ -462,11 +462,7 @@ impl Skiff {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let ns = self.netns.clone().context("not a node test")?;
-        std::thread::spawn(move || -> Result<()> {
-            use std::os::fd::AsFd;
-            let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
-            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+        self.in_netns(move || async move {
             let deadline = Instant::now() + Duration::from_secs(20);
             while std::net::TcpStream::connect("127.0.0.1:5000").is_err() {
                 if Instant::now() > deadline {
@@ -474,6 +470,22 @@ impl Skiff {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            work().await
+        })
+    }
+
+    /// Runs `work` on a thread that joined the node's network namespace
+    /// (where the API server listens), on a runtime of its own.
+    pub fn in_netns<F, Fut>(&self, work: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let ns = self.netns.clone().context("not a node test")?;
+        std::thread::spawn(move || -> Result<()> {
+            use std::os::fd::AsFd;
+            let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
+            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
