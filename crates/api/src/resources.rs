@@ -281,12 +281,50 @@ pub static RESOURCES: &[ResourceInfo] = &[
         field_labels: &[],
         storage: "events",
     },
+    // Served from the node agents' resource metrics, not stored.
+    ResourceInfo {
+        group: "metrics.k8s.io",
+        version: "v1beta1",
+        plural: "nodes",
+        singular: "",
+        kind: "NodeMetrics",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        verbs: &["get", "list"],
+        subresources: &[],
+        field_labels: &[],
+        storage: "",
+    },
+    ResourceInfo {
+        group: "metrics.k8s.io",
+        version: "v1beta1",
+        plural: "pods",
+        singular: "",
+        kind: "PodMetrics",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        verbs: &["get", "list"],
+        subresources: &[],
+        field_labels: &[],
+        storage: "",
+    },
 ];
 
 /// The API groups besides core, with their one version each.
-pub static GROUPS: &[(&str, &str)] = &[("coordination.k8s.io", "v1"), ("events.k8s.io", "v1")];
+pub static GROUPS: &[(&str, &str)] = &[
+    ("coordination.k8s.io", "v1"),
+    ("events.k8s.io", "v1"),
+    ("metrics.k8s.io", "v1beta1"),
+];
 
 impl ResourceInfo {
+    /// Whether objects of it are kept in the store (metrics are not).
+    pub fn is_stored(&self) -> bool {
+        !self.storage.is_empty()
+    }
+
     /// `v1` or `group/version`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

@@ -113,13 +113,13 @@ async fn dial_node(
         .map_err(|e| unavailable(format!("TLS to node agent {host}:{port}: {e}")))
 }
 
-/// GETs `path` from the node agent and streams its answer back.
-async fn proxy_get(
+/// GETs `path` from the node agent: its successful answer, or its error.
+async fn node_get(
     tls: &Arc<rustls::ClientConfig>,
     host: &str,
     port: u16,
     path: &str,
-) -> Result<Response> {
+) -> Result<hyper::Response<hyper::body::Incoming>> {
     let unavailable = |what: String| ApiError::from(Status::service_unavailable(what));
     let stream = dial_node(tls, host, port).await?;
     let (mut sender, connection) =
@@ -136,8 +136,7 @@ async fn proxy_get(
         .await
         .map_err(|e| unavailable(format!("node agent {host}:{port}: {e}")))?;
     if response.status().is_success() {
-        let body = axum::body::Body::new(response.into_body());
-        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response());
+        return Ok(response);
     }
     let code = response.status().as_u16();
     let text = http_body_util::BodyExt::collect(response.into_body())
@@ -150,6 +149,33 @@ async fn proxy_get(
     } else {
         ApiError::bad_request(message)
     })
+}
+
+/// GETs `path` from the node agent and streams its answer back.
+async fn proxy_get(
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<Response> {
+    let response = node_get(tls, host, port, path).await?;
+    let body = axum::body::Body::new(response.into_body());
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
+}
+
+/// The whole answer of node `node` to a GET of `path` (resource metrics).
+pub async fn fetch_from_node(
+    registry: &Registry,
+    tls: &Arc<rustls::ClientConfig>,
+    node: &str,
+    path: &str,
+) -> Result<bytes::Bytes> {
+    let (host, port) = node_endpoint(registry, node).await?;
+    let response = node_get(tls, &host, port, path).await?;
+    http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| ApiError::from(Status::service_unavailable(format!("node agent {host}:{port}: {e}"))))
 }
 
 /// Headers of an upgrade request that the node agent needs to see, and of

@@ -44,7 +44,7 @@ async fn empty_namespace(registry: &Registry, name: &str) -> Result<bool> {
     let mut empty = true;
     for resource in RESOURCES
         .iter()
-        .filter(|r| r.namespaced && r.group != "events.k8s.io")
+        .filter(|r| r.namespaced && r.is_stored() && r.group != "events.k8s.io")
     {
         let list = registry
             .list(resource, Some(name), &ListParams::default())

@@ -157,7 +157,7 @@ mod tests {
             .is_some_and(|s| s.iter().any(|x| x["subresource"] == "exec")));
         assert_eq!(
             aggregated(false, "v2")["items"].as_array().map(Vec::len),
-            Some(2)
+            Some(3)
         );
     }
 

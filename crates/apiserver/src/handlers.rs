@@ -57,6 +57,8 @@ pub struct AppState {
     pub server_address: String,
     /// TLS for requests to node agents (logs); `None` if no node is served.
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Earlier scrapes of the nodes' resource metrics (`kubectl top`).
+    pub resource_metrics: crate::metrics_api::History,
 }
 
 impl AppState {
@@ -101,7 +103,7 @@ pub fn version_info() -> Value {
     })
 }
 
-fn json_response(code: StatusCode, value: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, JSON)], value.to_string()).into_response()
 }
 
@@ -391,6 +393,10 @@ async fn serve_resource(
         return Err(ApiError::bad_request("name must be provided"));
     }
     let resource = target.resource;
+    if !resource.is_stored() {
+        let params = list_params(query, resource)?;
+        return crate::metrics_api::serve(state, resource, &target, params, verb).await;
+    }
     let storage = storage_resource(resource);
     let registry = &state.registry;
     let ns = target.namespace.as_deref();

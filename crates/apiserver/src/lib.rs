@@ -29,6 +29,7 @@ mod discovery;
 mod error;
 mod handlers;
 mod metrics;
+mod metrics_api;
 mod openapi;
 pub mod pki;
 mod protobuf;
@@ -74,6 +75,7 @@ impl ApiServer {
             shutdown,
             server_address,
             kubelet_tls: None,
+            resource_metrics: Default::default(),
         };
         Self {
             state: Arc::new(state),

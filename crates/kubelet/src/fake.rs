@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
-use skiff_runtime::cgroups::PodResources;
+use skiff_runtime::cgroups::{PodResources, Usage};
 use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
 use skiff_runtime::container::attach::AttachSession;
 use skiff_runtime::container::{ContainerError, ContainerStdio};
@@ -178,6 +178,12 @@ impl PodCgroups for Recorder {
     }
     fn pod_cgroups(&self) -> Vec<String> {
         self.pod_cgroups.clone()
+    }
+    fn usage(&self, _: &str) -> Option<Usage> {
+        None
+    }
+    fn node_usage(&self) -> Option<Usage> {
+        None
     }
 }
 

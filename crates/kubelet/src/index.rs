@@ -17,6 +17,8 @@ pub struct ContainerEntry {
     pub runtime_id: String,
     /// Its bundle, where its monitor keeps the attach socket.
     pub bundle: PathBuf,
+    /// Its cgroup (`/kubepods/.../pod<uid>/<id>`), for resource metrics.
+    pub cgroup: String,
 }
 
 /// A pod's sandbox: the process holding its namespaces.
@@ -97,6 +99,20 @@ impl ContainerIndex {
         self.maps().containers.get(key).cloned()
     }
 
+    /// Every running container: its pod's namespace and name, its name.
+    pub fn running(&self) -> Vec<(String, String, String, ContainerEntry)> {
+        let maps = self.maps();
+        maps.containers
+            .iter()
+            .filter(|(_, entry)| entry.running)
+            .filter_map(|(key, entry)| {
+                let (uid, container) = key.split_once('/')?;
+                let (namespace, name) = maps.pods.get(uid)?.split_once('/')?;
+                Some((namespace.to_string(), name.to_string(), container.to_string(), entry.clone()))
+            })
+            .collect()
+    }
+
     /// The key of a container of the pod `namespace/name` now: a pod
     /// created again under the same name is not its predecessor. (A name
     /// no pod has gives a key nothing is stored under.)
@@ -151,6 +167,7 @@ mod tests {
             running: true,
             runtime_id: runtime_id.into(),
             bundle: PathBuf::from("/bundles").join(runtime_id),
+            cgroup: format!("/kubepods/pod1/{runtime_id}"),
         }
     }
 

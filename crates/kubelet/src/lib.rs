@@ -24,6 +24,7 @@ pub mod node;
 pub mod notify;
 pub mod plan;
 pub mod probe;
+pub mod resource_metrics;
 pub mod seams;
 pub mod security;
 pub mod sources;
@@ -134,6 +135,7 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
             server::NodeApi {
                 containers: agent.containers.clone(),
                 runtime: agent.runtime.clone(),
+                cgroups: agent.cgroups.clone(),
             },
             shutdown.clone(),
         ));

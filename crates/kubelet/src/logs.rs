@@ -304,6 +304,7 @@ mod tests {
             running,
             runtime_id: "c1".into(),
             bundle: dir.path().join("c1"),
+            cgroup: String::new(),
         };
         index.set("ns/p/c".into(), entry(true));
         let file = tokio::fs::File::open(&path).await?;

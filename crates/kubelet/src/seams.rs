@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
-use skiff_runtime::cgroups::PodResources;
+use skiff_runtime::cgroups::{PodResources, Usage};
 use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
 use skiff_runtime::container::attach::AttachSession;
 use skiff_runtime::container::{ContainerError, ContainerStdio, OciRuntime};
@@ -81,6 +81,10 @@ pub trait PodCgroups: Send + Sync {
     fn oom_killed(&self, path: &str) -> bool;
     /// Paths of the pod cgroups that exist (`/kubepods/burstable/pod<uid>`).
     fn pod_cgroups(&self) -> Vec<String>;
+    /// CPU time and memory working set of the cgroup at `path`.
+    fn usage(&self, path: &str) -> Option<Usage>;
+    /// The same for the whole node.
+    fn node_usage(&self) -> Option<Usage>;
 }
 
 /// Wall time, for timestamps in status and checkpoints.
@@ -190,5 +194,13 @@ impl PodCgroups for skiff_runtime::cgroups::Cgroups {
     }
     fn pod_cgroups(&self) -> Vec<String> {
         skiff_runtime::cgroups::Cgroups::pod_cgroups(self)
+    }
+    fn usage(&self, path: &str) -> Option<Usage> {
+        skiff_runtime::cgroups::Cgroups::usage(self, path)
+    }
+    fn node_usage(&self) -> Option<Usage> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        skiff_runtime::cgroups::node_usage(&stat, &meminfo)
     }
 }

@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use skiff_runtime::container::exec::ExecRequest;
-use crate::seams::ContainerRuntime;
+use crate::seams::{ContainerRuntime, PodCgroups};
 
 use crate::index::{ContainerEntry, ContainerIndex};
 use crate::logs::{parse, read_tail, render, Follower, LogOptions};
+use crate::resource_metrics::ContainerUsage;
 use crate::stream::exec::{self, Session, StreamOptions};
 use crate::stream::{attach, error_status, negotiate, portforward, status_response, upgrade};
 
@@ -63,6 +64,7 @@ fn options(query: &[(String, String)]) -> (LogOptions, bool, bool) {
 pub struct NodeApi {
     pub containers: ContainerIndex,
     pub runtime: Arc<dyn ContainerRuntime>,
+    pub cgroups: Arc<dyn PodCgroups>,
 }
 
 fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
@@ -332,6 +334,22 @@ async fn container_logs(
         .into_response()
 }
 
+/// `/metrics/resource`: what each running container and the node use.
+async fn resource_metrics(State(api): State<NodeApi>) -> Response {
+    let containers: Vec<ContainerUsage> = api
+        .containers
+        .running()
+        .into_iter()
+        .filter_map(|(namespace, pod, container, entry)| {
+            let usage = api.cgroups.usage(&entry.cgroup)?;
+            Some(ContainerUsage { namespace, pod, container, usage })
+        })
+        .collect();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let text = crate::resource_metrics::render(&containers, api.cgroups.node_usage(), now);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
 /// Serves the node API over TLS on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -347,6 +365,7 @@ pub async fn serve(
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
         .route("/attach/{namespace}/{pod}/{container}", any(attach))
         .route("/portForward/{namespace}/{pod}", any(port_forward))
+        .route("/metrics/resource", get(resource_metrics))
         .with_state(api);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {

@@ -221,6 +221,82 @@ impl Cgroups {
     }
 }
 
+/// What a cgroup (or the node) has used: CPU time so far and the memory
+/// working set now, the two figures of the kubelet's resource metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub cpu_nanoseconds: u64,
+    /// Usage less inactive file cache, as cAdvisor counts it.
+    pub memory_working_set_bytes: u64,
+}
+
+/// `key value` lines (cpu.stat, memory.stat): the value of `key`.
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl Cgroups {
+    /// The usage of the cgroup at `path` (a pod's or a container's), or
+    /// `None` when it is gone.
+    pub fn usage(&self, path: &str) -> Option<Usage> {
+        let relative = path.trim_start_matches('/');
+        let (cpu_nanoseconds, usage, memory_stat, inactive_key) = if self.is_v2() {
+            let dir = self.root.join(relative);
+            let cpu = stat_value(&std::fs::read_to_string(dir.join("cpu.stat")).ok()?, "usage_usec")? * 1000;
+            let usage = read_number(&dir.join("memory.current"))?;
+            (cpu, usage, std::fs::read_to_string(dir.join("memory.stat")).ok()?, "inactive_file")
+        } else {
+            let cpu = read_number(&self.v1_controller_dir("cpuacct")?.join(relative).join("cpuacct.usage"))?;
+            let memory = self.v1_controller_dir("memory")?.join(relative);
+            let usage = read_number(&memory.join("memory.usage_in_bytes"))?;
+            (cpu, usage, std::fs::read_to_string(memory.join("memory.stat")).ok()?, "total_inactive_file")
+        };
+        let inactive = stat_value(&memory_stat, inactive_key).unwrap_or(0);
+        Some(Usage {
+            cpu_nanoseconds,
+            memory_working_set_bytes: usage.saturating_sub(inactive),
+        })
+    }
+}
+
+/// The node's usage from `/proc/stat` (busy CPU time) and `/proc/meminfo`
+/// (total less available memory), given their texts.
+pub fn node_usage(proc_stat: &str, meminfo: &str) -> Option<Usage> {
+    // user nice system idle iowait irq softirq steal, in USER_HZ (100/s).
+    let ticks: Vec<u64> = proc_stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(i, 3 | 4))
+        .take(6)
+        .map(|(_, v)| v)
+        .sum();
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some(Usage {
+        cpu_nanoseconds: busy * 10_000_000,
+        memory_working_set_bytes: kib("MemTotal:")?.saturating_sub(kib("MemAvailable:")?) * 1024,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +382,45 @@ mod tests {
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(102), 4);
         assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn usage_is_read_in_both_layouts() -> std::io::Result<()> {
+        let v2 = tempfile::tempdir()?;
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory")?;
+        let dir = v2.path().join("kubepods/podu/c1");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\n")?;
+        std::fs::write(dir.join("memory.current"), "10000\n")?;
+        std::fs::write(dir.join("memory.stat"), "anon 6000\ninactive_file 4000\n")?;
+        let cgroups = Cgroups::new(v2.path());
+        assert_eq!(
+            cgroups.usage("/kubepods/podu/c1"),
+            Some(Usage { cpu_nanoseconds: 1_500_000, memory_working_set_bytes: 6000 })
+        );
+        assert_eq!(cgroups.usage("/kubepods/podu/gone"), None);
+        let v1 = tempfile::tempdir()?;
+        let cpu = v1.path().join("cpu,cpuacct/kubepods/podu/c1");
+        let memory = v1.path().join("memory/kubepods/podu/c1");
+        std::fs::create_dir_all(&cpu)?;
+        std::fs::create_dir_all(&memory)?;
+        std::fs::write(cpu.join("cpuacct.usage"), "2500\n")?;
+        std::fs::write(memory.join("memory.usage_in_bytes"), "9000\n")?;
+        std::fs::write(memory.join("memory.stat"), "inactive_file 1\ntotal_inactive_file 1000\n")?;
+        assert_eq!(
+            Cgroups::new(v1.path()).usage("/kubepods/podu/c1"),
+            Some(Usage { cpu_nanoseconds: 2500, memory_working_set_bytes: 8000 })
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn node_usage_counts_busy_time_and_unavailable_memory() {
+        let stat = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 1 2 3 4\n";
+        let meminfo = "MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    400 kB\n";
+        assert_eq!(
+            node_usage(stat, meminfo),
+            Some(Usage { cpu_nanoseconds: 161 * 10_000_000, memory_working_set_bytes: 600 * 1024 })
+        );
     }
 }

@@ -101,6 +101,7 @@ pub async fn adopt(
             attempt: worker.attempt(&record.name),
             running: live_id.is_some(),
             bundle: worker.agent.data_dir.join("containers").join(&runtime_id),
+            cgroup: format!("{}/{runtime_id}", worker.cgroup_parent()),
             runtime_id,
         };
         worker

@@ -285,6 +285,7 @@ impl Worker {
             running: true,
             runtime_id: id.clone(),
             bundle: bundle.clone(),
+            cgroup: format!("{}/{id}", self.cgroup_parent()),
         };
         agent
             .containers
