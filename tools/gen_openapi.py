@@ -36,6 +36,25 @@ GROUP_VERSIONS = [
         ("configmaps", "ConfigMap", True, []),
         ("secrets", "Secret", True, []),
         ("serviceaccounts", "ServiceAccount", True, []),
+        ("persistentvolumeclaims", "PersistentVolumeClaim", True, []),
+        ("persistentvolumes", "PersistentVolume", False, []),
+        ("replicationcontrollers", "ReplicationController", True, []),
+    ]),
+    ("apis/apps/v1", "apps", "v1", [
+        ("daemonsets", "DaemonSet", True, []),
+        ("deployments", "Deployment", True, []),
+        ("replicasets", "ReplicaSet", True, []),
+        ("statefulsets", "StatefulSet", True, []),
+    ]),
+    ("apis/batch/v1", "batch", "v1", [
+        ("cronjobs", "CronJob", True, []),
+        ("jobs", "Job", True, []),
+    ]),
+    ("apis/discovery.k8s.io/v1", "discovery.k8s.io", "v1", [
+        ("endpointslices", "EndpointSlice", True, []),
+    ]),
+    ("apis/networking.k8s.io/v1", "networking.k8s.io", "v1", [
+        ("ingresses", "Ingress", True, []),
     ]),
     ("apis/coordination.k8s.io/v1", "coordination.k8s.io", "v1", [
         ("leases", "Lease", True, []),

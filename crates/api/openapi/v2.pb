@@ -1,7 +1,7 @@
 
 2.0
 
-Kubernetesv1.32.0Bû9ß
+Kubernetesv1.32.0B¾fß
 */api/v1/namespaces/{namespace}/pods/{name}°B­*patchPod2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
 query"dryRun2string B&
 $" query"fieldManager2string B)
@@ -144,6 +144,127 @@ $" query"fieldManager2string B)
 jP
 x-kubernetes-group-version-kind-+group: ""
 kind: ServiceAccount
+version: v1
+•
+</api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}ÔBÑ*patchPersistentVolumeClaim2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jW
+x-kubernetes-group-version-kind42group: ""
+kind: PersistentVolumeClaim
+version: v1
+ï
+ /api/v1/persistentvolumes/{name}ÊBÇ*patchPersistentVolume2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jR
+x-kubernetes-group-version-kind/-group: ""
+kind: PersistentVolume
+version: v1
+•
+</api/v1/namespaces/{namespace}/replicationcontrollers/{name}ÔBÑ*patchReplicationController2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jW
+x-kubernetes-group-version-kind42group: ""
+kind: ReplicationController
+version: v1
+û
+6/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}ÀB½*patchDaemonSet2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jO
+x-kubernetes-group-version-kind,*group: "apps"
+kind: DaemonSet
+version: v1
+þ
+7/apis/apps/v1/namespaces/{namespace}/deployments/{name}ÂB¿*patchDeployment2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jP
+x-kubernetes-group-version-kind-+group: "apps"
+kind: Deployment
+version: v1
+þ
+7/apis/apps/v1/namespaces/{namespace}/replicasets/{name}ÂB¿*patchReplicaSet2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jP
+x-kubernetes-group-version-kind-+group: "apps"
+kind: ReplicaSet
+version: v1
+
+8/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}ÄBÁ*patchStatefulSet2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jQ
+x-kubernetes-group-version-kind.,group: "apps"
+kind: StatefulSet
+version: v1
+÷
+5/apis/batch/v1/namespaces/{namespace}/cronjobs/{name}½Bº*patchCronJob2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jN
+x-kubernetes-group-version-kind+)group: "batch"
+kind: CronJob
+version: v1
+ë
+1/apis/batch/v1/namespaces/{namespace}/jobs/{name}µB²*patchJob2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jJ
+x-kubernetes-group-version-kind'%group: "batch"
+kind: Job
+version: v1
+Ÿ
+F/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{name}ÔBÑ*patchEndpointSlice2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+j_
+x-kubernetes-group-version-kind<:group: "discovery.k8s.io"
+kind: EndpointSlice
+version: v1
+
+B/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses/{name}ÉBÆ*patchIngress2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jZ
+x-kubernetes-group-version-kind75group: "networking.k8s.io"
+kind: Ingress
 version: v1
 
 A/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}ÇBÄ*

@@ -41,6 +41,8 @@ const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+/// Kinds Skiff lists but runs nothing for: no create, update or patch.
+const READ_ONLY: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
 
 /// Everything served, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -281,6 +283,163 @@ pub static RESOURCES: &[ResourceInfo] = &[
         field_labels: &[],
         storage: "events",
     },
+    ResourceInfo {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        field_labels: &[],
+        storage: "endpointslices",
+    },
+    // Listed so that `kubectl apply --prune` (whose default allowlist names
+    // them) and `kubectl get all` work; Skiff has no controller or
+    // provisioner for them, so creating one is refused with that reason.
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "persistentvolumeclaims",
+        singular: "persistentvolumeclaim",
+        kind: "PersistentVolumeClaim",
+        namespaced: true,
+        short_names: &["pvc"],
+        categories: &[],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "persistentvolumeclaims",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "persistentvolumes",
+        singular: "persistentvolume",
+        kind: "PersistentVolume",
+        namespaced: false,
+        short_names: &["pv"],
+        categories: &[],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "persistentvolumes",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        plural: "replicationcontrollers",
+        singular: "replicationcontroller",
+        kind: "ReplicationController",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "controllers",
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "daemonsets",
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "deployments",
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "replicasets",
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "statefulsets",
+    },
+    ResourceInfo {
+        group: "batch",
+        version: "v1",
+        plural: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "cronjobs",
+    },
+    ResourceInfo {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: &[],
+        categories: &["all"],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "jobs",
+    },
+    ResourceInfo {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "ingresses",
+        singular: "ingress",
+        kind: "Ingress",
+        namespaced: true,
+        short_names: &["ing"],
+        categories: &[],
+        verbs: READ_ONLY,
+        subresources: &[],
+        field_labels: &[],
+        storage: "ingress",
+    },
     // Served from the node agents' resource metrics, not stored.
     ResourceInfo {
         group: "metrics.k8s.io",
@@ -314,12 +473,46 @@ pub static RESOURCES: &[ResourceInfo] = &[
 
 /// The API groups besides core, with their one version each.
 pub static GROUPS: &[(&str, &str)] = &[
-    ("coordination.k8s.io", "v1"),
+    ("apps", "v1"),
     ("events.k8s.io", "v1"),
+    ("batch", "v1"),
+    ("networking.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+    ("discovery.k8s.io", "v1"),
     ("metrics.k8s.io", "v1beta1"),
 ];
 
 impl ResourceInfo {
+    /// `pods`, or `deployments.apps` outside the core group.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// Whether the resource allows `verb` (`create`, `list`, ...).
+    pub fn allows(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
+
+    /// Why Skiff refuses to create or change objects of a kind it lists
+    /// but runs nothing for.
+    pub fn read_only_reason(&self) -> Option<String> {
+        let qualified = self.qualified();
+        match self.kind {
+            "PersistentVolumeClaim" | "PersistentVolume" => Some(format!(
+                "Skiff has no volume provisioner: {qualified} are listed (for kubectl apply --prune) but cannot be created; use emptyDir, hostPath, configMap, secret, downwardAPI or projected volumes"
+            )),
+            _ if self.verbs == READ_ONLY => Some(format!(
+                "Skiff runs Pods and has no {} controller: {qualified} are listed (for kubectl apply --prune and kubectl get all) but cannot be created; write a Pod instead",
+                self.kind
+            )),
+            _ => None,
+        }
+    }
+
     /// Whether objects of it are kept in the store (metrics are not).
     pub fn is_stored(&self) -> bool {
         !self.storage.is_empty()
@@ -397,6 +590,7 @@ mod tests {
             Some("leases")
         );
         assert_eq!(find_kind("v1", "Pod").map(|r| r.plural), Some("pods"));
-        assert!(find_kind("apps/v1", "Deployment").is_none());
+        assert!(find_kind("apps/v1", "ControllerRevision").is_none());
+        assert_eq!(find_kind("apps/v1", "Deployment").map(|r| r.allows("create")), Some(false));
     }
 }

@@ -17,6 +17,16 @@ static DOCUMENTS: &[(&str, &str)] = &[
         "apis/events.k8s.io/v1",
         include_str!("../openapi/apis__events.k8s.io__v1.json"),
     ),
+    ("apis/apps/v1", include_str!("../openapi/apis__apps__v1.json")),
+    ("apis/batch/v1", include_str!("../openapi/apis__batch__v1.json")),
+    (
+        "apis/discovery.k8s.io/v1",
+        include_str!("../openapi/apis__discovery.k8s.io__v1.json"),
+    ),
+    (
+        "apis/networking.k8s.io/v1",
+        include_str!("../openapi/apis__networking.k8s.io__v1.json"),
+    ),
 ];
 
 /// OpenAPI v2 as gnostic protobuf: only paths and PATCH operations, which is

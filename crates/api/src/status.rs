@@ -158,11 +158,7 @@ pub struct Status {
 
 /// `pods` or `leases.coordination.k8s.io`, as messages name a resource.
 fn qualified(resource: &ResourceInfo) -> String {
-    if resource.group.is_empty() {
-        resource.plural.to_string()
-    } else {
-        format!("{}.{}", resource.plural, resource.group)
-    }
+    resource.qualified()
 }
 
 fn details(resource: &ResourceInfo, name: &str) -> Value {

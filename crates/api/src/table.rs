@@ -195,8 +195,49 @@ fn columns_for(kind: &str) -> Vec<Column> {
         "ServiceAccount" => vec![name, int_col("Secrets", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."), age],
         "Lease" => vec![name, col("Holder", 0, "The holder of the lease"), age],
         "Endpoints" => vec![name, col("Endpoints", 0, "Endpoints is the list of endpoints in the object."), age],
+        "EndpointSlice" => vec![
+            name,
+            col("AddressType", 0, "The type of address held in the EndpointSlice."),
+            col("Ports", 0, "The ports of the EndpointSlice."),
+            col("Endpoints", 0, "The addresses of the endpoints in the EndpointSlice."),
+            age,
+        ],
         _ => vec![name, age],
     }
+}
+
+/// Upstream's `listWithMoreString`: three entries, then `+ N more...`.
+fn list_with_more(items: &[String]) -> String {
+    let shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if items.len() > 3 {
+        format!("{shown} + {} more...", items.len() - 3)
+    } else if shown.is_empty() {
+        "<unset>".to_string()
+    } else {
+        shown
+    }
+}
+
+/// An EndpointSlice's ports (number, else name, else `*`) and addresses.
+fn endpoint_slice_cells(slice: &Value) -> (String, String) {
+    let ports: Vec<String> = slice["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+            (Some(port), _) => port.to_string(),
+            (None, Some(name)) => name.to_string(),
+            (None, None) => "*".to_string(),
+        })
+        .collect();
+    let addresses: Vec<String> = slice["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    (list_with_more(&ports), list_with_more(&addresses))
 }
 
 /// `10.42.0.5:80,10.42.0.6:80 + 1 more...`, as upstream's printer lists
@@ -613,6 +654,10 @@ pub fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
         ],
         "Lease" => vec![name, json!(text(&object["spec"]["holderIdentity"])), age],
         "Endpoints" => vec![name, json!(endpoints_cell(object)), age],
+        "EndpointSlice" => {
+            let (ports, addresses) = endpoint_slice_cells(object);
+            vec![name, json!(text(&object["addressType"])), json!(ports), json!(addresses), age]
+        }
         _ => vec![name, age],
     }
 }

@@ -393,6 +393,17 @@ async fn serve_resource(
         return Err(ApiError::bad_request("name must be provided"));
     }
     let resource = target.resource;
+    if target.subresource.is_none() && verb != Verb::Connect && !resource.allows(verb.as_str()) {
+        let status = match resource.read_only_reason() {
+            Some(reason) => Status::new(
+                405,
+                "MethodNotAllowed",
+                format!("the server does not allow this method on the requested resource: {reason}"),
+            ),
+            None => Status::method_not_allowed(&resource.qualified(), verb.as_str()),
+        };
+        return Err(status.into());
+    }
     if !resource.is_stored() {
         let params = list_params(query, resource)?;
         return crate::metrics_api::serve(state, resource, &target, params, verb).await;

@@ -44,6 +44,9 @@ pub fn normalize(resource: &ResourceInfo, value: Value) -> Result<Value, String>
         ("", "Secret") => roundtrip::<Secret>(without_line_breaks_in_data(value))?,
         ("", "ServiceAccount") => roundtrip::<ServiceAccount>(value)?,
         ("coordination.k8s.io", "Lease") => roundtrip::<Lease>(value)?,
+        ("discovery.k8s.io", "EndpointSlice") => {
+            roundtrip::<k8s_openapi::api::discovery::v1::EndpointSlice>(value)?
+        }
         _ => value,
     };
     out["kind"] = json!(resource.kind);
@@ -169,6 +172,7 @@ pub fn validate_create(resource: &ResourceInfo, object: &Value) -> Vec<FieldErro
             Err(e) => errors.push(FieldError::invalid("spec", "", e)),
         },
         "Event" if resource.group.is_empty() => errors.extend(validate_event(object)),
+        "EndpointSlice" => errors.extend(validate_address_type(object)),
         _ => {}
     }
     errors.extend(validate_data_size(resource, object));
@@ -357,6 +361,16 @@ fn validate_cluster_ip_update(old: &Value, new: &Value) -> Vec<FieldError> {
     vec![FieldError::invalid("spec.clusterIPs[0]", ips, "may not change once set")]
 }
 
+/// An EndpointSlice's `addressType`: required, one of upstream's three.
+fn validate_address_type(slice: &Value) -> Vec<FieldError> {
+    const TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
+    match slice["addressType"].as_str() {
+        None | Some("") => vec![FieldError::required("addressType", "")],
+        Some(t) if !TYPES.contains(&t) => vec![FieldError::not_supported("addressType", t, TYPES)],
+        Some(_) => Vec::new(),
+    }
+}
+
 /// Validation of an update.
 pub fn validate_update(
     resource: &ResourceInfo,
@@ -367,6 +381,12 @@ pub fn validate_update(
     let mut errors = object::validate_metadata(resource, new);
     if resource.kind == "Service" {
         errors.extend(validate_cluster_ip_update(old, new));
+    }
+    if resource.kind == "EndpointSlice" {
+        errors.extend(validate_address_type(new));
+        if old["addressType"] != new["addressType"] {
+            errors.push(FieldError::invalid("addressType", new["addressType"].clone(), "field is immutable"));
+        }
     }
     if resource.kind == "Pod" && subresource == Some("ephemeralcontainers") {
         if old["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {

@@ -799,9 +799,9 @@ fn create_service_sends_protobuf_and_is_understood() -> Result<()> {
     Ok(())
 }
 
-/// `kubectl apply --prune` deletes what the manifest no longer has. (Its
-/// default allowlist also names kinds Skiff does not serve, such as
-/// PersistentVolumeClaim and apps/v1 Deployment, so the list is given.)
+/// `kubectl apply --prune` deletes what the manifest no longer has, with
+/// kubectl's default allowlist (which names PersistentVolumeClaims,
+/// Deployments, Jobs, Ingresses...: listed, read-only) and with one given.
 #[test]
 fn apply_prune_removes_what_the_manifest_dropped() -> Result<()> {
     let skiff = Skiff::start()?;
@@ -809,14 +809,38 @@ fn apply_prune_removes_what_the_manifest_dropped() -> Result<()> {
     let both = format!("{}---\n{}", config("keep"), config("drop"));
     skiff.kubectl_stdin(&["apply", "-f", "-"], &both)?.ok()?;
     let pruned = skiff
-        .kubectl_stdin(
-            &["apply", "--prune", "-l", "app=pruned", "--prune-allowlist=core/v1/ConfigMap", "--prune-allowlist=core/v1/Endpoints", "-f", "-"],
-            &config("keep"),
-        )?
+        .kubectl_stdin(&["apply", "--prune", "-l", "app=pruned", "-f", "-"], &config("keep"))?
         .ok()?;
     assert!(pruned.stdout.contains("configmap/drop pruned"), "{}\n{}", pruned.stdout, pruned.stderr);
     let left = skiff.kubectl(&["get", "configmaps", "-l", "app=pruned", "-o", "name"])?.ok()?;
     assert_eq!(left.stdout.trim(), "configmap/keep");
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &both)?.ok()?;
+    let pruned = skiff
+        .kubectl_stdin(
+            &["apply", "--prune", "-l", "app=pruned", "--prune-allowlist=core/v1/ConfigMap", "-f", "-"],
+            &config("keep"),
+        )?
+        .ok()?;
+    assert!(pruned.stdout.contains("configmap/drop pruned"), "{}\n{}", pruned.stdout, pruned.stderr);
+    // What Skiff lists but runs nothing for is refused with the reason.
+    let deployment = skiff.kubectl(&["create", "deployment", "web", "--image=busybox"])?;
+    assert!(
+        deployment.stderr.contains("the server does not allow this method on the requested resource: Skiff runs Pods and has no Deployment controller"),
+        "{deployment:?}"
+    );
+    let all = skiff.kubectl(&["get", "all"])?.ok()?;
+    assert!(!all.stderr.contains("error"), "{all:?}");
+    // EndpointSlices are stored, checked and printed as upstream.
+    let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-abc\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n- addresses: [10.42.0.5]\n- addresses: [10.42.0.6]\n";
+    skiff.kubectl_stdin(&["apply", "-f", "-"], slice)?.ok()?;
+    let row = skiff.kubectl(&["get", "endpointslices", "--no-headers"])?.ok()?;
+    let cells: Vec<&str> = row.stdout.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["web-abc", "IPv4", "80", "10.42.0.5,10.42.0.6"], "{}", row.stdout);
+    let bad = skiff.kubectl_stdin(&["create", "-f", "-"], &slice.replace("web-abc", "bad").replace("IPv4", "IPv5"))?;
+    assert!(
+        bad.stderr.contains("addressType: Unsupported value: \"IPv5\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""),
+        "{bad:?}"
+    );
     // Endpoints are stored and printed as upstream prints them.
     let endpoints = "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: web\nsubsets:\n- addresses: [{ip: 10.42.0.5}]\n  ports: [{port: 80}]\n";
     skiff.kubectl_stdin(&["apply", "-f", "-"], endpoints)?.ok()?;
