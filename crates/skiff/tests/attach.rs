@@ -310,12 +310,17 @@ spec:
         created.stderr.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"),
         "{created:?}"
     );
+    // The official Python client adds one too; both are reported.
+    let logged = skiff.python("ephemeral.py", &[("IMAGE", TEST_IMAGE)])?;
+    assert_eq!(logged.trim(), "from python debug");
+    let pod = skiff.get_json(&["get", "pod", "app"])?;
+    assert_eq!(pod["status"]["ephemeralContainerStatuses"].as_array().map(Vec::len), Some(2));
     let ports = skiff.kubectl(&[
         "patch", "pod", "app", "--subresource=ephemeralcontainers", "--type=strategic",
         "-p", &format!(r#"{{"spec": {{"ephemeralContainers": [{{"name": "web", "image": "{TEST_IMAGE}", "ports": [{{"containerPort": 80}}]}}]}}}}"#),
     ])?;
     assert!(
-        ports.stderr.contains("spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container"),
+        ports.stderr.contains("spec.ephemeralContainers[2].ports: Forbidden: cannot be set for an Ephemeral Container"),
         "{ports:?}"
     );
     Ok(())
