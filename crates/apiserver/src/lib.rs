@@ -21,6 +21,7 @@
 
 mod binding;
 mod body;
+mod cluster_objects;
 mod encode;
 pub mod clock;
 mod connect;
@@ -90,10 +91,18 @@ impl ApiServer {
         self
     }
 
-    /// Creates the built-in namespaces and starts the control-plane loops.
-    pub async fn start_control_plane(&self) -> Result<(), ApiError> {
+    /// Creates the built-in namespaces and the `kubernetes` Service (naming
+    /// the API server at `advertised`), and starts the control-plane loops;
+    /// `ca_pem` is the cluster CA every namespace's `kube-root-ca.crt` holds.
+    pub async fn start_control_plane(&self, ca_pem: String, advertised: std::net::SocketAddr) -> Result<(), ApiError> {
         controllers::ensure_builtin_namespaces(&self.state.registry).await?;
+        cluster_objects::ensure_kubernetes_service(&self.state.registry, advertised.ip(), advertised.port()).await?;
         let (registry, shutdown) = (self.state.registry.clone(), self.state.shutdown.clone());
+        tokio::spawn(cluster_objects::run_namespace_objects(
+            registry.clone(),
+            ca_pem,
+            shutdown.clone(),
+        ));
         tokio::spawn(controllers::run_namespace_controller(
             registry.clone(),
             shutdown.clone(),

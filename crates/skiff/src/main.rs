@@ -355,6 +355,10 @@ fn certificate_sans(args: &ServerArgs) -> Vec<String> {
         "127.0.0.1".to_string(),
         "::1".to_string(),
         "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+        "10.43.0.1".to_string(),
     ];
     if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         sans.push(hostname.trim().to_string());
@@ -482,7 +486,16 @@ async fn server(args: ServerArgs) -> Result<()> {
         pki.kubelet_client_config()
             .context("failed to configure TLS to node agents")?,
     );
-    api.start_control_plane()
+    // The address the `kubernetes` Service's endpoints name: the bound
+    // one, or the node's own when the server listens on every address.
+    let advertised_ip = if args.bind_address.is_unspecified() || args.bind_address.is_loopback() {
+        skiff_kubelet::node::detect_internal_ip()
+            .parse()
+            .unwrap_or(args.bind_address)
+    } else {
+        args.bind_address
+    };
+    api.start_control_plane(pki.ca_cert.clone(), SocketAddr::new(advertised_ip, address.port()))
         .await
         .context("failed to start the control plane")?;
     let kubeconfig = pki.kubeconfig(&url);

@@ -833,7 +833,7 @@ fn apply_prune_removes_what_the_manifest_dropped() -> Result<()> {
     // EndpointSlices are stored, checked and printed as upstream.
     let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-abc\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n- addresses: [10.42.0.5]\n- addresses: [10.42.0.6]\n";
     skiff.kubectl_stdin(&["apply", "-f", "-"], slice)?.ok()?;
-    let row = skiff.kubectl(&["get", "endpointslices", "--no-headers"])?.ok()?;
+    let row = skiff.kubectl(&["get", "endpointslices", "web-abc", "--no-headers"])?.ok()?;
     let cells: Vec<&str> = row.stdout.split_whitespace().collect();
     assert_eq!(&cells[..4], ["web-abc", "IPv4", "80", "10.42.0.5,10.42.0.6"], "{}", row.stdout);
     let bad = skiff.kubectl_stdin(&["create", "-f", "-"], &slice.replace("web-abc", "bad").replace("IPv4", "IPv5"))?;
@@ -849,3 +849,36 @@ fn apply_prune_removes_what_the_manifest_dropped() -> Result<()> {
     Ok(())
 }
 
+
+/// What every cluster has: a `default` ServiceAccount and the cluster CA in
+/// `kube-root-ca.crt` in every namespace (put back when edited or
+/// deleted), and the `kubernetes` Service with endpoints naming the server.
+#[test]
+fn every_namespace_gets_a_service_account_and_the_root_ca() -> Result<()> {
+    let skiff = Skiff::start()?;
+    let ca = std::fs::read_to_string(skiff.data_dir_path().join("tls/ca.crt"))?;
+    skiff.kubectl(&["create", "namespace", "team"])?.ok()?;
+    let root_ca = |ns: &str| -> Result<String> {
+        let run = skiff.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", ns, "-o", "jsonpath={.data.ca\\.crt}"])?;
+        Ok(if run.status.success() { run.stdout } else { String::new() })
+    };
+    skiff.wait_for(Duration::from_secs(10), "the new namespace's account and CA", || {
+        Ok(skiff.kubectl(&["get", "serviceaccount", "default", "-n", "team"])?.status.success() && root_ca("team")? == ca)
+    })?;
+    skiff
+        .kubectl(&["patch", "configmap", "kube-root-ca.crt", "-n", "team", "-p", r#"{"data": {"ca.crt": "forged"}}"#])?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(10), "the CA put back", || Ok(root_ca("team")? == ca))?;
+    skiff.kubectl(&["delete", "configmap", "kube-root-ca.crt", "-n", "team"])?.ok()?;
+    skiff.wait_for(Duration::from_secs(10), "the CA recreated", || Ok(root_ca("team")? == ca))?;
+    let service = skiff.get_json(&["get", "service", "kubernetes", "-n", "default"])?;
+    assert_eq!(service["spec"]["clusterIP"], "10.43.0.1");
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    let port = skiff.server_url()?.rsplit(':').next().unwrap_or_default().to_string();
+    let endpoints = skiff.get_json(&["get", "endpoints", "kubernetes", "-n", "default"])?;
+    assert_eq!(endpoints["subsets"][0]["ports"][0]["port"].to_string(), port, "{endpoints}");
+    assert!(endpoints["subsets"][0]["addresses"][0]["ip"].is_string(), "{endpoints}");
+    let stdout = skiff.python("cluster_objects.py", &[])?;
+    assert_eq!(stdout.trim(), "10.43.0.1 443 default,kube-node-lease,kube-public,kube-system,team True");
+    Ok(())
+}
