@@ -106,7 +106,7 @@ pub(crate) fn parse_body(
                 crate::protobuf::ProtobufError::Unsupported(kind) => Status::new(
                     415,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (Skiff decodes protobuf bodies of Namespace, ConfigMap, Secret, Service and ServiceAccount; got {kind})"),
+                    format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (Skiff decodes protobuf bodies of the kinds it serves; got {kind})"),
                 )
                 .into(),
                 other => cannot_handle(resource, &other.to_string()),

@@ -315,6 +315,20 @@ spec:
     assert_eq!(logged.trim(), "from python debug");
     let pod = skiff.get_json(&["get", "pod", "app"])?;
     assert_eq!(pod["status"]["ephemeralContainerStatuses"].as_array().map(Vec::len), Some(2));
+    // --copy-to: a copy of the pod with a changed command, sharing
+    // processes (kubectl posts the copy as protobuf).
+    skiff
+        .kubectl(&["debug", "app", "--copy-to=app-copy", "--share-processes", "--container=app", "--", "sh", "-c", "echo copied; sleep 3600"])?
+        .ok()?;
+    skiff.wait_for(Duration::from_secs(30), "the copy to run", || {
+        Ok(skiff.get_json(&["get", "pod", "app-copy"])?["status"]["phase"] == "Running")
+    })?;
+    let copy = skiff.get_json(&["get", "pod", "app-copy"])?;
+    assert_eq!(copy["spec"]["shareProcessNamespace"], true);
+    assert_eq!(copy["spec"]["containers"][0]["command"], serde_json::json!(["sh", "-c", "echo copied; sleep 3600"]));
+    skiff.wait_for(Duration::from_secs(30), "the copy's log", || {
+        Ok(skiff.kubectl(&["logs", "app-copy"])?.stdout == "copied\n")
+    })?;
     let ports = skiff.kubectl(&[
         "patch", "pod", "app", "--subresource=ephemeralcontainers", "--type=strategic",
         "-p", &format!(r#"{{"spec": {{"ephemeralContainers": [{{"name": "web", "image": "{TEST_IMAGE}", "ports": [{{"containerPort": 80}}]}}]}}}}"#),
