@@ -11,6 +11,7 @@
 //! `now` and random sources in. Kubernetes types come from `k8s-openapi`.
 
 pub mod events;
+pub mod managed;
 pub mod names;
 pub mod object;
 pub mod patch;

@@ -43,7 +43,7 @@ fn root_ca(namespace: &str, ca_pem: &str) -> Value {
 
 /// Creates `object` unless it exists (a concurrent creation is fine).
 async fn create_missing(registry: &Registry, resource: &ResourceInfo, namespace: &str, object: Value) -> Result<()> {
-    match registry.create(resource, Some(namespace), object, false).await {
+    match registry.create(resource, Some(namespace), object, false, None).await {
         Ok(_) => Ok(()),
         Err(error) if error.code() == 409 => Ok(()),
         Err(other) => Err(other),
@@ -72,7 +72,7 @@ async fn namespace_pass(registry: &Registry, ca_pem: &str) -> Result<()> {
             Ok(existing) if existing["data"]["ca.crt"] == ca_pem && existing["data"].as_object().map(|d| d.len()) == Some(1) => {}
             Ok(mut existing) => {
                 existing["data"] = json!({"ca.crt": ca_pem});
-                match registry.update(config_maps, Some(name), ROOT_CA_CONFIG_MAP, existing, None, false).await {
+                match registry.update(config_maps, Some(name), ROOT_CA_CONFIG_MAP, existing, None, false, None).await {
                     Ok(_) => tracing::info!(namespace = name, "put the cluster CA back into kube-root-ca.crt"),
                     // Changed meanwhile: the next pass looks again.
                     Err(error) if error.code() == 409 => {}
@@ -166,7 +166,7 @@ pub async fn ensure_kubernetes_service(registry: &Registry, address: IpAddr, por
                         existing[key] = wanted[key].clone();
                     }
                 }
-                registry.update(resource, Some("default"), "kubernetes", existing, None, false).await?;
+                registry.update(resource, Some("default"), "kubernetes", existing, None, false, None).await?;
             }
             Err(error) if error.code() == 404 => create_missing(registry, resource, "default", wanted).await?,
             Err(other) => return Err(other),

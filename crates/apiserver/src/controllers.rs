@@ -30,7 +30,7 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<()> {
     for name in BUILTIN_NAMESPACES {
         let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
             "labels": {"kubernetes.io/metadata.name": name}}});
-        match registry.create(namespaces, None, object, false).await {
+        match registry.create(namespaces, None, object, false, None).await {
             Ok(_) => tracing::info!(namespace = name, "created namespace"),
             Err(error) if error.code() == 409 => {}
             Err(other) => return Err(other),

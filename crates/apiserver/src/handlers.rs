@@ -469,7 +469,8 @@ async fn serve_resource(
         }
         Verb::Create => {
             let (object, warnings) = decode_object(parts, body, resource, query).await?;
-            let created = registry.create(storage, ns, object, dry_run).await?;
+            let manager = field_manager(parts, query, "Update");
+            let created = registry.create(storage, ns, object, dry_run, Some(&manager)).await?;
             with_warnings(
                 respond_object(StatusCode::CREATED, resource, output, created, now)?,
                 &warnings,
@@ -478,7 +479,7 @@ async fn serve_resource(
         Verb::Update => {
             let (object, warnings) = decode_object(parts, body, resource, query).await?;
             let updated = registry
-                .update(storage, ns, name, object, sub, dry_run)
+                .update(storage, ns, name, object, sub, dry_run, Some(&field_manager(parts, query, "Update")))
                 .await?;
             with_warnings(
                 respond_object(StatusCode::OK, resource, output, updated, now)?,
@@ -566,6 +567,13 @@ async fn serve_patch(
         check_apply_body(resource, &patch_body)?;
     }
     let object_schema = schema::for_kind(resource.group, resource.version, resource.kind);
+    let mut manager = field_manager(parts, query, "Update");
+    let applying = media == "application/apply-patch+yaml";
+    if applying {
+        manager.operation = "Apply";
+        manager.applied = Some(patch_body.clone());
+    }
+    let force = query.flag("force");
     // Warnings are the same on every retry; keep the last attempt's.
     let collected = std::sync::Mutex::new(Vec::new());
     let apply = |old: &Value| -> Result<Value> {
@@ -586,6 +594,15 @@ async fn serve_patch(
             }
             other => return Err(Status::unsupported_media_type(other).into()),
         };
+        let mut patched = patched;
+        if applying {
+            // Server-side apply: conflicts with other managers' fields, and
+            // the fields this manager stopped applying go.
+            let conflicts = skiff_api::managed::apply(object_schema, &old, &mut patched, &patch_body, &manager.name, force);
+            if !conflicts.is_empty() {
+                return Err(apply_conflict(&conflicts));
+            }
+        }
         let mut local = Vec::new();
         let strategic = media != "application/json-patch+json" && media != "application/merge-patch+json";
         let kept = strategic.then(|| patched.clone());
@@ -603,7 +620,7 @@ async fn serve_patch(
     };
     let result = state
         .registry
-        .patch(storage, ns, name, sub, dry_run, apply)
+        .patch(storage, ns, name, sub, dry_run, Some(&manager), apply)
         .await;
     let mut warnings = collected.into_inner().unwrap_or_else(|p| p.into_inner());
     let (code, object) = match result {
@@ -622,7 +639,7 @@ async fn serve_patch(
             )?;
             (
                 StatusCode::CREATED,
-                state.registry.create(storage, ns, object, dry_run).await?,
+                state.registry.create(storage, ns, object, dry_run, Some(&manager)).await?,
             )
         }
         Err(other) => return Err(other),
@@ -695,6 +712,25 @@ impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.0.metrics.watch_ended();
     }
+}
+
+/// Upstream's 409 for a server-side apply that would take fields from
+/// other managers without `force`.
+fn apply_conflict(conflicts: &[skiff_api::managed::Conflict]) -> ApiError {
+    let mut status = Status::new(409, "Conflict", skiff_api::managed::conflict_message(conflicts));
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager), "field": c.path}))
+        .collect();
+    status.details = Some(json!({"causes": causes}));
+    status.into()
+}
+
+/// The request's field manager: `fieldManager`, else the user agent's
+/// product, as upstream names it.
+fn field_manager(parts: &Parts, query: &Query, operation: &'static str) -> skiff_api::managed::Manager {
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    skiff_api::managed::Manager::from_request(query.get("fieldManager"), user_agent, operation)
 }
 
 /// What a create that makes no object answers (binding, eviction): a

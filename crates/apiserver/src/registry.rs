@@ -14,6 +14,7 @@ use skiff_api::{object, Status};
 use skiff_store::{KeyValue, ListOptions, Predicate, Store, StoreError};
 
 use crate::clock::Clock;
+use skiff_api::managed::Manager;
 use crate::error::{ApiError, Result};
 use crate::strategy::{self, format_time};
 
@@ -139,6 +140,13 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Records `manager`'s write in `new`'s managedFields.
+    fn record_manager(&self, resource: &ResourceInfo, old: Option<&Value>, new: &mut Value, manager: &Manager, subresource: Option<&str>) {
+        let schema = skiff_api::schema::for_kind(resource.group, resource.version, resource.kind);
+        let now = format_time(self.clock.now());
+        skiff_api::managed::record(schema, old, new, manager, &resource.api_version(), subresource, &now);
     }
 
     pub fn now(&self) -> Timestamp {
@@ -282,6 +290,7 @@ impl Registry {
         namespace: Option<&str>,
         mut object: Value,
         dry_run: bool,
+        manager: Option<&Manager>,
     ) -> Result<Value> {
         if !object.is_object() {
             return Err(ApiError::bad_request(
@@ -333,6 +342,9 @@ impl Registry {
             }
             strategy::prepare_for_create(resource, &mut candidate)
                 .map_err(ApiError::bad_request)?;
+            if let Some(manager) = manager {
+                self.record_manager(resource, None, &mut candidate, manager, None);
+            }
             let errors = strategy::validate_create(resource, &candidate);
             if !errors.is_empty() {
                 return Err(Status::invalid(resource.kind, resource.group, &name, &errors).into());
@@ -365,6 +377,7 @@ impl Registry {
     }
 
     /// PUT: replace with `object`, honouring its resourceVersion if set.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
         resource: &ResourceInfo,
@@ -373,6 +386,7 @@ impl Registry {
         object: Value,
         subresource: Option<&str>,
         dry_run: bool,
+        manager: Option<&Manager>,
     ) -> Result<Value> {
         check_identity(resource, namespace, name, &object)?;
         // "0" is no precondition, as upstream parses it (unconditional).
@@ -393,6 +407,7 @@ impl Registry {
                     object.clone(),
                     subresource,
                     dry_run,
+                    manager,
                 )
                 .await?
             {
@@ -405,6 +420,7 @@ impl Registry {
     }
 
     /// PATCH: `apply` computes the new object from the current one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch<F>(
         &self,
         resource: &ResourceInfo,
@@ -412,6 +428,7 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         dry_run: bool,
+        manager: Option<&Manager>,
         mut apply: F,
     ) -> Result<Value>
     where
@@ -441,6 +458,7 @@ impl Registry {
                     patched,
                     subresource,
                     dry_run,
+                    manager,
                 )
                 .await?
             {
@@ -464,6 +482,7 @@ impl Registry {
         mut new: Value,
         subresource: Option<&str>,
         dry_run: bool,
+        manager: Option<&Manager>,
     ) -> Result<Option<Value>> {
         if resource.namespaced {
             new["metadata"]["namespace"] = json!(namespace.unwrap_or("default"));
@@ -475,6 +494,16 @@ impl Registry {
         new["apiVersion"] = old["apiVersion"].clone();
         strategy::prepare_for_update(resource, subresource, old, &mut new)
             .map_err(ApiError::bad_request)?;
+        match manager {
+            Some(manager) => self.record_manager(resource, Some(old), &mut new, manager, subresource),
+            // Writes of the server itself keep the ownership as it was.
+            None => new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone(),
+        }
+        if new["metadata"]["managedFields"].is_null() {
+            if let Some(meta) = new["metadata"].as_object_mut() {
+                meta.remove("managedFields");
+            }
+        }
         let errors = strategy::validate_update(resource, subresource, old, &new);
         if !errors.is_empty() {
             return Err(Status::invalid(resource.kind, resource.group, name, &errors).into());

@@ -22,8 +22,10 @@ pub enum ClientError {
     Build(#[from] kube::Error),
 }
 
-/// A client authenticated as the kubeconfig at `path` says.
-pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+/// A client authenticated as the kubeconfig at `path` says, named
+/// `component` in its user agent (which names its writes' field manager,
+/// as `kube-scheduler` and `kubelet` are named upstream).
+pub async fn from_kubeconfig(path: &Path, component: &str) -> Result<kube::Client, ClientError> {
     let err = |source| ClientError::Kubeconfig {
         path: path.display().to_string(),
         source,
@@ -35,5 +37,9 @@ pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
     )
     .await
     .map_err(err)?;
+    let mut config = config;
+    if let Ok(agent) = http::HeaderValue::from_str(&format!("{component}/v1.32.0 (linux/amd64) skiff")) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
     Ok(kube::Client::try_from(config)?)
 }

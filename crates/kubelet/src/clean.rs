@@ -67,6 +67,11 @@ pub async fn clean_node(
             tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover sandbox record");
         }
     }
+    // The pods this data dir ran (`<ns>_<name>_<uid>`): only their cgroups
+    // are ours to remove; another agent on the host has its own.
+    let ours: std::collections::HashSet<String> = entries(&data_dir.join("pods"))
+        .filter_map(|e| e.file_name().to_string_lossy().rsplit('_').next().map(str::to_string))
+        .collect();
     for entry in entries(&data_dir.join("pods")).filter(|e| !keep.pod_dirs.contains(&e.path())) {
         for (mount_point, error) in skiff_runtime::container::unmount_all_under(&entry.path()) {
             tracing::warn!(mount = %mount_point, %error, "failed to unmount a leftover volume");
@@ -78,7 +83,7 @@ pub async fn clean_node(
     // Pod cgroups left empty by the containers above.
     for path in cgroups.pod_cgroups() {
         let uid = path.rsplit('/').next().unwrap_or_default().trim_start_matches("pod");
-        if !keep.pod_uids.contains(uid) {
+        if ours.contains(uid) && !keep.pod_uids.contains(uid) {
             cgroups.remove(&path);
         }
     }
@@ -103,6 +108,8 @@ mod tests {
             pod_cgroups: vec![
                 "/kubepods/burstable/poduid-old".into(),
                 "/kubepods/poduid-kept".into(),
+                // Another agent's pod on the same host: not ours to touch.
+                "/kubepods/besteffort/poduid-elsewhere".into(),
             ],
             ..Recorder::default()
         };

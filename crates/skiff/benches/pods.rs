@@ -1070,7 +1070,7 @@ fn main() -> Result<()> {
                     .enable_all()
                     .build()?;
                 runtime.block_on(async {
-                    let client = skiff_client::from_kubeconfig(&skiff.kubeconfig()).await?;
+                    let client = skiff_client::from_kubeconfig(&skiff.kubeconfig(), "skiff-bench").await?;
                     let api: Api<Pod> = Api::namespaced(client, "default");
                     let tracker = Tracker::start(api.clone());
                     let mut bench = Bench {

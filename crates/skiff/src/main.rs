@@ -510,7 +510,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     // server that accepts pods nobody schedules or runs would only mislead.
     let mut components: tokio::task::JoinSet<(&'static str, Result<()>)> = tokio::task::JoinSet::new();
     if !args.disable_scheduler {
-        let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"))
+        let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"), "kube-scheduler")
             .await
             .context("failed to build the scheduler's client")?;
         let shutdown = shutdown.clone();
@@ -643,7 +643,7 @@ async fn build_agent(
     let server_tls = pki
         .kubelet_server_config(&cert, &key)
         .context("failed to configure the node agent's TLS")?;
-    let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"))
+    let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"), "kubelet")
         .await
         .context("failed to build the agent's client")?;
     let status = skiff_kubelet::status::start_manager(client.clone(), shutdown);

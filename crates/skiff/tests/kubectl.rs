@@ -882,3 +882,60 @@ fn every_namespace_gets_a_service_account_and_the_root_ca() -> Result<()> {
     assert_eq!(stdout.trim(), "10.43.0.1 443 default,kube-node-lease,kube-public,kube-system,team True");
     Ok(())
 }
+
+/// managedFields and server-side apply: every write records its manager;
+/// an apply that would change another manager's field is refused with
+/// upstream's conflict, `--force-conflicts` takes the field over, a field
+/// dropped from the next apply goes, an equal value is shared.
+#[test]
+fn server_side_apply_keeps_field_ownership() -> Result<()> {
+    let skiff = Skiff::start()?;
+    skiff.kubectl(&["create", "configmap", "cfg", "--from-literal=a=1"])?.ok()?;
+    let managers = |name: &str| -> Result<Vec<(String, String, serde_json::Value)>> {
+        let cm = skiff.get_json(&["get", "configmap", name, "--show-managed-fields"])?;
+        Ok(cm["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (e["manager"].as_str().unwrap_or("").to_string(), e["operation"].as_str().unwrap_or("").to_string(), e["fieldsV1"].clone()))
+            .collect())
+    };
+    assert_eq!(
+        managers("cfg")?,
+        vec![("kubectl-create".to_string(), "Update".to_string(), serde_json::json!({"f:data": {".": {}, "f:a": {}}}))]
+    );
+    let apply = |manifest: &str, extra: &[&str]| {
+        let mut args = vec!["apply", "--server-side", "-f", "-"];
+        args.extend_from_slice(extra);
+        skiff.kubectl_stdin(&args, manifest)
+    };
+    let three = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: \"2\", b: \"2\", c: \"3\"}\n";
+    let refused = apply(three, &[])?;
+    assert!(
+        refused.stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl-create\" using v1: .data.a"),
+        "{refused:?}"
+    );
+    apply(three, &["--force-conflicts"])?.ok()?;
+    let data = |name: &str| -> Result<serde_json::Value> { Ok(skiff.get_json(&["get", "configmap", name])?["data"].clone()) };
+    assert_eq!(data("cfg")?, serde_json::json!({"a": "2", "b": "2", "c": "3"}));
+    // Dropped from the manifest, so gone; a took over from kubectl-create.
+    let one = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: \"2\"}\n";
+    apply(one, &[])?.ok()?;
+    assert_eq!(data("cfg")?, serde_json::json!({"a": "2"}));
+    let owners = managers("cfg")?;
+    assert!(owners.contains(&("kubectl".to_string(), "Apply".to_string(), serde_json::json!({"f:data": {"f:a": {}}}))), "{owners:?}");
+    // The same value from another manager is shared, not a conflict.
+    apply(one, &["--field-manager=other"])?.ok()?;
+    let owners = managers("cfg")?;
+    assert!(owners.iter().any(|(m, _, _)| m == "other") && owners.iter().any(|(m, _, _)| m == "kubectl"), "{owners:?}");
+    // kubectl label is its own manager.
+    skiff.kubectl(&["label", "configmap", "cfg", "tier=web"])?.ok()?;
+    assert!(
+        managers("cfg")?.contains(&("kubectl-label".to_string(), "Update".to_string(), serde_json::json!({"f:metadata": {"f:labels": {".": {}, "f:tier": {}}}}))),
+        "{:?}",
+        managers("cfg")?
+    );
+    let stdout = skiff.python("server_side_apply.py", &[])?;
+    assert_eq!(stdout.trim(), "Apply {\"f:data\": {\"f:x\": {}}} 409 .data.x");
+    Ok(())
+}
