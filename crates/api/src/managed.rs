@@ -97,6 +97,39 @@ impl FieldSet {
         }
         set
     }
+
+    /// Every path in the set, as path elements.
+    pub fn paths(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect(&self, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if self.own && !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        for (element, child) in &self.children {
+            prefix.push(element.clone());
+            child.collect(prefix, out);
+            prefix.pop();
+        }
+    }
+
+    fn contains(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => self.own,
+            Some((first, rest)) => self.children.get(first).is_some_and(|c| c.contains(rest)),
+        }
+    }
+
+    /// Whether the node at `path` has members of its own in the set.
+    fn children_at(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => !self.children.is_empty(),
+            Some((first, rest)) => self.children.get(first).is_some_and(|c| c.children_at(rest)),
+        }
+    }
 }
 
 /// How a value is merged and named, from its schema.
@@ -377,33 +410,6 @@ pub fn record(kind_schema: Option<&'static Value>, old: Option<&Value>, new: &mu
     }
 }
 
-impl FieldSet {
-    /// Every path in the set, as path elements.
-    pub fn paths(&self) -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        self.collect(&mut Vec::new(), &mut out);
-        out
-    }
-
-    fn collect(&self, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-        if self.own && !prefix.is_empty() {
-            out.push(prefix.clone());
-        }
-        for (element, child) in &self.children {
-            prefix.push(element.clone());
-            child.collect(prefix, out);
-            prefix.pop();
-        }
-    }
-
-    fn contains(&self, path: &[String]) -> bool {
-        match path.split_first() {
-            None => self.own,
-            Some((first, rest)) => self.children.get(first).is_some_and(|c| c.contains(rest)),
-        }
-    }
-}
-
 /// Whether list item `item` is the one path element `element` names.
 fn names_item(item: &Value, element: &str) -> bool {
     if let Some(keys) = element.strip_prefix("k:") {
@@ -533,16 +539,6 @@ pub fn apply(kind_schema: Option<&'static Value>, live: &Value, merged: &mut Val
         remove_at(merged, &path);
     }
     Vec::new()
-}
-
-impl FieldSet {
-    /// Whether the node at `path` has members of its own in the set.
-    fn children_at(&self, path: &[String]) -> bool {
-        match path.split_first() {
-            None => !self.children.is_empty(),
-            Some((first, rest)) => self.children.get(first).is_some_and(|c| c.children_at(rest)),
-        }
-    }
 }
 
 /// Upstream's conflict message.

@@ -61,15 +61,20 @@ pub fn named(name: &str) -> Option<&'static Value> {
     schemas().get(name)
 }
 
-/// The schema of a kind in a group-version.
-pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
-    let name = if group.is_empty() {
+/// The definition name of a kind in a group-version, as upstream's
+/// OpenAPI and generated.proto name it (`io.k8s.api.core.v1.Pod`).
+pub fn definition_name(group: &str, version: &str, kind: &str) -> String {
+    if group.is_empty() {
         format!("io.k8s.api.core.{version}.{kind}")
     } else {
         let short = group.split('.').next().unwrap_or(group);
         format!("io.k8s.api.{short}.{version}.{kind}")
-    };
-    named(&name)
+    }
+}
+
+/// The schema of a kind in a group-version.
+pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
+    named(&definition_name(group, version, kind))
 }
 
 /// Follows `$ref` (bare or wrapped in `allOf`) to the referenced schema.

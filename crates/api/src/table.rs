@@ -206,13 +206,14 @@ fn columns_for(kind: &str) -> Vec<Column> {
     }
 }
 
-/// Upstream's `listWithMoreString`: three entries, then `+ N more...`.
-fn list_with_more(items: &[String]) -> String {
+/// Upstream's printers' lists: three entries, then `+ N more...`;
+/// `empty` when there are none.
+fn list_with_more(items: &[String], empty: &str) -> String {
     let shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(",");
     if items.len() > 3 {
         format!("{shown} + {} more...", items.len() - 3)
     } else if shown.is_empty() {
-        "<unset>".to_string()
+        empty.to_string()
     } else {
         shown
     }
@@ -237,37 +238,24 @@ fn endpoint_slice_cells(slice: &Value) -> (String, String) {
         .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
         .filter_map(|a| a.as_str().map(str::to_string))
         .collect();
-    (list_with_more(&ports), list_with_more(&addresses))
+    (list_with_more(&ports, "<unset>"), list_with_more(&addresses, "<unset>"))
 }
 
 /// `10.42.0.5:80,10.42.0.6:80 + 1 more...`, as upstream's printer lists
 /// an Endpoints object's addresses and ports (three at most).
 fn endpoints_cell(endpoints: &Value) -> String {
     let mut listed = Vec::new();
-    let mut total = 0usize;
     for subset in endpoints["subsets"].as_array().into_iter().flatten() {
         let ports: Vec<i64> = subset["ports"].as_array().into_iter().flatten().filter_map(|p| p["port"].as_i64()).collect();
         for address in subset["addresses"].as_array().into_iter().flatten() {
             let ip = address["ip"].as_str().unwrap_or_default();
             if ports.is_empty() {
-                total += 1;
-                if listed.len() < 3 {
-                    listed.push(ip.to_string());
-                }
+                listed.push(ip.to_string());
             }
-            for port in &ports {
-                total += 1;
-                if listed.len() < 3 {
-                    listed.push(format!("{ip}:{port}"));
-                }
-            }
+            listed.extend(ports.iter().map(|port| format!("{ip}:{port}")));
         }
     }
-    match total {
-        0 => "<none>".into(),
-        n if n > listed.len() => format!("{} + {} more...", listed.join(","), n - listed.len()),
-        _ => listed.join(","),
-    }
+    list_with_more(&listed, "<none>")
 }
 
 fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use skiff_api::resources::{self, ResourceInfo};
-use skiff_api::status::Status;
+use skiff_api::resources::ResourceInfo;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, Result};
@@ -30,8 +29,7 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
 const RETRY: Duration = Duration::from_secs(5);
 
 fn core(plural: &str) -> Result<&'static ResourceInfo> {
-    resources::core(plural)
-        .ok_or_else(|| ApiError::from(Status::internal(format!("{plural} are not served"))))
+    ApiError::served("", "v1", plural)
 }
 
 fn root_ca(namespace: &str, ca_pem: &str) -> Value {
@@ -153,10 +151,7 @@ pub async fn ensure_kubernetes_service(registry: &Registry, address: IpAddr, por
         "addressType": family,
         "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
-    let slices = resources::RESOURCES
-        .iter()
-        .find(|r| r.group == "discovery.k8s.io" && r.plural == "endpointslices")
-        .ok_or_else(|| ApiError::from(Status::internal("endpointslices are not served")))?;
+    let slices = ApiError::served("discovery.k8s.io", "v1", "endpointslices")?;
     for (resource, wanted, field) in [(core("endpoints")?, endpoints, "subsets"), (slices, slice, "endpoints")] {
         match registry.get(resource, Some("default"), "kubernetes").await {
             Ok(existing) if existing[field] == wanted[field] && existing["ports"] == wanted["ports"] => {}

@@ -67,8 +67,7 @@ pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> 
 /// The node agent's address for `node`: InternalIP (else Hostname) and its
 /// kubelet port.
 async fn node_endpoint(registry: &Registry, node: &str) -> Result<(String, u16)> {
-    let nodes = resources::core("nodes")
-        .ok_or_else(|| ApiError::from(Status::internal("nodes are not served")))?;
+    let nodes = ApiError::served("", "v1", "nodes")?;
     let object = registry.get(nodes, None, node).await.map_err(|_| {
         ApiError::from(Status::service_unavailable(format!(
             "node {node:?} is not registered"

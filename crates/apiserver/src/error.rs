@@ -31,6 +31,13 @@ impl ApiError {
         Status::bad_request(message).into()
     }
 
+    /// A resource the server's own code needs, or a 500 saying it is not
+    /// served (`group` "" for core/v1).
+    pub fn served(group: &str, version: &str, plural: &str) -> Result<&'static skiff_api::resources::ResourceInfo, ApiError> {
+        skiff_api::resources::find(group, version, plural)
+            .ok_or_else(|| Status::internal(format!("{plural} are not served")).into())
+    }
+
     /// The HTTP code this error answers with.
     pub fn code(&self) -> u16 {
         match self {

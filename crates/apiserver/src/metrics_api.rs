@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::response::Response;
 use serde_json::{json, Value};
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_api::status::Status;
 
 use crate::error::{ApiError, Result};
@@ -175,7 +175,7 @@ pub fn go_duration(ms: i64) -> String {
 
 fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .map(crate::strategy::format_time)
         .unwrap_or_default()
 }
 
@@ -311,11 +311,6 @@ fn node_metrics(node: &Value, scrapes: &HashMap<String, NodeScrape>) -> Option<V
     }))
 }
 
-fn core(plural: &str) -> Result<&'static ResourceInfo> {
-    resources::core(plural)
-        .ok_or_else(|| ApiError::from(Status::internal(format!("{plural} are not served"))))
-}
-
 /// GET and LIST of PodMetrics and NodeMetrics.
 pub async fn serve(
     state: &Arc<AppState>,
@@ -325,7 +320,7 @@ pub async fn serve(
     verb: Verb,
 ) -> Result<Response> {
     let pods = resource.kind == "PodMetrics";
-    let source = core(if pods { "pods" } else { "nodes" })?;
+    let source = ApiError::served("", "v1", if pods { "pods" } else { "nodes" })?;
     let ns = target.namespace.as_deref();
     // metrics-server names what it has no metrics for (or no object) so.
     let not_found = |name: &str| {

@@ -321,13 +321,8 @@ fn decode_into(name: &str, rows: &HashMap<u32, Row>, bytes: &[u8], object: &mut 
 
 /// The message name of a kind: `io.k8s.api.core.v1.Pod`.
 fn message_name(api_version: &str, kind: &str) -> String {
-    match api_version.split_once('/') {
-        None => format!("io.k8s.api.core.{api_version}.{kind}"),
-        Some((group, version)) => {
-            let short = group.split('.').next().unwrap_or(group);
-            format!("io.k8s.api.{short}.{version}.{kind}")
-        }
-    }
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    skiff_api::schema::definition_name(group, version, kind)
 }
 
 /// Decodes a `application/vnd.kubernetes.protobuf` body into JSON.

@@ -25,32 +25,29 @@ fn seconds(nanoseconds: u64) -> String {
     format!("{}.{:09}", nanoseconds / 1_000_000_000, nanoseconds % 1_000_000_000)
 }
 
+/// A per-container metric: name, type, help, and its value of a usage.
+type Series = (&'static str, &'static str, &'static str, fn(&Usage) -> String);
+
 /// The endpoint's text, every sample stamped `timestamp_ms`.
 pub fn render(containers: &[ContainerUsage], node: Option<Usage>, timestamp_ms: i64) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds");
-    let _ = writeln!(text, "# TYPE container_cpu_usage_seconds_total counter");
-    for c in containers {
-        let _ = writeln!(
-            text,
-            "container_cpu_usage_seconds_total{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {timestamp_ms}",
-            label(&c.container),
-            label(&c.namespace),
-            label(&c.pod),
-            seconds(c.usage.cpu_nanoseconds)
-        );
-    }
-    let _ = writeln!(text, "# HELP container_memory_working_set_bytes [STABLE] Current working set of the container in bytes");
-    let _ = writeln!(text, "# TYPE container_memory_working_set_bytes gauge");
-    for c in containers {
-        let _ = writeln!(
-            text,
-            "container_memory_working_set_bytes{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {timestamp_ms}",
-            label(&c.container),
-            label(&c.namespace),
-            label(&c.pod),
-            c.usage.memory_working_set_bytes
-        );
+    let per_container: [Series; 2] = [
+        ("container_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the container in core-seconds", |u| seconds(u.cpu_nanoseconds)),
+        ("container_memory_working_set_bytes", "gauge", "Current working set of the container in bytes", |u| u.memory_working_set_bytes.to_string()),
+    ];
+    for (metric, kind, help, value_of) in per_container {
+        let _ = writeln!(text, "# HELP {metric} [STABLE] {help}");
+        let _ = writeln!(text, "# TYPE {metric} {kind}");
+        for c in containers {
+            let value = value_of(&c.usage);
+            let _ = writeln!(
+                text,
+                "{metric}{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {value} {timestamp_ms}",
+                label(&c.container),
+                label(&c.namespace),
+                label(&c.pod),
+            );
+        }
     }
     if let Some(node) = node {
         let _ = writeln!(text, "# HELP node_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the node in core-seconds");

@@ -13,73 +13,36 @@ use common::{kubectl_binary, Skiff, TEST_IMAGE};
 /// Both of kubectl's wire formats: default WebSocket, then SPDY.
 const TRANSPORTS: [(&str, &str); 2] = [("websocket", "true"), ("spdy", "false")];
 
-/// Drives an interactive kubectl from a pseudo-terminal: waits for the
-/// shell's prompt (pressing enter, as kubectl suggests), runs `hostname`,
-/// resizes the terminal, checks `tty`, and exits 3.
-const PTY_DRIVER: &str = r##"
-import fcntl, os, pty, select, signal, struct, sys, termios, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-def pump(seconds, until=None):
-    global out
-    end = time.time() + seconds
-    while time.time() < end:
-        if until is not None and until in out:
-            return True
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return False
-            if not data:
-                return False
-            out += data
-    return False
-pump(60, b"pressing enter")
-os.write(fd, b"\r")
-pump(20, b"# ")
-os.write(fd, b"hostname; tty\r")
-pump(10, b"/dev/pts/")
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-os.kill(pid, signal.SIGWINCH)
-time.sleep(0.5)
-os.write(fd, b"stty size\r")
-pump(10, b"40 100")
-os.write(fd, b"exit 3\r")
-pump(60)
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"##;
+/// An interactive shell on a pseudo-terminal: waits for the prompt
+/// (pressing enter, as kubectl suggests), runs `hostname`, checks `tty`,
+/// resizes the terminal and exits 3.
+fn shell_steps() -> serde_json::Value {
+    serde_json::json!([
+        ["wait", "pressing enter", 60],
+        ["send", "\r"],
+        ["wait", "# ", 20],
+        ["send", "hostname; tty\r"],
+        ["wait", "/dev/pts/", 10],
+        ["resize", 40, 100],
+        ["sleep", 0.5],
+        ["send", "stty size\r"],
+        ["wait", "40 100", 10],
+        ["send", "exit 3\r"],
+    ])
+}
 
 #[test]
 fn run_it_rm_gives_a_shell_on_a_terminal_then_deletes_the_pod() -> Result<()> {
     let skiff = Skiff::start_node()?;
-    let driver = skiff.data_dir_path().join("pty_driver.py");
-    std::fs::write(&driver, PTY_DRIVER)?;
     for (name, websockets) in TRANSPORTS {
         let pod = format!("debug-{name}");
         let image = format!("--image={TEST_IMAGE}");
-        let mut command = skiff.kubectl_cmd("python3", &[]);
-        command
-            .arg(&driver)
-            .args([
-                &kubectl_binary(),
-                "run",
-                "-i",
-                "--tty",
-                "--rm",
-                &image,
-                "--restart=Never",
-                &pod,
-                "--",
-                "sh",
-            ])
-            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets);
-        let run = common::Run::from_output(command.output()?);
+        let kubectl = kubectl_binary();
+        let run = skiff.drive_pty(
+            &shell_steps(),
+            &[&kubectl, "run", "-i", "--tty", "--rm", &image, "--restart=Never", &pod, "--", "sh"],
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)],
+        )?;
         // The seeds' command: no "couldn't attach" fallback to logs.
         assert!(!run.stdout.contains("couldn't attach"), "{name}: {run:?}");
         assert!(run.stdout.contains(&format!("\r\n{pod}\r\n")), "{name}: hostname: {}", run.stdout);
@@ -126,20 +89,7 @@ fn run_i_feeds_piped_input_and_stdin_once_ends_it() -> Result<()> {
 #[test]
 fn attach_reaches_a_running_containers_stdin_from_kubectl_and_python() -> Result<()> {
     let skiff = Skiff::start_node()?;
-    let manifest = format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: echoer
-spec:
-  containers:
-  - name: echoer
-    image: {TEST_IMAGE}
-    stdin: true
-    command: [\"sh\", \"-c\", \"while read line; do echo got:$line; done\"]
-"
-    );
-    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &common::echoer_pod())?.ok()?;
     skiff.wait_for(Duration::from_secs(30), "echoer to run", || {
         Ok(skiff.get_json(&["get", "pod", "echoer"])?["status"]["phase"] == "Running")
     })?;
@@ -182,40 +132,18 @@ spec:
     Ok(())
 }
 
-/// Drives `kubectl debug -it` from a pseudo-terminal: in the debug
-/// container's shell, `ps` must show the target's `sleep`.
-const DEBUG_DRIVER: &str = r##"
-import os, pty, select, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-def pump(seconds, until=None):
-    global out
-    end = time.time() + seconds
-    while time.time() < end:
-        if until is not None and until in out:
-            return
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            out += data
-pump(60, b"pressing enter")
-os.write(fd, b"\r")
-pump(20, b"# ")
-os.write(fd, b"ps -o pid,args\r")
-pump(10, b"sleep 3600")
-os.write(fd, b"exit\r")
-pump(60)
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"##;
+/// `kubectl debug -it` on a pseudo-terminal: in the debug container's
+/// shell, `ps` must show the target's `sleep`.
+fn debug_steps() -> serde_json::Value {
+    serde_json::json!([
+        ["wait", "pressing enter", 60],
+        ["send", "\r"],
+        ["wait", "# ", 20],
+        ["send", "ps -o pid,args\r"],
+        ["wait", "sleep 3600", 10],
+        ["send", "exit\r"],
+    ])
+}
 
 #[test]
 fn kubectl_debug_adds_an_ephemeral_container_that_sees_its_target() -> Result<()> {
@@ -243,23 +171,13 @@ spec:
         .as_array()
         .is_some_and(|r| r.iter().any(|r| r["name"] == "pods/ephemeralcontainers"));
     assert!(listed, "{discovery}");
-    let driver = skiff.data_dir_path().join("debug_driver.py");
-    std::fs::write(&driver, DEBUG_DRIVER)?;
     let image = format!("--image={TEST_IMAGE}");
-    let mut command = skiff.kubectl_cmd("python3", &[]);
-    command.arg(&driver).args([
-        &kubectl_binary(),
-        "debug",
-        "-it",
-        "app",
-        &image,
-        "--target=app",
-        "-c",
-        "debugger",
-        "--",
-        "sh",
-    ]);
-    let run = common::Run::from_output(command.output()?);
+    let kubectl = kubectl_binary();
+    let run = skiff.drive_pty(
+        &debug_steps(),
+        &[&kubectl, "debug", "-it", "app", &image, "--target=app", "-c", "debugger", "--", "sh"],
+        &[],
+    )?;
     assert!(run.stdout.contains("sleep 3600"), "the target's processes: {run:?}");
     assert!(
         run.stdout.contains("Session ended, the ephemeral container will not be restarted"),

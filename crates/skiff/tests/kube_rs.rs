@@ -17,17 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn kube_rs_attaches_port_forwards_and_evicts() -> Result<()> {
     let skiff = Skiff::start_node()?;
     let manifest = format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: echoer
-spec:
-  containers:
-  - name: echoer
-    image: {TEST_IMAGE}
-    stdin: true
-    command: [\"sh\", \"-c\", \"while read line; do echo got:$line; done\"]
----
+        "{}---
 apiVersion: v1
 kind: Pod
 metadata:
@@ -39,7 +29,8 @@ spec:
   - name: web
     image: {TEST_IMAGE}
     command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 8080 -h /www\"]
-"
+",
+        common::echoer_pod()
     );
     skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
     for pod in ["echoer", "web"] {

@@ -151,71 +151,37 @@ fn exec_passes_output_stdin_and_exit_codes_over_both_transports() -> Result<()> 
     Ok(())
 }
 
-/// Drives `kubectl exec -it` from a pseudo-terminal: runs `hostname`,
-/// resizes the terminal, interrupts a `sleep` with Ctrl-C and exits 7.
-const PTY_DRIVER: &str = r##"
-import fcntl, os, pty, select, signal, struct, sys, termios, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-def pump(seconds, until=None):
-    global out
-    end = time.time() + seconds
-    while time.time() < end:
-        if until is not None and until in out:
-            return
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            out += data
-pump(20, b"# ")
-os.write(fd, b"hostname\r")
-pump(10, b"\r\nweb\r\n")
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
-os.kill(pid, signal.SIGWINCH)
-time.sleep(0.5)
-os.write(fd, b"stty size\r")
-pump(10, b"50 132")
-os.write(fd, b"sleep 60; echo slept\r")
-time.sleep(1)
-os.write(fd, b"\x03")
-time.sleep(0.5)
-os.write(fd, b"exit 7\r")
-pump(20)
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"##;
+/// `kubectl exec -it` on a pseudo-terminal: runs `hostname`, resizes the
+/// terminal, interrupts a `sleep` with Ctrl-C and exits 7.
+fn exec_it_steps() -> serde_json::Value {
+    serde_json::json!([
+        ["wait", "# ", 20],
+        ["send", "hostname\r"],
+        ["wait", "\r\nweb\r\n", 10],
+        ["resize", 50, 132],
+        ["sleep", 0.5],
+        ["send", "stty size\r"],
+        ["wait", "50 132", 10],
+        ["send", "sleep 60; echo slept\r"],
+        ["sleep", 1],
+        ["send", "\u{3}"],
+        ["sleep", 0.5],
+        ["send", "exit 7\r"],
+    ])
+}
 
 #[test]
 fn exec_it_gives_a_real_terminal_over_both_transports() -> Result<()> {
     let skiff = Skiff::start_node()?;
     start_web(&skiff)?;
-    let driver = skiff.data_dir_path().join("pty_driver.py");
-    std::fs::write(&driver, PTY_DRIVER)?;
     for (name, websockets) in TRANSPORTS {
         let started = std::time::Instant::now();
-        let mut command = skiff.kubectl_cmd("python3", &[]);
-        command
-            .arg(&driver)
-            .args([
-                &kubectl_binary(),
-                "exec",
-                "-it",
-                "web",
-                "-c",
-                "web",
-                "--",
-                "sh",
-            ])
-            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets);
-        let run = common::Run::from_output(command.output()?);
+        let kubectl = kubectl_binary();
+        let run = skiff.drive_pty(
+            &exec_it_steps(),
+            &[&kubectl, "exec", "-it", "web", "-c", "web", "--", "sh"],
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)],
+        )?;
         assert_eq!(run.status.code(), Some(7), "{name}: {run:?}");
         assert!(run.stdout.contains("\r\nweb\r\n"), "{name}: {}", run.stdout);
         assert!(

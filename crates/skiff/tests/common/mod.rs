@@ -24,6 +24,24 @@ pub fn versioned_kubectl(version: &str) -> String {
     format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}")
 }
 
+/// A pod whose container has a stdin and echoes each line it reads
+/// (`got:<line>`), for attach tests.
+pub fn echoer_pod() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: echoer
+spec:
+  containers:
+  - name: echoer
+    image: {TEST_IMAGE}
+    stdin: true
+    command: [\"sh\", \"-c\", \"while read line; do echo got:$line; done\"]
+"
+    )
+}
+
 pub struct Skiff {
     child: Option<Child>,
     /// The network namespace the server (and its pods) run in, if any.
@@ -235,6 +253,20 @@ impl Skiff {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(stdout)
+    }
+
+    /// Runs `command` (in the node's namespace) on a pseudo-terminal driven
+    /// by `steps` (see tests/python/pty_drive.py); its output and exit code.
+    pub fn drive_pty(&self, steps: &serde_json::Value, command: &[&str], env: &[(&str, &str)]) -> Result<Run> {
+        let driver = format!("{}/tests/python/pty_drive.py", env!("CARGO_MANIFEST_DIR"));
+        let output = self
+            .kubectl_cmd("python3", &[&driver])
+            .args(command)
+            .env("PTY_STEPS", steps.to_string())
+            .envs(env.iter().copied())
+            .output()
+            .context("python3 pty_drive.py")?;
+        Ok(Run::from_output(output))
     }
 
     /// Runs kubectl with `args`.
