@@ -62,7 +62,27 @@ GROUP_VERSIONS = [
     ("apis/events.k8s.io/v1", "events.k8s.io", "v1", [
         ("events", "Event", True, []),
     ]),
+    ("apis/rbac.authorization.k8s.io/v1", "rbac.authorization.k8s.io", "v1", [
+        ("clusterrolebindings", "ClusterRoleBinding", False, []),
+        ("clusterroles", "ClusterRole", False, []),
+        ("rolebindings", "RoleBinding", True, []),
+        ("roles", "Role", True, []),
+    ]),
+    # Reviews are only created; their schemas serve kubectl explain and validation.
+    ("apis/authorization.k8s.io/v1", "authorization.k8s.io", "v1", [
+        ("localsubjectaccessreviews", "LocalSubjectAccessReview", True, []),
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", False, []),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", False, []),
+        ("subjectaccessreviews", "SubjectAccessReview", False, []),
+    ]),
+    ("apis/authentication.k8s.io/v1", "authentication.k8s.io", "v1", [
+        ("selfsubjectreviews", "SelfSubjectReview", False, []),
+        ("tokenreviews", "TokenReview", False, []),
+    ]),
 ]
+
+# Schemas a group-version needs besides its kinds' (subresource bodies).
+EXTRA_ROOTS = {"": ["io.k8s.api.authentication.v1.TokenRequest"]}
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 EXTRA_SCHEMAS = [META + "Status", META + "DeleteOptions", META + "Patch", META + "WatchEvent"]
@@ -298,7 +318,7 @@ def main():
     defs[META + "Patch"] = {"description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.", "type": "object"}
     OUT.mkdir(parents=True, exist_ok=True)
     for prefix, group, version, resources in GROUP_VERSIONS:
-        roots = set(EXTRA_SCHEMAS)
+        roots = set(EXTRA_SCHEMAS) | set(EXTRA_ROOTS.get(group, []))
         for _, kind, _, _ in resources:
             roots.add(schema_name(group, version, kind))
             roots.add(schema_name(group, version, kind) + "List")

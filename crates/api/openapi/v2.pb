@@ -1,7 +1,7 @@
 
 2.0
 
-Kubernetesv1.32.0B¾fß
+Kubernetesv1.32.0BÇ‘ß
 */api/v1/namespaces/{namespace}/pods/{name}°B­*patchPod2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
 query"dryRun2string B&
 $" query"fieldManager2string B)
@@ -289,4 +289,114 @@ $" query"fieldManager2string B)
 jT
 x-kubernetes-group-version-kind1/group: "events.k8s.io"
 kind: Event
+version: v1
+©
+=/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}çBä*patchClusterRoleBinding2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jm
+x-kubernetes-group-version-kindJHgroup: "rbac.authorization.k8s.io"
+kind: ClusterRoleBinding
+version: v1
+”
+6/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}ÙBÖ*patchClusterRole2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jf
+x-kubernetes-group-version-kindCAgroup: "rbac.authorization.k8s.io"
+kind: ClusterRole
+version: v1
+«
+M/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings/{name}ÙBÖ*patchRoleBinding2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jf
+x-kubernetes-group-version-kindCAgroup: "rbac.authorization.k8s.io"
+kind: RoleBinding
+version: v1
+–
+F/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}ËBÈ*	patchRole2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+j_
+x-kubernetes-group-version-kind<:group: "rbac.authorization.k8s.io"
+kind: Role
+version: v1
+È
+U/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews/{name}îBë*patchLocalSubjectAccessReview2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jn
+x-kubernetes-group-version-kindKIgroup: "authorization.k8s.io"
+kind: LocalSubjectAccessReview
+version: v1
+®
+=/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/{name}ìBé*patchSelfSubjectAccessReview2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jm
+x-kubernetes-group-version-kindJHgroup: "authorization.k8s.io"
+kind: SelfSubjectAccessReview
+version: v1
+«
+</apis/authorization.k8s.io/v1/selfsubjectrulesreviews/{name}êBç*patchSelfSubjectRulesReview2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jl
+x-kubernetes-group-version-kindIGgroup: "authorization.k8s.io"
+kind: SelfSubjectRulesReview
+version: v1
+¢
+9/apis/authorization.k8s.io/v1/subjectaccessreviews/{name}äBá*patchSubjectAccessReview2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+ji
+x-kubernetes-group-version-kindFDgroup: "authorization.k8s.io"
+kind: SubjectAccessReview
+version: v1
+ž
+8/apis/authentication.k8s.io/v1/selfsubjectreviews/{name}áBÞ*patchSelfSubjectReview2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jh
+x-kubernetes-group-version-kindECgroup: "authentication.k8s.io"
+kind: SelfSubjectReview
+version: v1
+Œ
+2/apis/authentication.k8s.io/v1/tokenreviews/{name}ÕBÒ*patchTokenReview2application/json2application/yaml:application/apply-patch+yaml:application/json-patch+json:application/merge-patch+json:&application/strategic-merge-patch+jsonB 
+query"dryRun2string B&
+$" query"fieldManager2string B)
+'%#query"fieldValidation2string B
+query"force2string j
+x-kubernetes-actionpatch
+jb
+x-kubernetes-group-version-kind?=group: "authentication.k8s.io"
+kind: TokenReview
 version: v1

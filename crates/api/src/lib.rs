@@ -17,6 +17,7 @@ pub mod object;
 pub mod patch;
 pub mod pod;
 pub mod quantity;
+pub mod rbac;
 pub mod resources;
 pub mod schema;
 pub mod selector;

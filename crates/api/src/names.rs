@@ -58,6 +58,19 @@ pub fn dns1123_subdomain(field: &str, value: &str) -> Vec<FieldError> {
 }
 
 /// Errors for a DNS-1035 label (service names).
+/// upstream's `ValidatePathSegmentName` (RBAC object names such as
+/// `system:discovery`).
+pub fn path_segment(field: &str, value: &str) -> Vec<FieldError> {
+    if value == "." || value == ".." {
+        return vec![FieldError::invalid(field, value, format!("may not be '{value}'"))];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|bad| value.contains(**bad))
+        .map(|bad| FieldError::invalid(field, value, format!("may not contain '{bad}'")))
+        .collect()
+}
+
 pub fn dns1035_label(field: &str, value: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if value.len() > 63 {

@@ -45,6 +45,7 @@ pub fn validate_metadata(resource: &ResourceInfo, object: &Value) -> Vec<FieldEr
         Some(name) => errors.extend(match resource.kind {
             "Namespace" => names::dns1123_label("metadata.name", name),
             "Service" => names::dns1035_label("metadata.name", name),
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => names::path_segment("metadata.name", name),
             _ => names::dns1123_subdomain("metadata.name", name),
         }),
     }

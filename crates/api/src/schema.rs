@@ -27,6 +27,18 @@ static DOCUMENTS: &[(&str, &str)] = &[
         "apis/networking.k8s.io/v1",
         include_str!("../openapi/apis__networking.k8s.io__v1.json"),
     ),
+    (
+        "apis/rbac.authorization.k8s.io/v1",
+        include_str!("../openapi/apis__rbac.authorization.k8s.io__v1.json"),
+    ),
+    (
+        "apis/authorization.k8s.io/v1",
+        include_str!("../openapi/apis__authorization.k8s.io__v1.json"),
+    ),
+    (
+        "apis/authentication.k8s.io/v1",
+        include_str!("../openapi/apis__authentication.k8s.io__v1.json"),
+    ),
 ];
 
 /// OpenAPI v2 as gnostic protobuf: only paths and PATCH operations, which is

@@ -96,7 +96,7 @@ pub fn since(value: &Value, now: Timestamp) -> String {
     }
 }
 
-fn text(value: &Value) -> &str {
+pub(crate) fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("")
 }
 
@@ -108,14 +108,14 @@ fn or_none(value: &str) -> String {
     }
 }
 
-struct Column {
-    name: &'static str,
-    kind: &'static str,
-    priority: u8,
-    description: &'static str,
+pub(crate) struct Column {
+    pub(crate) name: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) priority: u8,
+    pub(crate) description: &'static str,
 }
 
-const fn col(name: &'static str, priority: u8, description: &'static str) -> Column {
+pub(crate) const fn col(name: &'static str, priority: u8, description: &'static str) -> Column {
     Column {
         name,
         kind: "string",
@@ -124,7 +124,7 @@ const fn col(name: &'static str, priority: u8, description: &'static str) -> Col
     }
 }
 
-const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
+pub(crate) const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
     Column {
         name,
         kind: "integer",
@@ -133,10 +133,13 @@ const fn int_col(name: &'static str, priority: u8, description: &'static str) ->
     }
 }
 
-const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
-const AGE_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub(crate) const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+pub(crate) const AGE_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 fn columns_for(kind: &str) -> Vec<Column> {
+    if let Some(columns) = crate::rbac::table::columns(kind) {
+        return columns;
+    }
     let name = col("Name", 0, NAME_DOC);
     let age = col("Age", 0, AGE_DOC);
     match kind {
@@ -208,7 +211,7 @@ fn columns_for(kind: &str) -> Vec<Column> {
 
 /// Upstream's printers' lists: three entries, then `+ N more...`;
 /// `empty` when there are none.
-fn list_with_more(items: &[String], empty: &str) -> String {
+pub(crate) fn list_with_more(items: &[String], empty: &str) -> String {
     let shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(",");
     if items.len() > 3 {
         format!("{shown} + {} more...", items.len() - 3)
@@ -618,6 +621,9 @@ fn count_keys(value: &Value) -> usize {
 pub fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
     let name = json!(text(&object["metadata"]["name"]));
     let age = json!(since(&object["metadata"]["creationTimestamp"], now));
+    if let Some(cells) = crate::rbac::table::cells(kind, object, now) {
+        return cells;
+    }
     match kind {
         "Pod" => pod_cells(object, now),
         "Node" => node_cells(object, now),

@@ -4,11 +4,8 @@
 //! cluster CA in every namespace (the root-CA publisher, which also puts
 //! back an edited or deleted copy), and the `kubernetes` Service in
 //! `default` on the first address of the service range, with the Endpoints
-//! and EndpointSlice that name the API server.
-//!
-//! Not here yet: service-account tokens and their volume (pods get no
-//! `kube-api-access-*` volume), and a route from pods to the Service's
-//! address.
+//! and EndpointSlice that name the API server. (Pods get their token volume
+//! from `admission`; the node agent routes the Service's address.)
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -24,7 +21,7 @@ use crate::registry::{ListParams, Registry};
 pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 /// The `kubernetes` Service's address: the first of the service range.
-pub const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
+pub const KUBERNETES_SERVICE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 43, 0, 1);
 /// Retry delay when the store's watch cannot be opened.
 const RETRY: Duration = Duration::from_secs(5);
 

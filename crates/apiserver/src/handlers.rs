@@ -14,6 +14,7 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use jiff::Timestamp;
 use serde_json::{json, Value};
+use skiff_api::rbac::UserInfo;
 use skiff_api::resources::ResourceInfo;
 use skiff_api::selector::{FieldSelector, LabelSelector};
 use skiff_api::{patch, schema, Status};
@@ -40,17 +41,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const JSON: &str = "application/json";
 const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2";
 
-/// Facts about the client's connection, attached by the TLS layer.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer {
-    /// The client presented a certificate that chains to our CA.
-    pub client_cert: bool,
-}
-
 /// Shared state of the HTTP layer.
 pub struct AppState {
     pub registry: Registry,
-    pub tokens: Vec<String>,
+    pub authenticator: crate::auth::Authenticator,
+    /// RBAC as the authorizer sees it.
+    pub policy: Arc<crate::auth::policy::PolicyCache>,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     /// The URL clients use (legacy discovery reports it).
@@ -59,33 +55,6 @@ pub struct AppState {
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     /// Earlier scrapes of the nodes' resource metrics (`kubectl top`).
     pub resource_metrics: crate::metrics_api::History,
-}
-
-impl AppState {
-    fn authenticated(&self, parts: &Parts) -> bool {
-        if parts
-            .extensions
-            .get::<Peer>()
-            .is_some_and(|p| p.client_cert)
-        {
-            return true;
-        }
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        bearer.is_some_and(|token| {
-            self.tokens
-                .iter()
-                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-        })
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The version this server reports; kubectl's dispatcher picks its binary by `minor`.
@@ -135,11 +104,32 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let route = request::route(parts.uri.path());
-    if !matches!(route, Route::Version | Route::Health(_)) && !state.authenticated(&parts) {
-        state.metrics.observe("", "", 401, started.elapsed());
-        return status_response(&Status::unauthorized());
-    }
     let query = Query::parse(parts.uri.query());
+    let user = match state.authenticator.authenticate(&state.registry, &parts).await {
+        Ok(Some(user)) => user,
+        // Only the version and health checks are open to anonymous clients.
+        Ok(None) if matches!(route, Route::Version | Route::Health(_)) => UserInfo::anonymous(),
+        Ok(None) => {
+            state.metrics.observe("", "", 401, started.elapsed());
+            return status_response(&Status::unauthorized());
+        }
+        Err(error) => {
+            state.metrics.observe("", "", error.code(), started.elapsed());
+            return error.into_response();
+        }
+    };
+    let requested_verb = match &route {
+        Route::Resource(target) => request::verb(&parts.method, target, &query),
+        _ => None,
+    };
+    let attributes = crate::auth::attributes(&route, requested_verb, &parts.method, parts.uri.path(), &query);
+    // A method a resource does not have is answered 405 below, unauthorized.
+    let unknown_method = matches!(route, Route::Resource(_)) && requested_verb.is_none();
+    if !unknown_method && !state.policy.authorize(&user, &attributes).allowed {
+        let error = crate::auth::forbidden(&user, &attributes, "");
+        state.metrics.observe("", "", 403, started.elapsed());
+        return error.into_response();
+    }
     let (verb, resource, response) = match route {
         Route::Resource(target) => {
             let resource = target.resource.plural;
@@ -148,9 +138,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 Some(sub) => format!("{resource}/{sub}"),
                 None => resource.to_string(),
             };
-            match request::verb(&parts.method, &target, &query) {
+            match requested_verb {
                 Some(verb @ (Verb::Watch | Verb::Connect)) => {
-                    let response = serve_resource(&state, &parts, body, target, &query, verb).await;
+                    let response = serve_resource(&state, &user, &parts, body, target, &query, verb).await;
                     (
                         verb.as_str(),
                         label,
@@ -160,7 +150,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 Some(verb) => {
                     // Upstream's request timeout for everything but long-running
                     // requests: a body that never arrives does not hold a task.
-                    let serving = serve_resource(&state, &parts, body, target, &query, verb);
+                    let serving = serve_resource(&state, &user, &parts, body, target, &query, verb);
                     let response = match tokio::time::timeout(REQUEST_TIMEOUT, serving).await {
                         Ok(response) => response.unwrap_or_else(IntoResponse::into_response),
                         Err(_) => status_response(&Status::request_timeout()),
@@ -376,6 +366,7 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
 
 async fn serve_resource(
     state: &Arc<AppState>,
+    user: &UserInfo,
     parts: &Parts,
     body: Body,
     target: Target,
@@ -404,9 +395,16 @@ async fn serve_resource(
         };
         return Err(status.into());
     }
-    if !resource.is_stored() {
+    if resource.group == "metrics.k8s.io" {
         let params = list_params(query, resource)?;
         return crate::metrics_api::serve(state, resource, &target, params, verb).await;
+    }
+    if !resource.is_stored() {
+        let bytes = read_body(body).await?;
+        let (review, _) = parse_body(parts, &bytes, resource)?;
+        crate::auth::reviews::check_kind(resource, &review)?;
+        let answer = crate::auth::reviews::serve(state, user, resource, target.namespace.as_deref(), &review).await?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
     }
     let storage = storage_resource(resource);
     let registry = &state.registry;
@@ -467,8 +465,21 @@ async fn serve_resource(
             registry.delete(storage, ns, name, &options).await?;
             json_response(StatusCode::CREATED, &created_status())
         }
+        Verb::Create if sub == Some("token") => {
+            let bytes = read_body(body).await?;
+            let (request, _) = parse_body(parts, &bytes, resource)?;
+            let signer = state.authenticator.signer.as_ref().ok_or_else(|| {
+                ApiError::from(Status::service_unavailable("this server has no service-account signing key"))
+            })?;
+            let issued = crate::auth::token_request::issue(registry, signer, ns.unwrap_or("default"), name, &request).await?;
+            json_response(StatusCode::CREATED, &issued)
+        }
         Verb::Create => {
-            let (object, warnings) = decode_object(parts, body, resource, query).await?;
+            let (mut object, warnings) = decode_object(parts, body, resource, query).await?;
+            crate::auth::escalation::check(state, user, resource, ns, &object)?;
+            if resource.kind == "Pod" && sub.is_none() {
+                crate::admission::admit_pod(registry, ns.unwrap_or("default"), &mut object).await?;
+            }
             let manager = field_manager(parts, query, "Update");
             let created = registry.create(storage, ns, object, dry_run, Some(&manager)).await?;
             with_warnings(
@@ -478,6 +489,7 @@ async fn serve_resource(
         }
         Verb::Update => {
             let (object, warnings) = decode_object(parts, body, resource, query).await?;
+            crate::auth::escalation::check(state, user, resource, ns, &object)?;
             let updated = registry
                 .update(storage, ns, name, object, sub, dry_run, Some(&field_manager(parts, query, "Update")))
                 .await?;
@@ -488,7 +500,7 @@ async fn serve_resource(
         }
         Verb::Patch => {
             let bytes = read_body(body).await?;
-            serve_patch(state, parts, &bytes, &target, query, output, now).await?
+            serve_patch(state, user, parts, &bytes, &target, query, output, now).await?
         }
         Verb::Delete => {
             let bytes = read_body(body).await?;
@@ -535,8 +547,10 @@ async fn serve_resource(
     Ok(response)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_patch(
     state: &Arc<AppState>,
+    user: &UserInfo,
     parts: &Parts,
     bytes: &[u8],
     target: &Target,
@@ -615,6 +629,7 @@ async fn serve_patch(
                 _ => return Err(error),
             },
         };
+        crate::auth::escalation::check(state, user, resource, ns, &checked)?;
         *collected.lock().unwrap_or_else(|p| p.into_inner()) = local;
         Ok(checked)
     };
@@ -630,13 +645,17 @@ async fn serve_patch(
         {
             let mut object = patch_body.clone();
             object["metadata"]["name"] = json!(name);
-            let object = check_object(
+            let mut object = check_object(
                 resource,
                 object,
                 duplicates.clone(),
                 validation,
                 &mut warnings,
             )?;
+            crate::auth::escalation::check(state, user, resource, ns, &object)?;
+            if resource.kind == "Pod" {
+                crate::admission::admit_pod(&state.registry, ns.unwrap_or("default"), &mut object).await?;
+            }
             (
                 StatusCode::CREATED,
                 state.registry.create(storage, ns, object, dry_run, Some(&manager)).await?,

@@ -1,7 +1,7 @@
 //! The Kubernetes core/v1 API server of Skiff.
 //!
-//! Owns: HTTPS serving with client-certificate and bearer-token
-//! authentication, discovery and OpenAPI, the REST verbs over the store
+//! Owns: HTTPS serving with client-certificate, bearer-token and
+//! service-account-token authentication, RBAC authorization, discovery and OpenAPI, the REST verbs over the store
 //! (create, get, list, watch, update, patch, delete, deletecollection) with
 //! upstream's semantics, server-side Table printing, pod binding, the
 //! namespace lifecycle and store compaction, metrics, and the cluster PKI and
@@ -17,8 +17,11 @@
 //! - `watch`: watch streams; `discovery`, `openapi`, `metrics`
 //! - `binding`, `connect`: pod subresources
 //! - `controllers`: built-in namespaces, namespace lifecycle, compaction
+//! - `auth`: authentication, RBAC authorization, reviews, service-account tokens
 //! - `pki`, `server`: certificates, kubeconfig, the TLS accept loop
 
+mod admission;
+mod auth;
 mod binding;
 mod body;
 mod cluster_objects;
@@ -47,7 +50,9 @@ use skiff_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use cluster_objects::KUBERNETES_SERVICE_IP;
 pub use error::ApiError;
+pub use skiff_api::rbac::UserInfo;
 pub use handlers::version_info;
 
 use crate::clock::Clock;
@@ -60,18 +65,19 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// `tokens` are the accepted bearer tokens; `server_address` is the URL
-    /// clients reach this server at.
+    /// `tokens` are the accepted bearer tokens and who each one is;
+    /// `server_address` is the URL clients reach this server at.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        tokens: Vec<String>,
+        tokens: Vec<(String, UserInfo)>,
         server_address: String,
         shutdown: CancellationToken,
     ) -> Self {
         let state = AppState {
             registry: Registry::new(store, clock),
-            tokens,
+            authenticator: auth::Authenticator { static_tokens: tokens, signer: None },
+            policy: Default::default(),
             metrics: metrics::Metrics::default(),
             shutdown,
             server_address,
@@ -91,11 +97,22 @@ impl ApiServer {
         self
     }
 
+    /// Signs and accepts service-account tokens with this key (PKCS#8 PEM,
+    /// ECDSA P-256: [`pki::Pki::service_account_key`]).
+    pub fn with_service_account_key(mut self, pem: &str) -> Result<Self, String> {
+        let signer = auth::TokenSigner::from_pem(pem)?;
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.authenticator.signer = Some(signer);
+        }
+        Ok(self)
+    }
+
     /// Creates the built-in namespaces and the `kubernetes` Service (naming
     /// the API server at `advertised`), and starts the control-plane loops;
     /// `ca_pem` is the cluster CA every namespace's `kube-root-ca.crt` holds.
     pub async fn start_control_plane(&self, ca_pem: String, advertised: std::net::SocketAddr) -> Result<(), ApiError> {
         controllers::ensure_builtin_namespaces(&self.state.registry).await?;
+        auth::policy::bootstrap(&self.state.registry, &self.state.policy).await?;
         cluster_objects::ensure_kubernetes_service(&self.state.registry, advertised.ip(), advertised.port()).await?;
         let (registry, shutdown) = (self.state.registry.clone(), self.state.shutdown.clone());
         tokio::spawn(cluster_objects::run_namespace_objects(
@@ -107,6 +124,7 @@ impl ApiServer {
             registry.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(auth::policy::run(registry.clone(), self.state.policy.clone(), shutdown.clone()));
         tokio::spawn(controllers::run_compactor(registry, shutdown));
         Ok(())
     }

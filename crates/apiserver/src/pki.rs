@@ -50,6 +50,9 @@ pub struct Pki {
     server_key: String,
     pub admin_cert: String,
     pub admin_key: String,
+    /// Signs service-account tokens (PKCS#8 PEM, ECDSA P-256); upstream's
+    /// `--service-account-signing-key-file`.
+    pub service_account_key: String,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -182,8 +185,17 @@ impl Pki {
             write_private(&admin_key_path, &key)?;
             fs::write(&admin_cert_path, cert).map_err(io_err(&admin_cert_path))?;
         }
+        let signing_key_path = path("service-account.key");
+        if !signing_key_path.exists() {
+            let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+                what: "service-account signing key",
+                source,
+            })?;
+            write_private(&signing_key_path, &key.serialize_pem())?;
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
+            service_account_key: read(&signing_key_path)?,
             ca_cert: read(&ca_cert_path)?,
             server_cert: read(&server_cert_path)?,
             server_key: read(&server_key_path)?,
@@ -346,6 +358,15 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
 }
 
 /// The node-join token in `path`, created on first use.
+/// A client certificate for `user` (in `group`, if given) signed by the
+/// cluster CA kept in `dir`: an identity RBAC then grants what it grants.
+pub fn issue_client_certificate(dir: &Path, user: &str, group: Option<&str>) -> Result<(String, String)> {
+    let ca_key_path = dir.join("ca.key");
+    let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem { path: ca_key_path.clone() })?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    leaf("client certificate", Vec::new(), user, group, ExtendedKeyUsagePurpose::ClientAuth, &issuer)
+}
+
 pub fn load_or_create_token(path: &Path) -> Result<String> {
     if let Ok(existing) = fs::read_to_string(path) {
         let token = existing.trim().to_string();

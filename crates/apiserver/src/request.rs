@@ -192,7 +192,7 @@ pub fn verb(method: &Method, target: &Target, query: &Query) -> Option<Verb> {
         ("GET", false) => Some(Verb::List),
         ("GET", true) => Some(Verb::Get),
         ("POST", false) => Some(Verb::Create),
-        ("POST", true) if matches!(target.subresource.as_deref(), Some("binding" | "eviction")) => {
+        ("POST", true) if matches!(target.subresource.as_deref(), Some("binding" | "eviction" | "token")) => {
             Some(Verb::Create)
         }
         ("PUT", true) => Some(Verb::Update),

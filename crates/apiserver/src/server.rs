@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::handlers::Peer;
+use crate::auth::Peer;
 
 /// How long in-flight requests get after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,18 +100,20 @@ pub async fn serve(
                     return;
                 }
             };
+            // The TLS layer verified the chain; the leaf names the user.
             let peer = Peer {
-                client_cert: tls
+                certificate: tls
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .is_some_and(|c| !c.is_empty()),
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| skiff_api::rbac::certificate_identity(leaf)),
             };
             let activity = Arc::new(Activity::new());
             let tracked = activity.clone();
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(peer);
+                    request.extensions_mut().insert(peer.clone());
                     let busy = Busy::start(tracked.clone());
                     let response = app.clone().oneshot(request.map(axum::body::Body::new));
                     async move {

@@ -103,6 +103,7 @@ pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) -> Result
             object["status"] = json!({"phase": "Active"});
         }
         "Service" => default_service(object),
+        "RoleBinding" | "ClusterRoleBinding" => skiff_api::rbac::validation::default_subjects(object),
         "Secret" => {
             merge_string_data(object);
             if object["type"].as_str().is_none_or(str::is_empty) {
@@ -173,7 +174,7 @@ pub fn validate_create(resource: &ResourceInfo, object: &Value) -> Vec<FieldErro
         },
         "Event" if resource.group.is_empty() => errors.extend(validate_event(object)),
         "EndpointSlice" => errors.extend(validate_address_type(object)),
-        _ => {}
+        _ => errors.extend(validate_rbac(resource, object)),
     }
     errors.extend(validate_data_size(resource, object));
     errors
@@ -302,6 +303,9 @@ pub fn prepare_for_update(
             if resource.kind == "Service" {
                 keep_allocated_cluster_ip(old, new);
             }
+            if matches!(resource.kind, "RoleBinding" | "ClusterRoleBinding") {
+                skiff_api::rbac::validation::default_subjects(new);
+            }
             if tracks_generation(resource) && old["spec"] != new["spec"] {
                 let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
                 new["metadata"]["generation"] = json!(generation + 1);
@@ -362,6 +366,17 @@ fn validate_cluster_ip_update(old: &Value, new: &Value) -> Vec<FieldError> {
 }
 
 /// An EndpointSlice's `addressType`: required, one of upstream's three.
+fn validate_rbac(resource: &ResourceInfo, object: &Value) -> Vec<FieldError> {
+    use skiff_api::rbac::validation;
+    match resource.kind {
+        "Role" => validation::validate_rules(object, true),
+        "ClusterRole" => validation::validate_rules(object, false),
+        "RoleBinding" => validation::validate_binding(object, false),
+        "ClusterRoleBinding" => validation::validate_binding(object, true),
+        _ => Vec::new(),
+    }
+}
+
 fn validate_address_type(slice: &Value) -> Vec<FieldError> {
     const TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
     match slice["addressType"].as_str() {
@@ -379,6 +394,10 @@ pub fn validate_update(
     new: &Value,
 ) -> Vec<FieldError> {
     let mut errors = object::validate_metadata(resource, new);
+    errors.extend(validate_rbac(resource, new));
+    if matches!(resource.kind, "RoleBinding" | "ClusterRoleBinding") {
+        errors.extend(skiff_api::rbac::validation::validate_binding_update(old, new));
+    }
     if resource.kind == "Service" {
         errors.extend(validate_cluster_ip_update(old, new));
     }

@@ -158,6 +158,44 @@ pub fn resource_value(
     Some(((milli + divisor - 1) / divisor).to_string())
 }
 
+/// The Docker-links-style variables of Services with a cluster IP
+/// (upstream's `envvars.FromServices`): `default/kubernetes` always, the
+/// pod's own namespace's as given (its entry wins over `default`'s).
+pub fn service_variables(services: &[std::sync::Arc<k8s_openapi::api::core::v1::Service>], namespace: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut ordered: Vec<_> = services.iter().collect();
+    // The pod's own namespace last, so its `kubernetes` Service (if any) wins.
+    ordered.sort_by_key(|s| s.metadata.namespace.as_deref() == Some(namespace));
+    for service in ordered {
+        let Some(spec) = &service.spec else { continue };
+        let ip = spec.cluster_ip.as_deref().unwrap_or("");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let name = service.metadata.name.as_deref().unwrap_or("").to_uppercase().replace('-', "_");
+        env.insert(format!("{name}_SERVICE_HOST"), ip.to_string());
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        for (index, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().unwrap_or("TCP");
+            let number = port.port;
+            let url = format!("{}://{ip}:{number}", protocol.to_lowercase());
+            if index == 0 {
+                env.insert(format!("{name}_SERVICE_PORT"), number.to_string());
+                env.insert(format!("{name}_PORT"), url.clone());
+            }
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                env.insert(format!("{name}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")), number.to_string());
+            }
+            let prefix = format!("{name}_PORT_{number}_{}", protocol.to_uppercase());
+            env.insert(format!("{prefix}_PROTO"), protocol.to_lowercase());
+            env.insert(format!("{prefix}_PORT"), number.to_string());
+            env.insert(format!("{prefix}_ADDR"), ip.to_string());
+            env.insert(prefix, url);
+        }
+    }
+    env
+}
+
 /// A container's environment and what was skipped on the way.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Environment {
@@ -193,6 +231,7 @@ pub fn environment(
         }
     }
     env.insert("HOSTNAME".into(), hostname.to_string());
+    env.extend(service_variables(objects.services(), namespace));
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
         let (entries, what, name): (Vec<(String, String)>, &str, &str) = if let Some(source) = &from.config_map_ref {

@@ -30,6 +30,7 @@ pub mod security;
 pub mod sources;
 mod server;
 pub mod static_pods;
+pub mod tokens;
 pub mod status;
 pub mod volumes;
 mod stream;

@@ -1,6 +1,8 @@
 //! The node agent's HTTPS server (port 10250): the API server reaches it
 //! for `pods/log`, `exec`, `attach` and `portforward`. Clients must present
-//! a certificate from the cluster CA.
+//! a certificate from the cluster CA, and only the API server and
+//! administrators (group `system:masters`) are authorized; anyone else
+//! gets the kubelet's `Forbidden (user=..., verb=..., resource=nodes, ...)`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -350,6 +352,29 @@ async fn resource_metrics(State(api): State<NodeApi>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// The kubelet authorizer's answer for a caller: `None` when allowed
+/// (administrators, the API server among them), else upstream's 403 with
+/// the verb and subresource the kubelet maps the request to.
+fn forbidden(user: Option<&skiff_api::rbac::UserInfo>, method: &axum::http::Method, path: &str) -> Option<Response> {
+    if user.is_some_and(|u| u.in_group(skiff_api::rbac::MASTERS)) {
+        return None;
+    }
+    let verb = match *method {
+        axum::http::Method::GET | axum::http::Method::HEAD => "get",
+        axum::http::Method::POST => "create",
+        axum::http::Method::PUT => "update",
+        axum::http::Method::PATCH => "patch",
+        axum::http::Method::DELETE => "delete",
+        _ => "*",
+    };
+    let subresource = if path.starts_with("/metrics") { "metrics" } else { "proxy" };
+    let name = user.map_or("system:anonymous", |u| u.username.as_str());
+    Some(error(
+        StatusCode::FORBIDDEN,
+        format!("Forbidden (user={name}, verb={verb}, resource=nodes, subresource(s)=[{subresource}])"),
+    ))
+}
+
 /// Serves the node API over TLS on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -383,9 +408,22 @@ pub async fn serve(
             else {
                 return;
             };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| skiff_api::rbac::certificate_identity(leaf));
             let service = hyper::service::service_fn(
                 move |request: hyper::Request<hyper::body::Incoming>| {
-                    app.clone().oneshot(request.map(Body::new))
+                    let refusal = forbidden(user.as_ref(), request.method(), request.uri().path());
+                    let app = app.clone();
+                    async move {
+                        match refusal {
+                            Some(response) => Ok(response),
+                            None => app.oneshot(request.map(Body::new)).await,
+                        }
+                    }
                 },
             );
             let _ = hyper::server::conn::http1::Builder::new()

@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::Api;
+use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::watch;
 
@@ -37,6 +39,12 @@ type Key = (Kind, String, String);
 pub trait Objects {
     fn config_map(&self, name: &str) -> Option<&ConfigMap>;
     fn secret(&self, name: &str) -> Option<&Secret>;
+    /// The pod's service-account token for an audience (empty: the API
+    /// server's) and lifetime, as last requested.
+    fn service_account_token(&self, audience: &str, expiration_seconds: i64) -> Option<&str>;
+    /// The Services whose variables containers get (the pod's namespace's
+    /// and `default/kubernetes`).
+    fn services(&self) -> &[Arc<Service>];
 }
 
 /// The objects of one namespace at one moment.
@@ -44,6 +52,9 @@ pub trait Objects {
 pub struct Snapshot {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
+    /// By (audience, expirationSeconds).
+    pub tokens: BTreeMap<(String, i64), String>,
+    pub services: Vec<Arc<Service>>,
 }
 
 impl Objects for Snapshot {
@@ -52,6 +63,12 @@ impl Objects for Snapshot {
     }
     fn secret(&self, name: &str) -> Option<&Secret> {
         self.secrets.get(name)
+    }
+    fn service_account_token(&self, audience: &str, expiration_seconds: i64) -> Option<&str> {
+        self.tokens.get(&(audience.to_string(), expiration_seconds)).map(String::as_str)
+    }
+    fn services(&self) -> &[Arc<Service>] {
+        &self.services
     }
 }
 
@@ -115,6 +132,9 @@ struct Entry {
 pub struct Sources {
     client: kube::Client,
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
+    /// Every Service, for containers' service variables (the kubelet's
+    /// service informer).
+    services: reflector::Store<Service>,
 }
 
 /// A worker's interest in one object; dropping it ends the interest.
@@ -134,11 +154,40 @@ impl Subscription {
 }
 
 impl Sources {
+    /// Starts the watch of Services (inside a Tokio runtime).
     pub fn new(client: kube::Client) -> Self {
+        let (services, writer) = reflector::store();
+        let stream = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        tokio::spawn(stream.for_each(|event| {
+            if let Err(error) = event {
+                tracing::warn!(%error, "watching services failed; retrying");
+            }
+            futures::future::ready(())
+        }));
         Self {
             client,
             entries: Arc::default(),
+            services,
         }
+    }
+
+    /// The Services a pod in `namespace` sees (all of its namespace's when
+    /// `links`, and always `default/kubernetes`), once they were listed.
+    pub async fn services_for(&self, namespace: &str, links: bool) -> Vec<Arc<Service>> {
+        if self.services.wait_until_ready().await.is_err() {
+            return Vec::new();
+        }
+        self.services
+            .state()
+            .into_iter()
+            .filter(|s| {
+                let ns = s.metadata.namespace.as_deref().unwrap_or("");
+                let name = s.metadata.name.as_deref().unwrap_or("");
+                (ns == "default" && name == "kubernetes") || (links && ns == namespace)
+            })
+            .collect()
     }
 
     /// Starts (or joins) the watch of one object; `changed` hears of every

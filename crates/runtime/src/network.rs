@@ -129,24 +129,43 @@ pub fn default_conflist(network: &DefaultNetwork, ipam_dir: &Path) -> Value {
 /// Makes sure traffic from the pod CIDR to elsewhere is masqueraded (one
 /// rule per node, as flannel's for k3s), with `iptables -w`.
 pub async fn ensure_masquerade(pod_cidr: &str) -> Result<()> {
+    let rule = ["-s", pod_cidr, "!", "-d", pod_cidr, "-m", "comment", "--comment", "skiff pod masquerade", "-j", "MASQUERADE"];
+    ensure_rule("nat", "POSTROUTING", &rule).await
+}
+
+/// Sends pods' connections to `service` (the `kubernetes` Service's
+/// address and port) to the API server at `target`, with one DNAT rule:
+/// the only Service Skiff routes, so no Service proxy is needed. An API
+/// server on loopback is reached as kube-proxy reaches localhost node
+/// ports: `route_localnet`, with kube-proxy's rule that drops every other
+/// packet for 127.0.0.0/8 arriving from outside (CVE-2020-8558).
+pub async fn ensure_service_nat(service: std::net::SocketAddr, target: std::net::SocketAddr) -> Result<()> {
+    let (service_ip, service_port) = (service.ip().to_string(), service.port().to_string());
+    let destination = target.to_string();
     let rule = [
-        "POSTROUTING",
-        "-s",
-        pod_cidr,
-        "!",
-        "-d",
-        pod_cidr,
-        "-m",
-        "comment",
-        "--comment",
-        "skiff pod masquerade",
-        "-j",
-        "MASQUERADE",
+        "-d", &service_ip, "-p", "tcp", "--dport", &service_port, "-m", "comment", "--comment",
+        "skiff kubernetes service", "-j", "DNAT", "--to-destination", &destination,
     ];
+    ensure_rule("nat", "PREROUTING", &rule).await?;
+    if target.ip().is_loopback() {
+        let martians = [
+            "-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate",
+            "RELATED,ESTABLISHED,DNAT", "-m", "comment", "--comment", "skiff: block incoming localnet connections",
+            "-j", "DROP",
+        ];
+        ensure_rule("filter", "INPUT", &martians).await?;
+        let sysctl = Path::new("/proc/sys/net/ipv4/conf/all/route_localnet");
+        std::fs::write(sysctl, "1").map_err(io_err(sysctl))?;
+    }
+    Ok(())
+}
+
+/// Appends `rule` to `chain` of `table` unless it is there (`iptables -w`).
+async fn ensure_rule(table: &str, chain: &str, rule: &[&str]) -> Result<()> {
     let iptables = |action: &'static str| {
         let mut command = tokio::process::Command::new("iptables");
         command
-            .args(["-w", "-t", "nat", action])
+            .args(["-w", "-t", table, action, chain])
             .args(rule)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

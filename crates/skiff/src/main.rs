@@ -478,10 +478,14 @@ async fn server(args: ServerArgs) -> Result<()> {
     let api = ApiServer::new(
         store,
         Arc::new(SystemClock),
-        vec![token],
+        // The join token is an administrator's until agents join with
+        // node credentials of their own.
+        vec![(token, skiff_apiserver::UserInfo::authenticated("system:admin", &["system:masters"]))],
         url.clone(),
         shutdown.clone(),
     )
+    .with_service_account_key(&pki.service_account_key)
+    .map_err(|e| anyhow::anyhow!("failed to load the service-account key: {e}"))?
     .with_kubelet_client(
         pki.kubelet_client_config()
             .context("failed to configure TLS to node agents")?,
@@ -520,7 +524,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         });
     }
     if !args.disable_agent {
-        let agent = build_agent(&args, &pki, shutdown.clone())
+        let agent = build_agent(&args, &pki, address, shutdown.clone())
             .await
             .context("failed to set up the node agent")?;
         let shutdown = shutdown.clone();
@@ -579,6 +583,7 @@ async fn killall(args: &KillallArgs) -> Result<()> {
 async fn build_agent(
     args: &ServerArgs,
     pki: &Pki,
+    api_address: SocketAddr,
     shutdown: CancellationToken,
 ) -> Result<skiff_kubelet::Agent> {
     let data_dir = &args.data_dir;
@@ -628,6 +633,16 @@ async fn build_agent(
             .await
             .context("failed to set up pod masquerading")?;
     }
+    // Pods reach the API server at the `kubernetes` Service's address.
+    let api_target = if api_address.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), api_address.port())
+    } else {
+        api_address
+    };
+    let service = SocketAddr::new(skiff_apiserver::KUBERNETES_SERVICE_IP.into(), 443);
+    skiff_runtime::network::ensure_service_nat(service, api_target)
+        .await
+        .context("failed to route the kubernetes Service to the API server")?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
         .trim()

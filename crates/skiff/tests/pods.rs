@@ -542,10 +542,12 @@ fn create_delete_cycles_leave_nothing_behind() -> Result<()> {
         .on_node(&["iptables", "-t", "nat", "-S"])?
         .ok()?
         .stdout;
-    // portmap's shared CNI-HOSTPORT-DNAT chain stays; per-pod chains and targets must not.
+    // portmap's shared CNI-HOSTPORT-DNAT chain and the node's one rule for
+    // the kubernetes Service stay; per-pod chains and targets must not.
     let per_pod: Vec<&str> = nat
         .lines()
         .filter(|l| l.contains("CNI-DN-") || l.contains("--to-destination"))
+        .filter(|l| !l.contains("skiff kubernetes service"))
         .collect();
     assert!(per_pod.is_empty(), "hostPort rules left: {per_pod:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 mod defaults;
 pub mod ephemeral;
+pub mod service_account;
 mod validation;
 
 pub use defaults::{apply_defaults, default_pull_policy, qos_class};

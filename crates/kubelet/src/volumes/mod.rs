@@ -82,9 +82,7 @@ pub fn unsupported(volume: &Volume) -> Option<String> {
             .iter()
             .flat_map(|p| p.sources.iter().flatten())
             .find_map(|source| {
-                if source.service_account_token.is_some() {
-                    Some("projected source \"serviceAccountToken\" is not supported by Skiff yet")
-                } else if source.cluster_trust_bundle.is_some() {
+                if source.cluster_trust_bundle.is_some() {
                     Some("projected source \"clusterTrustBundle\" is not supported by Skiff")
                 } else {
                     None
@@ -133,7 +131,7 @@ mod tests {
             (
                 json!({"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}),
                 Kind::Projected,
-                Some("projected source \"serviceAccountToken\" is not supported by Skiff yet"),
+                None,
             ),
             (
                 json!({"name": "v", "persistentVolumeClaim": {"claimName": "data"}}),

@@ -258,6 +258,15 @@ pub fn projected(
             secret_payload(name, items.as_ref(), default_mode, optional.unwrap_or(false), objects)
         } else if let Some(downward) = &projection.downward_api {
             downward_api(pod, downward.items.as_deref().unwrap_or_default(), default_mode, facts)
+        } else if let Some(token) = &projection.service_account_token {
+            let expiration = token.expiration_seconds.unwrap_or(crate::tokens::DEFAULT_EXPIRATION_SECONDS);
+            match objects.service_account_token(token.audience.as_deref().unwrap_or(""), expiration) {
+                Some(value) => Ok(Payload::from([(
+                    token.path.clone(),
+                    File { data: value.as_bytes().to_vec(), mode: mode(None, default_mode) },
+                )])),
+                None => Err(format!("failed to fetch token for path {:?}", token.path)),
+            }
         } else {
             Ok(Payload::new())
         };

@@ -160,7 +160,10 @@ impl Worker {
                     .await;
             }
         }
-        let objects = self.objects().unwrap_or_default();
+        let mut objects = self.objects().unwrap_or_default();
+        let links = self.pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+        let namespace = self.pod.metadata.namespace.clone().unwrap_or_default();
+        objects.services = agent.sources.services_for(&namespace, links).await;
         let environment = environment(
             &self.pod,
             container,

@@ -107,6 +107,8 @@ struct Worker {
     source_changes: mpsc::UnboundedSender<()>,
     /// Every volume was set up once.
     volumes_ready: bool,
+    /// Service-account tokens of its projected volumes.
+    tokens: crate::tokens::PodTokens,
     /// The last FailedMount message reported (each is said once).
     mount_error: Option<String>,
     /// Fields not honoured were reported (once per worker).
@@ -175,6 +177,7 @@ impl Worker {
             subscriptions: Vec::new(),
             source_changes,
             volumes_ready: false,
+            tokens: Default::default(),
             mount_error: None,
             warned_fields: false,
             deletion: None,
@@ -516,11 +519,13 @@ impl Worker {
             self.storage_checked_at
                 .map_or_else(Instant::now, |at| at + crate::eviction::MONITORING_PERIOD)
         });
+        let token_refresh = (!self.finished).then(|| self.tokens.next_refresh()).flatten();
         self.backoff
             .values()
             .map(|(_, at)| *at)
             .filter(|at| *at > Instant::now())
             .chain(soon)
+            .chain(token_refresh)
             .chain(deadline)
             .chain(storage_check)
             .min()

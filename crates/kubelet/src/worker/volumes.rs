@@ -74,9 +74,14 @@ impl Worker {
     /// (their arrival wakes the worker).
     pub(super) async fn set_up_volumes(&mut self) -> Result<bool, StepError> {
         self.subscribe_to_sources();
-        let Some(objects) = self.objects() else {
+        let Some(mut objects) = self.objects() else {
             return Ok(false);
         };
+        if let Err(message) = self.tokens.refresh(&self.agent.client, &self.pod).await {
+            let volume = crate::tokens::volume_of(&self.pod).unwrap_or_default();
+            return Err(StepError::Mount { volume, message });
+        }
+        objects.tokens = self.tokens.current();
         let facts = self.node_facts();
         let group = crate::security::fs_group(&self.pod);
         for volume in self.pod_volumes() {

@@ -1,0 +1,69 @@
+//! Admission of new pods by their service account (upstream's
+//! ServiceAccount admission plugin): the account must exist (the `default`
+//! one is made if its controller has not got to a new namespace yet), and,
+//! unless automounting is off, the pod gets its `kube-api-access-*` volume.
+//! Mirror pods of static pods may not use an account and get no token.
+
+use serde_json::Value;
+use skiff_api::pod::service_account;
+use skiff_api::Status;
+
+use crate::error::{ApiError, Result};
+use crate::registry::Registry;
+
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+fn random_suffix() -> String {
+    // upstream's utilrand.String: no vowels, no look-alike digits.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>()) % ALPHABET.len()]))
+        .collect()
+}
+
+fn forbidden(pod: &Value, message: String) -> ApiError {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let mut status = Status::new(403, "Forbidden", format!("pods {name:?} is forbidden: {message}"));
+    status.details = Some(serde_json::json!({"name": name, "kind": "pods"}));
+    status.into()
+}
+
+/// Admits a pod about to be created in `namespace`.
+pub async fn admit_pod(registry: &Registry, namespace: &str, pod: &mut Value) -> Result<()> {
+    let account_name = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .or_else(|| pod["spec"]["serviceAccount"].as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    if pod["metadata"]["annotations"][MIRROR_ANNOTATION].is_string() {
+        if account_name != "default" {
+            return Err(forbidden(pod, "a mirror pod may not reference service accounts".into()));
+        }
+        return Ok(());
+    }
+    let accounts = ApiError::served("", "v1", "serviceaccounts")?;
+    let account = match registry.get(accounts, Some(namespace), &account_name).await {
+        Ok(account) => account,
+        Err(error) if error.code() == 404 && account_name == "default" => {
+            let account = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": namespace}});
+            match registry.create(accounts, Some(namespace), account, false, None).await {
+                Ok(created) => created,
+                Err(error) if error.code() == 409 => registry.get(accounts, Some(namespace), "default").await?,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(error) if error.code() == 404 => {
+            return Err(forbidden(
+                pod,
+                format!("error looking up service account {namespace}/{account_name}: serviceaccount {account_name:?} not found"),
+            ))
+        }
+        Err(other) => return Err(other),
+    };
+    if service_account::automount(pod, &account) {
+        service_account::add_token_volume(pod, &random_suffix());
+    }
+    Ok(())
+}
