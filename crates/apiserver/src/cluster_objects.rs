@@ -47,7 +47,7 @@ async fn create_missing(registry: &Registry, resource: &ResourceInfo, namespace:
 
 /// One pass over the active namespaces: their `default` ServiceAccount and
 /// their `kube-root-ca.crt`, created or put back.
-async fn namespace_pass(registry: &Registry, ca_pem: &str) -> Result<()> {
+pub(crate) async fn namespace_pass(registry: &Registry, ca_pem: &str) -> Result<()> {
     let (namespaces, accounts, config_maps) = (core("namespaces")?, core("serviceaccounts")?, core("configmaps")?);
     for namespace in registry.list(namespaces, None, &ListParams::default()).await?.items {
         if !namespace["metadata"]["deletionTimestamp"].is_null() {

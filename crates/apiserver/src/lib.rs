@@ -113,6 +113,8 @@ impl ApiServer {
     pub async fn start_control_plane(&self, ca_pem: String, advertised: std::net::SocketAddr) -> Result<(), ApiError> {
         controllers::ensure_builtin_namespaces(&self.state.registry).await?;
         auth::policy::bootstrap(&self.state.registry, &self.state.policy).await?;
+        // The built-in namespaces have their accounts before anyone asks.
+        cluster_objects::namespace_pass(&self.state.registry, &ca_pem).await?;
         cluster_objects::ensure_kubernetes_service(&self.state.registry, advertised.ip(), advertised.port()).await?;
         let (registry, shutdown) = (self.state.registry.clone(), self.state.shutdown.clone());
         tokio::spawn(cluster_objects::run_namespace_objects(

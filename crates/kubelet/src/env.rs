@@ -524,4 +524,32 @@ mod tests {
         assert!(optional_key.is_ok_and(|e| !e.vars.contains_key("X")));
         Ok(())
     }
+
+    #[test]
+    fn services_become_docker_link_variables() -> Result<(), serde_json::Error> {
+        let service = |namespace: &str, name: &str, ip: &str| -> Result<std::sync::Arc<k8s_openapi::api::core::v1::Service>, serde_json::Error> {
+            Ok(std::sync::Arc::new(serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]},
+            }))?))
+        };
+        let services = [service("default", "kubernetes", "10.43.0.1")?, service("web", "my-db", "10.43.0.9")?, service("web", "headless", "None")?];
+        let env = service_variables(&services, "web");
+        let expected = [
+            ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("MY_DB_SERVICE_HOST", "10.43.0.9"),
+            ("MY_DB_PORT_53_UDP", "udp://10.43.0.9:53"),
+            ("MY_DB_PORT_53_UDP_ADDR", "10.43.0.9"),
+        ];
+        for (key, value) in expected {
+            assert_eq!(env.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert!(!env.keys().any(|k| k.starts_with("HEADLESS_")));
+        Ok(())
+    }
 }

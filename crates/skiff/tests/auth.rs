@@ -55,6 +55,9 @@ fn exec(skiff: &Skiff, script: &str) -> Result<common::Run> {
 fn a_pods_token_reaches_the_api_as_its_service_account_until_the_pod_goes() -> Result<()> {
     let skiff = Skiff::start_node()?;
     let binary = static_kubectl()?;
+    // A Service before the pod: its variables are the pod's (enableServiceLinks).
+    skiff.kubectl(&["create", "service", "clusterip", "web-svc", "--tcp=80:8080"])?.ok()?;
+    let web_ip = skiff.get_json(&["get", "service", "web-svc"])?["spec"]["clusterIP"].as_str().unwrap_or_default().to_string();
     skiff.kubectl_stdin(&["apply", "-f", "-"], &kubectl_pod(&binary.display().to_string()))?.ok()?;
     skiff
         .wait_for(Duration::from_secs(60), "incluster to run", || {
@@ -71,10 +74,14 @@ fn a_pods_token_reaches_the_api_as_its_service_account_until_the_pod_goes() -> R
     assert_eq!(volume["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"], 3607);
     assert_eq!(spec["containers"][0]["volumeMounts"][1]["mountPath"], MOUNT);
     assert_eq!(spec["serviceAccountName"], "default");
-    let files = exec(&skiff, &format!("cat {MOUNT}/namespace; echo; head -1 {MOUNT}/ca.crt; env | grep ^KUBERNETES_ | sort"))?.ok()?.stdout;
+    let files = exec(&skiff, &format!("cat {MOUNT}/namespace; echo; head -1 {MOUNT}/ca.crt; env | grep -E '^(KUBERNETES|WEB_SVC)_' | sort"))?.ok()?.stdout;
     assert!(files.starts_with("default\n-----BEGIN CERTIFICATE-----\n"), "{files}");
-    for var in ["KUBERNETES_SERVICE_HOST=10.43.0.1", "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_PORT=tcp://10.43.0.1:443", "KUBERNETES_PORT_443_TCP_ADDR=10.43.0.1"] {
-        assert!(files.contains(var), "{var} missing:\n{files}");
+    let web_vars = [format!("WEB_SVC_SERVICE_HOST={web_ip}"), format!("WEB_SVC_PORT=tcp://{web_ip}:80"), "WEB_SVC_SERVICE_PORT_80_8080=80".to_string()];
+    for var in ["KUBERNETES_SERVICE_HOST=10.43.0.1", "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_PORT=tcp://10.43.0.1:443", "KUBERNETES_PORT_443_TCP_ADDR=10.43.0.1"]
+        .into_iter()
+        .chain(web_vars.iter().map(String::as_str))
+    {
+        assert!(files.contains(&format!("{var}\n")), "{var} missing:\n{files}");
     }
 
     // Inside the pod, with no kubeconfig: in-cluster config, refused by RBAC.

@@ -1,6 +1,6 @@
 //! kube-rs, the Rust client, against a real node: `Api::attach` with stdin,
 //! `Api::portforward` (WebSocket channels) and `Api::evict`, each speaking
-//! the protocols its own way.
+//! the protocols its own way, and a service-account token under RBAC.
 
 mod common;
 
@@ -85,6 +85,42 @@ spec:
     })?;
     skiff.wait_for(Duration::from_secs(60), "the evicted pod to go", || {
         Ok(!skiff.kubectl(&["get", "pod", "web"])?.status.success())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn kube_rs_with_a_service_account_token_gets_what_rbac_grants() -> Result<()> {
+    let skiff = Skiff::start()?;
+    let token = skiff.kubectl(&["create", "token", "default"])?.ok()?.stdout.trim().to_string();
+    let kubeconfig = skiff.kubeconfig();
+    let list = |token: String| {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            // The admin kubeconfig's cluster, with the token as its only credential.
+            let mut file = Kubeconfig::read_from(&kubeconfig)?;
+            for user in &mut file.auth_infos {
+                user.auth_info = Some(kube::config::AuthInfo { token: Some(token.clone().into()), ..Default::default() });
+            }
+            let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
+            let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config)?, "kube-system");
+            anyhow::Ok(pods.list(&Default::default()).await)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match runtime.block_on(list(token.clone()))? {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403);
+            assert_eq!(
+                status.message,
+                r#"pods is forbidden: User "system:serviceaccount:default:default" cannot list resource "pods" in API group "" in the namespace "kube-system""#
+            );
+        }
+        other => anyhow::bail!("expected a 403, got {other:?}"),
+    }
+    skiff.kubectl(&["create", "clusterrolebinding", "sa-view", "--clusterrole=view", "--serviceaccount=default:default"])?.ok()?;
+    skiff.wait_for(Duration::from_secs(10), "the binding to take effect", || {
+        Ok(runtime.block_on(list(token.clone()))?.is_ok())
     })?;
     Ok(())
 }
