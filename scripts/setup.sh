@@ -23,6 +23,10 @@ command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need_apt+=(umoci)
+# The etcd datastore is tested against a real etcd and read back by etcdctl.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -127,6 +127,10 @@ struct ServerArgs {
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// Keep objects in etcd v3 at these endpoints (comma-separated
+    /// `http://host:2379`) instead of the embedded SQLite store.
+    #[arg(long, value_delimiter = ',')]
+    datastore_endpoint: Vec<String>,
     /// HTTPS port of the API server.
     #[arg(long, default_value_t = 6443)]
     https_listen_port: u16,
@@ -454,10 +458,21 @@ async fn server(args: ServerArgs) -> Result<()> {
     let data_dir = &args.data_dir;
     secure_data_dir(data_dir)?;
     raise_open_files_limit();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&data_dir.join("state.db"))
-            .with_context(|| format!("failed to open the store in {}", data_dir.display()))?,
-    );
+    let store: Arc<dyn Store> = if args.datastore_endpoint.is_empty() {
+        Arc::new(
+            SqliteStore::open(&data_dir.join("state.db"))
+                .with_context(|| format!("failed to open the store in {}", data_dir.display()))?,
+        )
+    } else {
+        if let Some(tls) = args.datastore_endpoint.iter().find(|e| !e.starts_with("http://")) {
+            anyhow::bail!("datastore endpoint {tls}: only http:// etcd endpoints are supported (no client TLS to etcd yet)");
+        }
+        let store = skiff_store::EtcdStore::connect(&args.datastore_endpoint, "")
+            .await
+            .with_context(|| format!("failed to reach etcd at {}", args.datastore_endpoint.join(",")))?;
+        tracing::info!(endpoints = %args.datastore_endpoint.join(","), "objects are kept in etcd");
+        Arc::new(store)
+    };
     let pki = Pki::load_or_create(&data_dir.join("tls"), &certificate_sans(&args))
         .context("failed to set up certificates")?;
     let token = pki::load_or_create_token(&data_dir.join("token"))

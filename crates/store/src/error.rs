@@ -23,6 +23,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("etcd at {endpoint}: {message}")]
+    Etcd { endpoint: String, message: String },
     #[error("cannot restrict access to {path}")]
     Permissions {
         path: String,

@@ -2,16 +2,19 @@
 //!
 //! Owns: the [`Store`] trait (get, list with a predicate and paging, create,
 //! compare-and-swap update, delete with preconditions, watch from a revision,
-//! compaction) and its backends: embedded SQLite by default ([`SqliteStore`]).
+//! compaction) and its backends: embedded SQLite by default ([`SqliteStore`]),
+//! and etcd v3 ([`EtcdStore`]) for servers that share a datastore.
 //! Every write gets the next global revision, which the API server exposes as
 //! `resourceVersion`. Values are opaque bytes.
 //!
-//! Must not know: Kubernetes types, JSON, HTTP. Selectors arrive as an opaque
+//! Must not know: Kubernetes types (the etcd backend speaks JSON over HTTP
+//! to etcd, about opaque keys and values). Selectors arrive as an opaque
 //! [`Predicate`] over raw values.
 //!
 //! `testing` holds the backend conformance suite every backend must pass.
 
 mod error;
+mod etcd;
 mod sqlite;
 pub mod testing;
 
@@ -23,6 +26,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use error::{Result, StoreError};
+pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
 
 /// A global, monotonically increasing write counter. `0` means "no revision".

@@ -11,7 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{guaranteed_update, EventKind, ListOptions, Store, StoreError, WatchStream};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crate::{guaranteed_update, EtcdStore, EventKind, ListOptions, Store, StoreError, WatchStream};
 
 /// Runs every case against fresh stores from `open`.
 pub async fn run_all<S, F, E>(mut open: F)
@@ -326,5 +330,73 @@ async fn lagging_watcher_catches_up_without_gaps(store: &dyn Store) {
         assert_eq!(event.kv.key, format!("/lag/{i:05}"));
         assert!(event.kv.mod_revision > last);
         last = event.kv.mod_revision;
+    }
+}
+
+/// A real etcd (Debian's etcd-server) on loopback ports of its own with a
+/// temporary data dir, for tests; killed when dropped.
+pub struct Etcd {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    /// etcd on loopback; ready once it answers a range request.
+    pub async fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd is installed (Debian's etcd-server)");
+        let etcd = Etcd {
+            child,
+            url,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while EtcdStore::connect(std::slice::from_ref(&etcd.url), "")
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "etcd did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        etcd
     }
 }
