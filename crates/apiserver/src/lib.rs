@@ -17,6 +17,7 @@
 //! - `watch`: watch streams; `discovery`, `openapi`, `metrics`
 //! - `binding`, `connect`: pod subresources
 //! - `controllers`: built-in namespaces, namespace lifecycle, compaction
+//! - `node_lifecycle`: lost nodes (Unknown, taints, evictions) and PodGC
 //! - `auth`: authentication, RBAC authorization, reviews, service-account tokens
 //! - `pki`, `server`: certificates, kubeconfig, the TLS accept loop
 
@@ -34,6 +35,7 @@ mod error;
 mod handlers;
 mod metrics;
 mod metrics_api;
+mod node_lifecycle;
 mod openapi;
 pub mod pki;
 mod protobuf;
@@ -62,6 +64,8 @@ use crate::registry::Registry;
 /// An API server over a store, ready to serve.
 pub struct ApiServer {
     state: Arc<AppState>,
+    /// How long a node may go without a heartbeat before it is Unknown.
+    node_grace_seconds: i64,
 }
 
 impl ApiServer {
@@ -86,6 +90,7 @@ impl ApiServer {
         };
         Self {
             state: Arc::new(state),
+            node_grace_seconds: skiff_api::node_lifecycle::DEFAULT_GRACE_SECONDS,
         }
     }
 
@@ -94,6 +99,12 @@ impl ApiServer {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.kubelet_tls = Some(tls);
         }
+        self
+    }
+
+    /// upstream's `--node-monitor-grace-period`.
+    pub fn with_node_monitor_grace_period(mut self, seconds: i64) -> Self {
+        self.node_grace_seconds = seconds.max(1);
         self
     }
 
@@ -127,6 +138,7 @@ impl ApiServer {
             shutdown.clone(),
         ));
         tokio::spawn(auth::policy::run(registry.clone(), self.state.policy.clone(), shutdown.clone()));
+        tokio::spawn(node_lifecycle::run(registry.clone(), self.node_grace_seconds, shutdown.clone()));
         tokio::spawn(controllers::run_compactor(registry, shutdown));
         Ok(())
     }

@@ -127,6 +127,10 @@ struct ServerArgs {
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// How long a node may go without a heartbeat before it is marked
+    /// Unknown and tainted unreachable (kube-controller-manager's flag).
+    #[arg(long, default_value = "50s", value_parser = parse_seconds)]
+    node_monitor_grace_period: i64,
     /// Keep objects in etcd v3 at these endpoints (comma-separated
     /// `http://host:2379`) instead of the embedded SQLite store.
     #[arg(long, value_delimiter = ',')]
@@ -383,6 +387,31 @@ fn certificate_sans(args: &ServerArgs) -> Vec<String> {
     sans
 }
 
+/// A Go-style duration in whole seconds: `50s`, `2m`, `1m30s`, `1h`.
+fn parse_seconds(text: &str) -> std::result::Result<i64, String> {
+    let mut total = 0i64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            other => return Err(format!("unknown unit {other:?} in duration {text:?} (use s, m or h)")),
+        };
+        let value: i64 = digits.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+        total += value * unit;
+        digits.clear();
+    }
+    if !digits.is_empty() || total <= 0 {
+        return Err(format!("invalid duration {text:?}: a positive number with a unit, such as 50s"));
+    }
+    Ok(total)
+}
+
 fn client_url(args: &ServerArgs, port: u16) -> String {
     let host = if args.bind_address.is_unspecified() || args.bind_address.is_loopback() {
         "127.0.0.1".to_string()
@@ -499,6 +528,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         url.clone(),
         shutdown.clone(),
     )
+    .with_node_monitor_grace_period(args.node_monitor_grace_period)
     .with_service_account_key(&pki.service_account_key)
     .map_err(|e| anyhow::anyhow!("failed to load the service-account key: {e}"))?
     .with_kubelet_client(
