@@ -55,6 +55,8 @@ pub struct AppState {
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     /// Earlier scrapes of the nodes' resource metrics (`kubectl top`).
     pub resource_metrics: crate::metrics_api::History,
+    /// How agents join; `None`: they cannot.
+    pub join: Option<crate::join::JoinConfig>,
 }
 
 /// The version this server reports; kubectl's dispatcher picks its binary by `minor`.
@@ -104,6 +106,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let route = request::route(parts.uri.path());
+    if matches!(route, Route::CaCerts | Route::NodeCredentials) {
+        return crate::join::serve(&state, &parts, body, &route).await;
+    }
     let query = Query::parse(parts.uri.query());
     let user = match state.authenticator.authenticate(&state.registry, &parts).await {
         Ok(Some(user)) => user,
@@ -125,10 +130,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     let attributes = crate::auth::attributes(&route, requested_verb, &parts.method, parts.uri.path(), &query);
     // A method a resource does not have is answered 405 below, unauthorized.
     let unknown_method = matches!(route, Route::Resource(_)) && requested_verb.is_none();
-    if !unknown_method && !state.policy.authorize(&user, &attributes).allowed {
-        let error = crate::auth::forbidden(&user, &attributes, "");
-        state.metrics.observe("", "", 403, started.elapsed());
-        return error.into_response();
+    if !unknown_method {
+        if let Err(error) = crate::auth::authorize(&state, &user, &attributes).await {
+            state.metrics.observe("", "", error.code(), started.elapsed());
+            return error.into_response();
+        }
     }
     let (verb, resource, response) = match route {
         Route::Resource(target) => {
@@ -260,7 +266,9 @@ async fn serve_other(state: &AppState, parts: &Parts, route: Route) -> Response 
         )
             .into_response(),
         Route::OpenApiV2 => status_response(&Status::not_acceptable()),
-        Route::NotFound | Route::Resource(_) => status_response(&Status::path_not_found()),
+        Route::NotFound | Route::Resource(_) | Route::CaCerts | Route::NodeCredentials => {
+            status_response(&Status::path_not_found())
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub mod controllers;
 mod discovery;
 mod error;
 mod handlers;
+mod join;
 mod metrics;
 mod metrics_api;
 mod node_lifecycle;
@@ -87,6 +88,7 @@ impl ApiServer {
             server_address,
             kubelet_tls: None,
             resource_metrics: Default::default(),
+            join: None,
         };
         Self {
             state: Arc::new(state),
@@ -98,6 +100,15 @@ impl ApiServer {
     pub fn with_kubelet_client(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.kubelet_tls = Some(tls);
+        }
+        self
+    }
+
+    /// Lets agents join with the token secret `secret`; the cluster CA and
+    /// its key are in `pki_dir`.
+    pub fn with_node_join(mut self, secret: String, ca_pem: String, pki_dir: std::path::PathBuf) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.join = Some(join::JoinConfig { secret, ca_pem, pki_dir });
         }
         self
     }

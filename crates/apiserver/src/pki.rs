@@ -296,45 +296,13 @@ impl Pki {
 
     /// TLS for a node agent's server: its serving certificate; clients must
     /// present a certificate issued by the CA.
-    pub fn kubelet_server_config(
-        &self,
-        cert: &str,
-        key: &str,
-    ) -> Result<Arc<rustls::ServerConfig>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in parse_certs(&self.ca_cert, Path::new("ca.crt"))? {
-            roots.add(ca)?;
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()?;
-        let chain = parse_certs(cert, Path::new("kubelet.crt"))?;
-        let key = rustls_pemfile::private_key(&mut key.as_bytes())
-            .ok()
-            .flatten()
-            .ok_or_else(|| PkiError::Pem {
-                path: PathBuf::from("kubelet.key"),
-            })?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+    pub fn kubelet_server_config(&self, cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>> {
+        kubelet_server_tls(&self.ca_cert, cert, key)
     }
 
     /// A kubeconfig for the admin user against `server` (`https://host:port`).
     pub fn kubeconfig(&self, server: &str) -> String {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: skiff\ncontexts:\n- context:\n    cluster: skiff\n    user: admin\n  name: skiff\ncurrent-context: skiff\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
-            ca = b64(&self.ca_cert),
-            cert = b64(&self.admin_cert),
-            key = b64(&self.admin_key),
-        )
+        kubeconfig(server, &self.ca_cert, "admin", &self.admin_cert, &self.admin_key)
     }
 }
 
@@ -358,13 +326,73 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
 }
 
 /// The node-join token in `path`, created on first use.
+/// TLS for a node agent's server: its serving certificate; clients must
+/// present a certificate issued by the CA.
+pub fn kubelet_server_tls(ca_pem: &str, cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in parse_certs(ca_pem, Path::new("ca.crt"))? {
+        roots.add(ca)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let chain = parse_certs(cert, Path::new("kubelet.crt"))?;
+    let key = rustls_pemfile::private_key(&mut key.as_bytes())
+        .ok()
+        .flatten()
+        .ok_or_else(|| PkiError::Pem {
+            path: PathBuf::from("kubelet.key"),
+        })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+
+/// A kubeconfig for `user`'s client certificate against `server`.
+pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, cert: &str, key: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: skiff\ncontexts:\n- context:\n    cluster: skiff\n    user: {user}\n  name: skiff\ncurrent-context: skiff\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+        ca = b64(ca_pem),
+        cert = b64(cert),
+        key = b64(key),
+    )
+}
+
+fn stored_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
+    let ca_key_path = dir.join("ca.key");
+    let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem { path: ca_key_path.clone() })?;
+    Ok(Issuer::new(ca_params()?, ca_key))
+}
+
 /// A client certificate for `user` (in `group`, if given) signed by the
 /// cluster CA kept in `dir`: an identity RBAC then grants what it grants.
 pub fn issue_client_certificate(dir: &Path, user: &str, group: Option<&str>) -> Result<(String, String)> {
-    let ca_key_path = dir.join("ca.key");
-    let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem { path: ca_key_path.clone() })?;
-    let issuer = Issuer::new(ca_params()?, ca_key);
-    leaf("client certificate", Vec::new(), user, group, ExtendedKeyUsagePurpose::ClientAuth, &issuer)
+    leaf("client certificate", Vec::new(), user, group, ExtendedKeyUsagePurpose::ClientAuth, &stored_issuer(dir)?)
+}
+
+/// A serving certificate for a joining node agent (SANs: its name, its
+/// addresses and loopback), signed by the cluster CA kept in `dir`.
+pub fn issue_serving_certificate(dir: &Path, node: &str, addresses: &[String]) -> Result<(String, String)> {
+    let mut names: Vec<String> = vec![node.to_string(), "localhost".into(), "127.0.0.1".into()];
+    names.extend(addresses.iter().cloned());
+    names.sort();
+    names.dedup();
+    leaf("kubelet serving certificate", names, node, None, ExtendedKeyUsagePurpose::ServerAuth, &stored_issuer(dir)?)
+}
+
+/// k3s's join token: `K10<sha256 of the CA certificate>::server:<secret>`;
+/// an agent checks the CA it is served against the hash before trusting it.
+pub fn join_token(ca_pem: &str, secret: &str) -> String {
+    use sha2::Digest;
+    format!("K10{}::server:{secret}", hex::encode(sha2::Sha256::digest(ca_pem.as_bytes())))
 }
 
 pub fn load_or_create_token(path: &Path) -> Result<String> {

@@ -10,6 +10,10 @@ use skiff_api::table::IncludeObject;
 #[derive(Debug, PartialEq)]
 pub enum Route {
     Version,
+    /// The cluster CA, for joining agents to check against their token.
+    CaCerts,
+    /// A joining agent's node credentials (POST, with the join token).
+    NodeCredentials,
     Health(String),
     Metrics,
     OpenApiIndex,
@@ -70,6 +74,8 @@ pub fn route(path: &str) -> Route {
     match segments.as_slice() {
         [""] => Route::NotFound,
         ["version"] => Route::Version,
+        ["cacerts"] => Route::CaCerts,
+        ["v1-skiff", "node-credentials"] => Route::NodeCredentials,
         [probe @ ("healthz" | "livez" | "readyz")] => Route::Health((*probe).to_string()),
         [probe @ ("healthz" | "livez" | "readyz"), check]
             if HEALTH_CHECKS.contains(check) || (*probe == "readyz" && *check == "shutdown") =>

@@ -1,10 +1,12 @@
 //! What Skiff's control-plane clients share: building a `kube::Client` from
-//! a kubeconfig, and recording Events the way kubelet and kube-scheduler do.
+//! a kubeconfig, recording Events the way kubelet and kube-scheduler do, and
+//! joining a cluster with a token ([`join`]).
 //!
 //! Must not know: the store or the API server's internals. Everything goes
 //! over HTTPS like any other client.
 
 mod events;
+pub mod join;
 
 use std::path::Path;
 
@@ -20,6 +22,8 @@ pub enum ClientError {
     },
     #[error("failed to build an API client")]
     Build(#[from] kube::Error),
+    #[error("cannot join the cluster: {0}")]
+    Join(String),
 }
 
 /// A client authenticated as the kubeconfig at `path` says, named

@@ -25,6 +25,7 @@ pub mod notify;
 pub mod plan;
 pub mod probe;
 pub mod resource_metrics;
+pub mod routes;
 pub mod seams;
 pub mod security;
 pub mod sources;
@@ -122,6 +123,7 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
         agent.node.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(routes::run(agent.client.clone(), agent.node.name.clone(), shutdown.clone()));
     if let Some(tls) = agent.server_tls.clone() {
         let address = std::net::SocketAddr::from(([0, 0, 0, 0], agent.node.kubelet_port));
         let listener = tokio::net::TcpListener::bind(address)

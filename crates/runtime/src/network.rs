@@ -126,10 +126,11 @@ pub fn default_conflist(network: &DefaultNetwork, ipam_dir: &Path) -> Value {
     })
 }
 
-/// Makes sure traffic from the pod CIDR to elsewhere is masqueraded (one
-/// rule per node, as flannel's for k3s), with `iptables -w`.
-pub async fn ensure_masquerade(pod_cidr: &str) -> Result<()> {
-    let rule = ["-s", pod_cidr, "!", "-d", pod_cidr, "-m", "comment", "--comment", "skiff pod masquerade", "-j", "MASQUERADE"];
+/// Makes sure traffic from the node's pod CIDR to outside the cluster's
+/// pod network is masqueraded (one rule per node, as flannel's for k3s);
+/// pod-to-pod traffic across nodes keeps its source address.
+pub async fn ensure_masquerade(pod_cidr: &str, cluster_cidr: &str) -> Result<()> {
+    let rule = ["-s", pod_cidr, "!", "-d", cluster_cidr, "-m", "comment", "--comment", "skiff pod masquerade", "-j", "MASQUERADE"];
     ensure_rule("nat", "POSTROUTING", &rule).await
 }
 
@@ -158,6 +159,33 @@ pub async fn ensure_service_nat(service: std::net::SocketAddr, target: std::net:
         std::fs::write(sysctl, "1").map_err(io_err(sysctl))?;
     }
     Ok(())
+}
+
+/// Routes `cidr` via `via` (`ip route replace`: idempotent).
+pub async fn ensure_route(cidr: &str, via: &str) -> Result<()> {
+    ip(&["route", "replace", cidr, "via", via]).await
+}
+
+/// Removes the route to `cidr`.
+pub async fn remove_route(cidr: &str) -> Result<()> {
+    ip(&["route", "del", cidr]).await
+}
+
+async fn ip(args: &[&str]) -> Result<()> {
+    let output = tokio::process::Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(io_err(Path::new("ip")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(NetworkError::Plugin {
+        plugin: "ip".into(),
+        command: "ADD",
+        message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    })
 }
 
 /// Appends `rule` to `chain` of `table` unless it is there (`iptables -w`).

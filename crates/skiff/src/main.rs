@@ -3,6 +3,8 @@
 //! `skiff server` runs the API server (and, as they land, the scheduler and
 //! node agent) in one process and writes `<data-dir>/kubeconfig.yaml`.
 
+mod agent;
+
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server) on this machine.
     Server(ServerArgs),
+    /// Run only the node agent, joined to a server with its token.
+    Agent(agent::AgentArgs),
     /// Manage the node's images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -150,34 +154,8 @@ struct ServerArgs {
     /// Do not run the node agent in this process (control plane only).
     #[arg(long)]
     disable_agent: bool,
-    /// The node's name (default: the hostname).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// The OCI runtime binary (default: crun where it works, else runc).
-    #[arg(long)]
-    runtime: Option<PathBuf>,
-    /// Where the CNI plugins are.
-    #[arg(long, default_value = "/usr/lib/cni")]
-    cni_bin_dir: PathBuf,
-    /// Use the CNI config in this directory instead of Skiff's own.
-    #[arg(long)]
-    cni_conf_dir: Option<PathBuf>,
-    /// This node's pod CIDR.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    node_pod_cidr: String,
-    /// Registry mirrors, endpoints and credentials, in k3s's registries.yaml format.
-    #[arg(long)]
-    registry_config: Option<PathBuf>,
-    /// Port of the node agent's HTTPS API (logs), as kubelet's 10250.
-    #[arg(long, default_value_t = 10250)]
-    kubelet_port: u16,
-    /// How many pods the node takes (its `pods` capacity), as kubelet's --max-pods.
-    #[arg(long, default_value_t = 110)]
-    max_pods: u32,
-    /// A directory of Pod manifests to run as static pods (kubelet's
-    /// --pod-manifest-path); each shows in the API as a mirror pod.
-    #[arg(long)]
-    pod_manifest_path: Option<PathBuf>,
+    #[command(flatten)]
+    node: agent::NodeArgs,
 }
 
 fn main() -> Result<()> {
@@ -238,6 +216,7 @@ fn main() -> Result<()> {
         .context("failed to start the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Image(command) => runtime.block_on(image(command)),
         Command::Killall(args) => runtime.block_on(killall(&args)),
         Command::Pause { .. } | Command::Monitor { .. } => Ok(()),
@@ -425,7 +404,7 @@ fn client_url(args: &ServerArgs, port: u16) -> String {
 }
 
 /// Writes via a temporary file and a rename, so readers never see half a file.
-fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("failed to create {}", parent.display()))?;
@@ -439,7 +418,7 @@ fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
 /// The data directory holds the store (every Secret), keys and tokens:
 /// only root may enter it. Checked at every start; a looser mode is fixed
 /// and said. (Pods do not need it: their files reach them as mounts.)
-fn secure_data_dir(data_dir: &Path) -> Result<()> {
+pub(crate) fn secure_data_dir(data_dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -524,11 +503,12 @@ async fn server(args: ServerArgs) -> Result<()> {
         Arc::new(SystemClock),
         // The join token is an administrator's until agents join with
         // node credentials of their own.
-        vec![(token, skiff_apiserver::UserInfo::authenticated("system:admin", &["system:masters"]))],
+        vec![(token.clone(), skiff_apiserver::UserInfo::authenticated("system:admin", &["system:masters"]))],
         url.clone(),
         shutdown.clone(),
     )
     .with_node_monitor_grace_period(args.node_monitor_grace_period)
+    .with_node_join(token.clone(), pki.ca_cert.clone(), data_dir.join("tls"))
     .with_service_account_key(&pki.service_account_key)
     .map_err(|e| anyhow::anyhow!("failed to load the service-account key: {e}"))?
     .with_kubelet_client(
@@ -549,6 +529,9 @@ async fn server(args: ServerArgs) -> Result<()> {
         .context("failed to start the control plane")?;
     let kubeconfig = pki.kubeconfig(&url);
     write_kubeconfig(&data_dir.join("kubeconfig.yaml"), &kubeconfig)?;
+    // What `skiff agent --token` takes, in k3s's format.
+    pki::write_secret_file(&data_dir.join("node-token"), &format!("{}\n", pki::join_token(&pki.ca_cert, &token)))
+        .context("failed to write the node token")?;
     if let Some(extra) = &args.write_kubeconfig {
         write_kubeconfig(extra, &kubeconfig)?;
     }
@@ -569,7 +552,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         });
     }
     if !args.disable_agent {
-        let agent = build_agent(&args, &pki, address, shutdown.clone())
+        let serving = |name: &str, ip: &str| -> Result<(String, String)> {
+            Ok(pki.kubelet_serving(name, &[ip.to_string()])?)
+        };
+        let agent = agent::build(data_dir, &args.node, &data_dir.join("kubeconfig.yaml"), address, &pki.ca_cert, &serving, shutdown.clone())
             .await
             .context("failed to set up the node agent")?;
         let shutdown = shutdown.clone();
@@ -624,122 +610,7 @@ async fn killall(args: &KillallArgs) -> Result<()> {
     Ok(())
 }
 
-/// The embedded node agent: OCI runtime, image store, CNI, node facts.
-async fn build_agent(
-    args: &ServerArgs,
-    pki: &Pki,
-    api_address: SocketAddr,
-    shutdown: CancellationToken,
-) -> Result<skiff_kubelet::Agent> {
-    let data_dir = &args.data_dir;
-    let binary = skiff_runtime::container::detect_runtime(args.runtime.as_deref())
-        .context("no OCI runtime found: install crun or runc, or pass --runtime")?;
-    let version = std::process::Command::new(&binary)
-        .arg("--version")
-        .output()
-        .context("failed to run the OCI runtime")?;
-    let version_line = String::from_utf8_lossy(&version.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let runtime_name = binary
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let runtime_version = format!(
-        "{runtime_name}://{}",
-        version_line.split_whitespace().last().unwrap_or("unknown")
-    );
-    let skiff = std::env::current_exe().context("cannot find the skiff binary")?;
-    let runtime = skiff_runtime::container::OciRuntime {
-        binary,
-        root: data_dir.join("runtime"),
-        skiff,
-    };
-    let cni_dir = data_dir.join("cni");
-    let conf_dir = args
-        .cni_conf_dir
-        .clone()
-        .unwrap_or_else(|| cni_dir.join("net.d"));
-    let cni = skiff_runtime::network::Cni {
-        bin_dir: args.cni_bin_dir.clone(),
-        conf_dir,
-        cache_dir: cni_dir.join("results"),
-    };
-    if args.cni_conf_dir.is_none() {
-        let network = skiff_runtime::network::DefaultNetwork {
-            bridge: "skiff0".into(),
-            pod_cidr: args.node_pod_cidr.clone(),
-        };
-        cni.write_default_config(&network, &cni_dir.join("ipam"))
-            .context("failed to write the CNI config")?;
-        skiff_runtime::network::ensure_masquerade(&args.node_pod_cidr)
-            .await
-            .context("failed to set up pod masquerading")?;
-    }
-    // Pods reach the API server at the `kubernetes` Service's address.
-    let api_target = if api_address.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), api_address.port())
-    } else {
-        api_address
-    };
-    let service = SocketAddr::new(skiff_apiserver::KUBERNETES_SERVICE_IP.into(), 443);
-    skiff_runtime::network::ensure_service_nat(service, api_target)
-        .await
-        .context("failed to route the kubernetes Service to the API server")?;
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_lowercase();
-    let node_name = args.node_name.clone().unwrap_or(hostname);
-    let mut node = skiff_kubelet::node::NodeInfo::detect(&node_name, data_dir, &runtime_version);
-    node.pod_cidr = args.node_pod_cidr.clone();
-    node.kubelet_port = args.kubelet_port;
-    node.max_pods = args.max_pods;
-    let (cert, key) = pki
-        .kubelet_serving(&node_name, std::slice::from_ref(&node.internal_ip))
-        .context("failed to issue the node agent's certificate")?;
-    let server_tls = pki
-        .kubelet_server_config(&cert, &key)
-        .context("failed to configure the node agent's TLS")?;
-    let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"), "kubelet")
-        .await
-        .context("failed to build the agent's client")?;
-    let status = skiff_kubelet::status::start_manager(client.clone(), shutdown);
-    let registries = match &args.registry_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read {}", path.display()))?;
-            skiff_runtime::image::registries::RegistriesConfig::parse(&text)
-                .map_err(|e| anyhow::anyhow!("invalid registry config {}: {e}", path.display()))?
-        }
-        None => Default::default(),
-    };
-    Ok(skiff_kubelet::Agent {
-        events: skiff_client::EventRecorder::new(client.clone(), "kubelet", Some(&node_name)),
-        sources: skiff_kubelet::sources::Sources::new(client.clone()),
-        client,
-        node,
-        data_dir: data_dir.to_path_buf(),
-        images: Arc::new(
-            skiff_runtime::image::ImageStore::open(&data_dir.join("images"))
-                .context("failed to open the image store")?,
-        ),
-        runtime: Arc::new(runtime),
-        network: Arc::new(cni),
-        cgroups: Arc::new(skiff_runtime::cgroups::Cgroups::system()),
-        clock: Arc::new(skiff_kubelet::seams::SystemClock),
-        registries,
-        status,
-        containers: skiff_kubelet::index::ContainerIndex::default(),
-        server_tls: Some(server_tls),
-        pod_manifest_path: args.pod_manifest_path.clone(),
-        removed_layers: tokio::sync::broadcast::channel(64).0,
-    })
-}
-
-fn spawn_signal_handler(shutdown: CancellationToken) -> Result<()> {
+pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("failed to handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("failed to handle SIGINT")?;
     tokio::spawn(async move {

@@ -9,6 +9,7 @@
 //! SubjectAccessReview) and TokenRequest live beside.
 
 pub mod escalation;
+pub mod node;
 pub mod policy;
 pub mod reviews;
 pub mod token_request;
@@ -178,6 +179,19 @@ pub fn attributes(route: &Route, verb: Option<Verb>, method: &http::Method, path
             .with_name(&name)
         }
         _ => Attributes::path(&method.as_str().to_lowercase(), path),
+    }
+}
+
+/// The authorizer chain, as kube-apiserver's `--authorization-mode=Node,RBAC`:
+/// a 403 unless one of them allows.
+pub async fn authorize(state: &crate::handlers::AppState, user: &UserInfo, request: &Attributes) -> Result<()> {
+    if state.policy.authorize(user, request).allowed {
+        return Ok(());
+    }
+    match node::node_name(user) {
+        Some(node) if node::allows(&state.registry, node, request).await? => Ok(()),
+        Some(node) => Err(forbidden(user, request, &node::refusal(node))),
+        None => Err(forbidden(user, request, "")),
     }
 }
 

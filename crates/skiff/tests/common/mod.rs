@@ -4,6 +4,10 @@
 //! when the handle drops, whether the test passed or not.
 #![allow(dead_code)]
 
+mod agent;
+#[allow(unused_imports)]
+pub use agent::{joinable_server_args, JoinedAgent};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
@@ -665,7 +669,7 @@ impl Drop for Skiff {
     }
 }
 
-fn signal(pid: u32, sig: i32) {
+pub(crate) fn signal(pid: u32, sig: i32) {
     if let Ok(pid) = i32::try_from(pid) {
         // SAFETY: kill(2) with a pid we spawned; no memory is touched.
         #[allow(unsafe_code)]
@@ -675,7 +679,7 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+pub(crate) fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -879,3 +883,4 @@ impl WatchLines {
         }
     }
 }
+

@@ -1,0 +1,90 @@
+//! `skiff agent` joins a server with the k3s-format token, gets node
+//! credentials (`system:node:<name>`, governed by the Node authorizer),
+//! runs pods, and the two nodes share one flat pod network (host-gw routes,
+//! no NAT between pods): a pod on the server's node fetches from a pod on
+//! the agent's node by pod IP, and the server pod sees the client's pod IP.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::{joinable_server_args, Skiff, TEST_IMAGE};
+
+fn pod_on(name: &str, node: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector:
+    kubernetes.io/hostname: {node}
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    command: ["sh", "-c", {script:?}]
+"#
+    )
+}
+
+fn running(skiff: &Skiff, name: &str) -> Result<bool> {
+    Ok(skiff.get_json(&["get", "pod", name])?["status"]["phase"] == "Running")
+}
+
+#[test]
+fn an_agent_joins_runs_pods_and_pods_reach_each_other_across_nodes_by_ip() -> Result<()> {
+    let args = joinable_server_args(1);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let skiff = Skiff::start_node_with(&args)?;
+    let agent = skiff.join_agent("node-b", 1)?;
+    skiff
+        .wait_for(Duration::from_secs(60), "node-b to be Ready", || {
+            let nodes = skiff.kubectl(&["get", "nodes"])?.stdout;
+            Ok(nodes.lines().any(|l| l.starts_with("node-b ") && l.contains(" Ready ")))
+        })
+        .with_context(|| agent.log())?;
+    let token = std::fs::read_to_string(skiff.data_dir_path().join("node-token"))?;
+    assert!(token.starts_with("K10") && token.contains("::server:"), "{token}");
+
+    // A web server on the agent's node answers with the caller's address.
+    let web = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www";
+    let manifest = format!("{}---\n{}", pod_on("web", "node-b", web), pod_on("client", "skiff-e2e", "sleep 3600"));
+    skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
+    for name in ["web", "client"] {
+        skiff
+            .wait_for(Duration::from_secs(60), &format!("{name} to run"), || running(&skiff, name))
+            .with_context(|| format!("{}\n{}", skiff.kubectl(&["describe", "pod", name]).map(|r| r.stdout).unwrap_or_default(), agent.log()))?;
+    }
+    let web_pod = skiff.get_json(&["get", "pod", "web"])?;
+    assert_eq!(web_pod["spec"]["nodeName"], "node-b");
+    let web_ip = web_pod["status"]["podIP"].as_str().unwrap_or_default().to_string();
+    assert!(web_ip.starts_with("10.42.1."), "{web_ip}");
+    let client_ip = skiff.get_json(&["get", "pod", "client"])?["status"]["podIP"].as_str().unwrap_or_default().to_string();
+    assert!(client_ip.starts_with("10.42.0."), "{client_ip}");
+
+    // Logs and exec reach the agent's node through the API server.
+    assert_eq!(skiff.kubectl(&["exec", "web", "--", "uname", "-n"])?.ok()?.stdout.trim(), "web");
+    // busybox's nc: its static wget would look the service up through NSS.
+    let request = format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {web_ip} 8080");
+    let seen = skiff.kubectl(&["exec", "client", "--", "sh", "-c", &request])?.ok()?.stdout;
+    // busybox httpd listens on IPv6 and names IPv4 callers `[::ffff:a.b.c.d]`.
+    let caller = seen.lines().last().unwrap_or("").trim().trim_start_matches("[::ffff:").trim_end_matches(']');
+    assert_eq!(caller, client_ip, "the server pod saw the client's own pod IP (no NAT):\n{seen}");
+
+    // The agent's credentials are a node's: its own objects, nothing else.
+    let as_node = |args: &[&str]| skiff.kubectl_cmd(&common::kubectl_binary(), args).env("KUBECONFIG", agent.kubeconfig()).output();
+    let whoami = String::from_utf8_lossy(&as_node(&["auth", "whoami"])?.stdout).into_owned();
+    assert!(whoami.contains("system:node:node-b") && whoami.contains("system:nodes"), "{whoami}");
+    let secrets = as_node(&["get", "secrets", "-n", "kube-system"])?;
+    let refused = String::from_utf8_lossy(&secrets.stderr).into_owned();
+    assert!(
+        refused.contains(r#"User "system:node:node-b" cannot list resource "secrets""#)
+            && refused.contains("no relationship found between node 'node-b' and this object"),
+        "{refused}"
+    );
+    assert!(as_node(&["get", "nodes"])?.status.success());
+    drop(agent);
+    Ok(())
+}
