@@ -34,8 +34,10 @@ fn running(skiff: &Skiff, name: &str) -> Result<bool> {
 }
 
 #[test]
-fn an_agent_joins_runs_pods_and_pods_reach_each_other_across_nodes_by_ip() -> Result<()> {
-    let args = joinable_server_args(1);
+fn an_agent_joins_its_pods_reach_pods_across_nodes_by_ip_and_its_death_is_noticed() -> Result<()> {
+    let mut args = joinable_server_args(1);
+    // Above the agents' 10 s lease renewals, so only a dead node goes Unknown.
+    args.push("--node-monitor-grace-period=15s".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let skiff = Skiff::start_node_with(&args)?;
     let agent = skiff.join_agent("node-b", 1)?;
@@ -50,9 +52,13 @@ fn an_agent_joins_runs_pods_and_pods_reach_each_other_across_nodes_by_ip() -> Re
 
     // A web server on the agent's node answers with the caller's address.
     let web = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www";
-    let manifest = format!("{}---\n{}", pod_on("web", "node-b", web), pod_on("client", "skiff-e2e", "sleep 3600"));
+    let tolerant = pod_on("tolerant", "node-b", "sleep 3600").replace(
+        "  containers:",
+        "  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n    tolerationSeconds: 5\n  containers:",
+    );
+    let manifest = format!("{}---\n{}---\n{tolerant}", pod_on("web", "node-b", web), pod_on("client", "skiff-e2e", "sleep 3600"));
     skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
-    for name in ["web", "client"] {
+    for name in ["web", "client", "tolerant"] {
         skiff
             .wait_for(Duration::from_secs(60), &format!("{name} to run"), || running(&skiff, name))
             .with_context(|| format!("{}\n{}", skiff.kubectl(&["describe", "pod", name]).map(|r| r.stdout).unwrap_or_default(), agent.log()))?;
@@ -85,6 +91,29 @@ fn an_agent_joins_runs_pods_and_pods_reach_each_other_across_nodes_by_ip() -> Re
         "{refused}"
     );
     assert!(as_node(&["get", "nodes"])?.status.success());
+
+    // The agent dies: its node goes Unknown after the grace period, its pods
+    // turn not ready, and the 5 s toleration runs out.
+    let mut agent = agent;
+    agent.kill9();
+    let ready = |object: &serde_json::Value| -> String {
+        object["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    skiff.wait_for(Duration::from_secs(60), "node-b to go Unknown", || {
+        Ok(ready(&skiff.get_json(&["get", "node", "node-b"])?) == "Unknown")
+    })?;
+    skiff.wait_for(Duration::from_secs(10), "node-b's pods to turn not ready", || {
+        Ok(ready(&skiff.get_json(&["get", "pod", "web"])?) == "False")
+    })?;
+    skiff.wait_for(Duration::from_secs(20), "the tolerant pod to be evicted", || {
+        Ok(!skiff.get_json(&["get", "pod", "tolerant"])?["metadata"]["deletionTimestamp"].is_null())
+    })?;
+    assert_eq!(ready(&skiff.get_json(&["get", "node", "skiff-e2e"])?), "True", "the live node stays Ready");
     drop(agent);
     Ok(())
 }
