@@ -33,6 +33,7 @@ const IMAGE: &str = "127.0.0.1:5000/bench/busybox:1";
 const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
 /// How much of everything to do.
+#[derive(Clone)]
 struct Plan {
     latency_pods: usize,
     httpd_pods: usize,
@@ -1053,61 +1054,21 @@ fn main() -> Result<()> {
     let skiff =
         Skiff::start_node_with(&["--max-pods", &max_pods, "--node-pod-cidr", "10.42.0.0/21"])?;
     skiff.start_registry(IMAGE)?;
-    // The measurements run on a thread (and runtime) inside the node's
-    // network namespace; this process stays outside, so the node's cleanup
-    // does not count it among the namespace's processes.
-    let ns = skiff.netns.clone().context("netns")?;
-    let result = std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> Result<(Vec<Row>, Option<anyhow::Error>)> {
-                let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
-                nix::sched::setns(
-                    std::os::fd::AsFd::as_fd(&netns),
-                    nix::sched::CloneFlags::CLONE_NEWNET,
-                )?;
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async {
-                    let client = skiff_client::from_kubeconfig(&skiff.kubeconfig(), "skiff-bench").await?;
-                    let api: Api<Pod> = Api::namespaced(client, "default");
-                    let tracker = Tracker::start(api.clone());
-                    let mut bench = Bench {
-                        skiff: &skiff,
-                        api,
-                        tracker,
-                        plan,
-                        rows: Vec::new(),
-                    };
-                    // A failed phase still reports what was measured before it.
-                    let failed = run_all(&mut bench, with_podman).await.err();
-                    anyhow::Ok((bench.rows, failed))
-                })
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the benchmark thread panicked"))?
-    });
-    let (rows, failed) = match result {
+    let (mut rows, failed) = match measure(&skiff, plan.clone(), Phases::All { with_podman }) {
         Ok(result) => result,
         Err(error) => {
-            eprintln!(
-                "benchmark failed: {error:#}\n{}",
-                skiff
-                    .log()
-                    .lines()
-                    .rev()
-                    .take(30)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            eprintln!("benchmark failed: {error:#}\n{}", tail(&skiff.log(), 30));
             return Err(error);
         }
     };
     drop(skiff);
+    // The same sequential starts with etcd as the datastore, beside SQLite's.
+    if failed.is_none() {
+        match etcd_rows(&plan, &max_pods) {
+            Ok(etcd) => rows.extend(etcd),
+            Err(error) => eprintln!("etcd datastore phase failed: {error:#}"),
+        }
+    }
     print_table(&rows);
     println!("\nwhole run: {:.0} s", began.elapsed().as_secs_f64());
     if let Some(error) = &failed {
@@ -1141,19 +1102,81 @@ fn machine() -> Value {
     json!({"cpus": cpus, "model": model, "kernel": read("/proc/sys/kernel/osrelease").trim()})
 }
 
-async fn run_all(bench: &mut Bench<'_>, with_podman: bool) -> Result<()> {
-    // Warm-up: the image is pulled once, outside every measurement.
+
+/// Which measurements a server gets.
+#[derive(Clone, Copy)]
+enum Phases {
+    All { with_podman: bool },
+    /// Only sequential create → Running (the etcd datastore's row).
+    Latency,
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `phases` against `skiff` from a thread (and runtime) inside the
+/// node's network namespace; this process stays outside, so the node's
+/// cleanup does not count it among the namespace's processes. A failed
+/// phase still reports what was measured before it.
+fn measure(skiff: &Skiff, plan: Plan, phases: Phases) -> Result<(Vec<Row>, Option<anyhow::Error>)> {
+    let ns = skiff.netns.clone().context("netns")?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<(Vec<Row>, Option<anyhow::Error>)> {
+                let netns = std::fs::File::open(format!("/run/netns/{ns}"))?;
+                nix::sched::setns(std::os::fd::AsFd::as_fd(&netns), nix::sched::CloneFlags::CLONE_NEWNET)?;
+                let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                runtime.block_on(async {
+                    let client = skiff_client::from_kubeconfig(&skiff.kubeconfig(), "skiff-bench").await?;
+                    let api: Api<Pod> = Api::namespaced(client, "default");
+                    let tracker = Tracker::start(api.clone());
+                    let mut bench = Bench { skiff, api, tracker, plan, rows: Vec::new() };
+                    let failed = match phases {
+                        Phases::All { with_podman } => run_all(&mut bench, with_podman).await.err(),
+                        Phases::Latency => run_latency_only(&mut bench).await.err(),
+                    };
+                    anyhow::Ok((bench.rows, failed))
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the benchmark thread panicked"))?
+    })
+}
+
+/// create → Running with the server on a real etcd (on the node's
+/// loopback), for the row beside SQLite's.
+fn etcd_rows(plan: &Plan, max_pods: &str) -> Result<Vec<Row>> {
+    let skiff = Skiff::start_node_on_etcd(&["--max-pods", max_pods, "--node-pod-cidr", "10.42.0.0/21"])?;
+    skiff.start_registry(IMAGE)?;
+    let (rows, failed) = measure(&skiff, plan.clone(), Phases::Latency)?;
+    drop(skiff);
+    failed.map_or(Ok(rows), Err)
+}
+
+async fn warm_up(bench: &mut Bench<'_>) -> Result<()> {
+    // The image is pulled once, outside every measurement.
     let warm = pod_manifest("warmup", SLEEPER, json!({}))?;
     create(&bench.api, &warm).await?;
     bench
         .tracker
-        .wait_all(&["warmup".to_string()], Duration::from_secs(120), |s| {
-            s.running.is_some()
-        })
+        .wait_all(&["warmup".to_string()], Duration::from_secs(120), |s| s.running.is_some())
         .await?;
-    bench
-        .delete_many(&["warmup".to_string()], Duration::from_secs(60))
-        .await?;
+    bench.delete_many(&["warmup".to_string()], Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+async fn run_latency_only(bench: &mut Bench<'_>) -> Result<()> {
+    warm_up(bench).await?;
+    let (running, _, _) = bench.latency().await?;
+    let rows = distribution("create → Running, etcd datastore", &running, &[], &[]);
+    bench.rows.extend(rows.into_iter().map(|r| r.note("same pods, server on etcd 3.4 on loopback")));
+    Ok(())
+}
+
+async fn run_all(bench: &mut Bench<'_>, with_podman: bool) -> Result<()> {
+    warm_up(bench).await?;
     bench.idle("0 pods").await?;
 
     let (running, ready, deleted) = bench.latency().await?;

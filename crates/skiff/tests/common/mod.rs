@@ -366,6 +366,52 @@ impl Skiff {
     /// Like [`Skiff::start_node`], with extra `skiff server` arguments;
     /// `{data}` in them stands for the data directory.
     pub fn start_node_with(extra: &[&str]) -> Result<Self> {
+        let mut skiff = Self::prepare_node(extra)?;
+        skiff.spawn()?;
+        Ok(skiff)
+    }
+
+    /// A node test's server on a real etcd (Debian's etcd-server) that runs
+    /// inside the node's namespace on loopback (it goes with the namespace).
+    pub fn start_node_on_etcd(extra: &[&str]) -> Result<Self> {
+        let mut skiff = Self::prepare_node(extra)?;
+        let ns = skiff.netns.clone().context("netns")?;
+        let dir = skiff.data_dir.path().join("etcd");
+        let (client, peer) = ("http://127.0.0.1:2379", "http://127.0.0.1:2380");
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("etcd")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen-client-urls", client, "--advertise-client-urls", client])
+            .args(["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("etcd is installed (Debian's etcd-server)")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .args(["etcdctl", "--endpoints", client, "endpoint", "health"])
+                .env("ETCDCTL_API", "3")
+                .output()?;
+            if health.status.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not start: {}", String::from_utf8_lossy(&health.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        skiff.extra_args.extend(["--datastore-endpoint".to_string(), client.to_string()]);
+        skiff.spawn()?;
+        Ok(skiff)
+    }
+
+    /// A fresh node namespace with the test image imported; not started.
+    fn prepare_node(extra: &[&str]) -> Result<Self> {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let ns = format!("skiff-e2e-{}-{n}", std::process::id());
@@ -413,7 +459,6 @@ impl Skiff {
                 String::from_utf8_lossy(&import.stderr)
             );
         }
-        skiff.spawn()?;
         Ok(skiff)
     }
 
