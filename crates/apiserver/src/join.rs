@@ -28,10 +28,6 @@ pub struct JoinConfig {
     pub pki_dir: PathBuf,
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 pub async fn serve(state: &AppState, parts: &Parts, body: Body, route: &Route) -> Response {
     let Some(join) = &state.join else {
         return status_response(&Status::path_not_found());
@@ -48,7 +44,7 @@ pub async fn serve(state: &AppState, parts: &Parts, body: Body, route: &Route) -
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
-            if !constant_time_eq(presented.trim().as_bytes(), join.secret.as_bytes()) {
+            if !crate::auth::constant_time_eq(presented.trim().as_bytes(), join.secret.as_bytes()) {
                 return status_response(&Status::unauthorized());
             }
             match credentials(join, body).await {

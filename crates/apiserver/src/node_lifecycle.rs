@@ -17,9 +17,9 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 use skiff_api::node_lifecycle::{self as decide, Eviction};
 use skiff_api::resources::ResourceInfo;
-use skiff_api::selector::FieldSelector;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::node::pods_on;
 use crate::error::{ApiError, Result};
 use crate::registry::{DeleteOptions, ListParams, Registry};
 use crate::strategy::format_time;
@@ -34,13 +34,6 @@ fn core(plural: &str) -> Result<&'static ResourceInfo> {
 
 fn name_of(object: &Value) -> String {
     object["metadata"]["name"].as_str().unwrap_or("").to_string()
-}
-
-async fn pods_on(registry: &Registry, node: &str) -> Result<Vec<Value>> {
-    let pods = core("pods")?;
-    let fields = FieldSelector::parse(&format!("spec.nodeName={node}"), pods).map_err(ApiError::bad_request)?;
-    let params = ListParams { fields, ..ListParams::default() };
-    Ok(registry.list(pods, None, &params).await?.items)
 }
 
 /// A core/v1 Event from the node controller about `object`.

@@ -35,7 +35,8 @@ fn one_of(verb: &str, verbs: &[&str]) -> bool {
     verbs.contains(&verb)
 }
 
-async fn pods_on(registry: &Registry, node: &str) -> Result<Vec<Value>> {
+/// The pods bound to `node`.
+pub(crate) async fn pods_on(registry: &Registry, node: &str) -> Result<Vec<Value>> {
     let pods = ApiError::served("", "v1", "pods")?;
     let fields = FieldSelector::parse(&format!("spec.nodeName={node}"), pods).map_err(ApiError::bad_request)?;
     Ok(registry.list(pods, None, &ListParams { fields, ..ListParams::default() }).await?.items)
