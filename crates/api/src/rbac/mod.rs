@@ -331,52 +331,34 @@ impl Policy {
         }
     }
 
-    /// upstream's `RBACAuthorizer.Authorize`: cluster role bindings, then
-    /// the role bindings of the request's namespace.
+    /// The bindings that apply to `user` — cluster role bindings, then the
+    /// role bindings of `namespace` — each with the rules its role grants,
+    /// in upstream's order (lazily, so a decision stops at the first grant).
+    fn applicable<'a>(&'a self, user: &'a UserInfo, namespace: &'a str) -> impl Iterator<Item = (Via<'a>, Vec<&'a PolicyRule>)> + 'a {
+        let cluster = self
+            .cluster_role_bindings
+            .iter()
+            .filter(move |b| b.subjects.iter().flatten().any(|s| subject_applies(s, user, "")))
+            .map(move |b| (Via::Cluster(b), self.cluster_role_rules(&b.role_ref.name)));
+        let namespaced = self
+            .role_bindings
+            .get(namespace)
+            .filter(|_| !namespace.is_empty())
+            .into_iter()
+            .flatten()
+            .filter(move |b| b.subjects.iter().flatten().any(|s| subject_applies(s, user, namespace)))
+            .map(move |b| (Via::Namespaced(b, namespace), self.role_ref_rules(&b.role_ref, namespace)));
+        cluster.chain(namespaced)
+    }
+
+    /// upstream's `RBACAuthorizer.Authorize`.
     pub fn authorize(&self, user: &UserInfo, request: &Attributes) -> Decision {
         if user.in_group(MASTERS) {
             return Decision { allowed: true, reason: String::new() };
         }
-        for binding in &self.cluster_role_bindings {
-            let applies = binding.subjects.iter().flatten().any(|s| subject_applies(s, user, ""));
-            if applies
-                && self
-                    .cluster_role_rules(&binding.role_ref.name)
-                    .into_iter()
-                    .any(|rule| rule_allows(rule, request))
-            {
-                return Decision {
-                    allowed: true,
-                    reason: format!(
-                        "RBAC: allowed by ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
-                        object_name(&binding.metadata),
-                        binding.role_ref.name,
-                        describe_user(user)
-                    ),
-                };
-            }
-        }
-        let namespace = request.namespace();
-        if !namespace.is_empty() {
-            for binding in self.role_bindings.get(namespace).into_iter().flatten() {
-                let applies = binding.subjects.iter().flatten().any(|s| subject_applies(s, user, namespace));
-                if applies
-                    && self
-                        .role_ref_rules(&binding.role_ref, namespace)
-                        .into_iter()
-                        .any(|rule| rule_allows(rule, request))
-                {
-                    return Decision {
-                        allowed: true,
-                        reason: format!(
-                            "RBAC: allowed by RoleBinding \"{}/{namespace}\" of {} \"{}\" to {}",
-                            object_name(&binding.metadata),
-                            binding.role_ref.kind,
-                            binding.role_ref.name,
-                            describe_user(user)
-                        ),
-                    };
-                }
+        for (via, rules) in self.applicable(user, request.namespace()) {
+            if rules.into_iter().any(|rule| rule_allows(rule, request)) {
+                return Decision { allowed: true, reason: via.reason(user) };
             }
         }
         Decision { allowed: false, reason: String::new() }
@@ -388,20 +370,9 @@ impl Policy {
         if user.in_group(MASTERS) {
             return bootstrap::cluster_admin_rules();
         }
-        let mut rules = Vec::new();
-        for binding in &self.cluster_role_bindings {
-            if binding.subjects.iter().flatten().any(|s| subject_applies(s, user, "")) {
-                rules.extend(self.cluster_role_rules(&binding.role_ref.name).into_iter().cloned());
-            }
-        }
-        if !namespace.is_empty() {
-            for binding in self.role_bindings.get(namespace).into_iter().flatten() {
-                if binding.subjects.iter().flatten().any(|s| subject_applies(s, user, namespace)) {
-                    rules.extend(self.role_ref_rules(&binding.role_ref, namespace).into_iter().cloned());
-                }
-            }
-        }
-        rules
+        self.applicable(user, namespace)
+            .flat_map(|(_, rules)| rules.into_iter().cloned())
+            .collect()
     }
 
     /// The rules a binding's role grants (escalation check on bindings);
@@ -412,6 +383,33 @@ impl Policy {
             _ => self.roles.contains_key(&(namespace.to_string(), role_ref.name.clone())),
         };
         exists.then(|| self.role_ref_rules(role_ref, namespace).into_iter().cloned().collect())
+    }
+}
+
+/// The binding a grant comes through.
+enum Via<'a> {
+    Cluster(&'a ClusterRoleBinding),
+    Namespaced(&'a RoleBinding, &'a str),
+}
+
+impl Via<'_> {
+    /// upstream's allow reason.
+    fn reason(&self, user: &UserInfo) -> String {
+        match self {
+            Via::Cluster(binding) => format!(
+                "RBAC: allowed by ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
+                object_name(&binding.metadata),
+                binding.role_ref.name,
+                describe_user(user)
+            ),
+            Via::Namespaced(binding, namespace) => format!(
+                "RBAC: allowed by RoleBinding \"{}/{namespace}\" of {} \"{}\" to {}",
+                object_name(&binding.metadata),
+                binding.role_ref.kind,
+                binding.role_ref.name,
+                describe_user(user)
+            ),
+        }
     }
 }
 
