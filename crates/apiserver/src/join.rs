@@ -42,9 +42,9 @@ pub async fn serve(state: &AppState, parts: &Parts, body: Body, route: &Route) -
                 .headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(crate::auth::bearer_token)
                 .unwrap_or("");
-            if !crate::auth::constant_time_eq(presented.trim().as_bytes(), join.secret.as_bytes()) {
+            if !crate::auth::constant_time_eq(presented.as_bytes(), join.secret.as_bytes()) {
                 return status_response(&Status::unauthorized());
             }
             match credentials(join, body).await {

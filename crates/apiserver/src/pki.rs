@@ -237,33 +237,17 @@ impl Pki {
     /// A serving certificate for a node agent (SANs: its name and
     /// addresses), issued by the cluster CA and kept beside the others.
     pub fn kubelet_serving(&self, node: &str, sans: &[String]) -> Result<(String, String)> {
-        let ca_key_path = self.dir.join("ca.key");
-        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|_| PkiError::Pem {
-            path: ca_key_path.clone(),
-        })?;
-        let issuer = Issuer::new(ca_params()?, ca_key);
-        let mut names: Vec<String> = vec![node.to_string(), "localhost".into(), "127.0.0.1".into()];
-        names.extend(sans.iter().cloned());
-        names.sort();
-        names.dedup();
         let (cert_path, key_path, sans_path) = (
             self.dir.join("kubelet.crt"),
             self.dir.join("kubelet.key"),
             self.dir.join("kubelet.sans"),
         );
-        let wanted = names.join("\n");
+        let wanted = serving_names(node, sans).join("\n");
         if !cert_path.exists()
             || !key_path.exists()
             || fs::read_to_string(&sans_path).unwrap_or_default() != wanted
         {
-            let (cert, key) = leaf(
-                "kubelet serving certificate",
-                names,
-                node,
-                None,
-                ExtendedKeyUsagePurpose::ServerAuth,
-                &issuer,
-            )?;
+            let (cert, key) = issue_serving_certificate(&self.dir, node, sans)?;
             write_private(&key_path, &key)?;
             fs::write(&cert_path, cert).map_err(io_err(&cert_path))?;
             fs::write(&sans_path, &wanted).map_err(io_err(&sans_path))?;
@@ -378,14 +362,20 @@ pub fn issue_client_certificate(dir: &Path, user: &str, group: Option<&str>) -> 
     leaf("client certificate", Vec::new(), user, group, ExtendedKeyUsagePurpose::ClientAuth, &stored_issuer(dir)?)
 }
 
-/// A serving certificate for a joining node agent (SANs: its name, its
-/// addresses and loopback), signed by the cluster CA kept in `dir`.
-pub fn issue_serving_certificate(dir: &Path, node: &str, addresses: &[String]) -> Result<(String, String)> {
+/// A node agent's serving certificate's names: its node name, its
+/// addresses and loopback.
+fn serving_names(node: &str, addresses: &[String]) -> Vec<String> {
     let mut names: Vec<String> = vec![node.to_string(), "localhost".into(), "127.0.0.1".into()];
     names.extend(addresses.iter().cloned());
     names.sort();
     names.dedup();
-    leaf("kubelet serving certificate", names, node, None, ExtendedKeyUsagePurpose::ServerAuth, &stored_issuer(dir)?)
+    names
+}
+
+/// A serving certificate for a joining node agent (SANs: its name, its
+/// addresses and loopback), signed by the cluster CA kept in `dir`.
+pub fn issue_serving_certificate(dir: &Path, node: &str, addresses: &[String]) -> Result<(String, String)> {
+    leaf("kubelet serving certificate", serving_names(node, addresses), node, None, ExtendedKeyUsagePurpose::ServerAuth, &stored_issuer(dir)?)
 }
 
 /// k3s's join token: `K10<sha256 of the CA certificate>::server:<secret>`;

@@ -50,6 +50,15 @@ pub struct NodeArgs {
     pub pod_manifest_path: Option<PathBuf>,
 }
 
+impl NodeArgs {
+    /// The node's name: `--node-name`, else the hostname (lowercased).
+    pub fn name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_lowercase()
+        })
+    }
+}
+
 #[derive(clap::Args)]
 pub struct AgentArgs {
     /// The server to join (`https://host:6443`).
@@ -136,11 +145,7 @@ pub async fn build(
     skiff_runtime::network::ensure_service_nat(service, api_target)
         .await
         .context("failed to route the kubernetes Service to the API server")?;
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_lowercase();
-    let node_name = args.node_name.clone().unwrap_or(hostname);
+    let node_name = args.name();
     let mut node = skiff_kubelet::node::NodeInfo::detect(&node_name, data_dir, &runtime_version);
     if let Some(ip) = &args.node_ip {
         node.internal_ip = ip.clone();
@@ -192,9 +197,7 @@ pub async fn build(
 pub async fn run(args: AgentArgs) -> Result<()> {
     let data_dir = &args.data_dir;
     crate::secure_data_dir(data_dir)?;
-    let node_name = args.node.node_name.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_lowercase()
-    });
+    let node_name = args.node.name();
     let node_ip = args.node.node_ip.clone().unwrap_or_else(skiff_kubelet::node::detect_internal_ip);
     let server = args.server.trim_end_matches('/');
     let api_address = api_address(server).await?;

@@ -94,7 +94,7 @@ impl Authenticator {
 /// The token of an `Authorization: Bearer <token>` header; the scheme is
 /// matched without regard to case, as upstream's bearer authenticator does
 /// (the Python client's in-cluster loader sends `bearer`).
-fn bearer_token(header: &str) -> Option<&str> {
+pub(crate) fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{signal, wait_timeout, Skiff, TEST_IMAGE};
+use super::{kill_namespace_processes, release_namespace, signal, wait_timeout, Skiff, TEST_IMAGE};
 
 /// A `skiff agent` joined to a node test's server: its own network
 /// namespace, linked to the server's by a veth pair (server side
@@ -122,19 +122,7 @@ impl Drop for JoinedAgent {
             .args(["killall", "--data-dir"])
             .arg(self.data_dir.path())
             .output();
-        if let Ok(output) = Command::new("ip").args(["netns", "pids", &self.netns]).output() {
-            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<u32>() {
-                    signal(pid, libc::SIGKILL);
-                }
-            }
-        }
-        let data = self.data_dir.path().display().to_string();
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for mount_point in mounts.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|m| m.starts_with(&data)) {
-                let _ = Command::new("umount").args(["-l", mount_point]).status();
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        kill_namespace_processes(&self.netns);
+        release_namespace(&self.netns, self.data_dir.path());
     }
 }

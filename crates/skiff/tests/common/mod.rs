@@ -650,13 +650,7 @@ impl Skiff {
             }
         }
         // Anything still in the node namespace (monitors, the server) is killed.
-        if let Ok(output) = Command::new("ip").args(["netns", "pids", &ns]).output() {
-            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<u32>() {
-                    signal(pid, libc::SIGKILL);
-                }
-            }
-        }
+        kill_namespace_processes(&ns);
         let runtime_root = self.data_dir.path().join("runtime");
         for runtime in ["runc", "crun"] {
             if let Ok(list) = Command::new(runtime)
@@ -674,18 +668,34 @@ impl Skiff {
                 }
             }
         }
-        let data = self.data_dir.path().display().to_string();
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for mount_point in mounts
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(4))
-                .filter(|m| m.starts_with(&data))
-            {
-                let _ = Command::new("umount").args(["-l", mount_point]).status();
+        release_namespace(&ns, self.data_dir.path());
+    }
+}
+
+/// SIGKILLs every process in the network namespace `ns`.
+pub(crate) fn kill_namespace_processes(ns: &str) {
+    if let Ok(output) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<u32>() {
+                signal(pid, libc::SIGKILL);
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     }
+}
+
+/// Unmounts whatever is mounted under `data_dir` and deletes `ns`.
+pub(crate) fn release_namespace(ns: &str, data_dir: &Path) {
+    let data = data_dir.display().to_string();
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for mount_point in mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&data))
+        {
+            let _ = Command::new("umount").args(["-l", mount_point]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
 }
 
 /// The image every node test imports (built from the host's busybox-static).
