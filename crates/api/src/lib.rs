@@ -13,6 +13,7 @@
 pub mod events;
 pub mod managed;
 pub mod names;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod object;
 pub mod patch;

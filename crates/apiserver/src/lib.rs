@@ -17,13 +17,15 @@
 //! - `watch`: watch streams; `discovery`, `openapi`, `metrics`
 //! - `binding`, `connect`: pod subresources
 //! - `controllers`: built-in namespaces, namespace lifecycle, compaction
-//! - `node_lifecycle`: lost nodes (Unknown, taints, evictions) and PodGC
+//! - `node_lifecycle`: lost nodes (Unknown, taints, evictions) and PodGC;
+//!   `node_ipam`: nodes' pod CIDRs
 //! - `auth`: authentication, RBAC authorization, reviews, service-account tokens
 //! - `pki`, `server`: certificates, kubeconfig, the TLS accept loop
 
 mod admission;
 mod auth;
 mod binding;
+pub mod bootstrap;
 mod body;
 mod cluster_objects;
 mod encode;
@@ -36,6 +38,7 @@ mod handlers;
 mod join;
 mod metrics;
 mod metrics_api;
+mod node_ipam;
 mod node_lifecycle;
 mod openapi;
 pub mod pki;
@@ -65,8 +68,8 @@ use crate::registry::Registry;
 /// An API server over a store, ready to serve.
 pub struct ApiServer {
     state: Arc<AppState>,
-    /// How long a node may go without a heartbeat before it is Unknown.
-    node_grace_seconds: i64,
+    /// The controllers' flags.
+    controller_settings: node_lifecycle::Settings,
 }
 
 impl ApiServer {
@@ -92,7 +95,10 @@ impl ApiServer {
         };
         Self {
             state: Arc::new(state),
-            node_grace_seconds: skiff_api::node_lifecycle::DEFAULT_GRACE_SECONDS,
+            controller_settings: node_lifecycle::Settings {
+                grace_seconds: skiff_api::node_lifecycle::DEFAULT_GRACE_SECONDS,
+                cluster_cidr: None,
+            },
         }
     }
 
@@ -115,8 +121,14 @@ impl ApiServer {
 
     /// upstream's `--node-monitor-grace-period`.
     pub fn with_node_monitor_grace_period(mut self, seconds: i64) -> Self {
-        self.node_grace_seconds = seconds.max(1);
+        self.controller_settings.grace_seconds = seconds.max(1);
         self
+    }
+
+    /// Gives nodes pod CIDRs (a /24 each) from `cidr` (k3s's `--cluster-cidr`).
+    pub fn with_cluster_cidr(mut self, cidr: &str) -> Result<Self, String> {
+        self.controller_settings.cluster_cidr = Some(skiff_api::node_ipam::Cidr::parse(cidr)?);
+        Ok(self)
     }
 
     /// Signs and accepts service-account tokens with this key (PKCS#8 PEM,
@@ -129,29 +141,27 @@ impl ApiServer {
         Ok(self)
     }
 
-    /// Creates the built-in namespaces and the `kubernetes` Service (naming
-    /// the API server at `advertised`), and starts the control-plane loops;
-    /// `ca_pem` is the cluster CA every namespace's `kube-root-ca.crt` holds.
+    /// Creates the built-in namespaces, bootstrap RBAC, the built-in
+    /// namespaces' accounts and the `kubernetes` Service (naming the API
+    /// server at `advertised`), and starts the authorizer's policy watch:
+    /// what every server does. `ca_pem` is the cluster CA.
     pub async fn start_control_plane(&self, ca_pem: String, advertised: std::net::SocketAddr) -> Result<(), ApiError> {
         controllers::ensure_builtin_namespaces(&self.state.registry).await?;
         auth::policy::bootstrap(&self.state.registry, &self.state.policy).await?;
         // The built-in namespaces have their accounts before anyone asks.
         cluster_objects::namespace_pass(&self.state.registry, &ca_pem).await?;
         cluster_objects::ensure_kubernetes_service(&self.state.registry, advertised.ip(), advertised.port()).await?;
-        let (registry, shutdown) = (self.state.registry.clone(), self.state.shutdown.clone());
-        tokio::spawn(cluster_objects::run_namespace_objects(
-            registry.clone(),
-            ca_pem,
-            shutdown.clone(),
-        ));
-        tokio::spawn(controllers::run_namespace_controller(
-            registry.clone(),
-            shutdown.clone(),
-        ));
-        tokio::spawn(auth::policy::run(registry.clone(), self.state.policy.clone(), shutdown.clone()));
-        tokio::spawn(node_lifecycle::run(registry.clone(), self.node_grace_seconds, shutdown.clone()));
-        tokio::spawn(controllers::run_compactor(registry, shutdown));
+        tokio::spawn(auth::policy::run(self.state.registry.clone(), self.state.policy.clone(), self.state.shutdown.clone()));
         Ok(())
+    }
+
+    /// The controllers (kube-controller-manager's part: namespace objects
+    /// and lifecycle, node lifecycle and PodGC, compaction), to run on one
+    /// server of a cluster at a time: [`Controllers::run`] under leader
+    /// election. `ca_pem` is the cluster CA every namespace's
+    /// `kube-root-ca.crt` holds.
+    pub fn controllers(&self, ca_pem: String) -> Controllers {
+        Controllers { registry: self.state.registry.clone(), ca_pem, settings: self.controller_settings.clone() }
     }
 
     /// The HTTP application (no TLS): every route.
@@ -165,5 +175,28 @@ impl ApiServer {
     pub async fn serve(self, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
         let shutdown = self.state.shutdown.clone();
         server::serve(listener, tls, self.router(), shutdown).await;
+    }
+}
+
+/// The control loops only one server runs at a time.
+#[derive(Clone)]
+pub struct Controllers {
+    registry: Registry,
+    ca_pem: String,
+    settings: node_lifecycle::Settings,
+}
+
+impl Controllers {
+    /// Runs every controller until `stop` fires.
+    pub fn run(&self, stop: CancellationToken) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let this = self.clone();
+        async move {
+            tokio::join!(
+                cluster_objects::run_namespace_objects(this.registry.clone(), this.ca_pem.clone(), stop.clone()),
+                controllers::run_namespace_controller(this.registry.clone(), stop.clone()),
+                node_lifecycle::run(this.registry.clone(), this.settings.clone(), stop.clone()),
+                controllers::run_compactor(this.registry, stop),
+            );
+        }
     }
 }

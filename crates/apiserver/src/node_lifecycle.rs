@@ -28,7 +28,7 @@ use crate::strategy::format_time;
 const RETRY: Duration = Duration::from_secs(5);
 const COMPONENT: &str = "node-controller";
 
-fn core(plural: &str) -> Result<&'static ResourceInfo> {
+pub(crate) fn core(plural: &str) -> Result<&'static ResourceInfo> {
     ApiError::served("", "v1", plural)
 }
 
@@ -37,7 +37,7 @@ fn name_of(object: &Value) -> String {
 }
 
 /// A core/v1 Event from the node controller about `object`.
-async fn event(registry: &Registry, object: &Value, kind: &str, event_type: &str, reason: &str, message: String) {
+pub(crate) async fn event(registry: &Registry, object: &Value, kind: &str, event_type: &str, reason: &str, message: String) {
     let now = format_time(registry.now());
     let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
     let name = format!("{}.{:016x}", name_of(object), rand::random::<u64>());
@@ -147,8 +147,12 @@ async fn collect_orphans(registry: &Registry, node: &str) -> Result<()> {
 
 /// One look at every node: the next moment something is due, and whether
 /// some node carries the unreachable taint (its pods' changes then matter).
-async fn pass(registry: &Registry, grace_seconds: i64, started: Timestamp, known: &mut BTreeSet<String>) -> Result<(Option<Timestamp>, bool)> {
+async fn pass(registry: &Registry, settings: &Settings, started: Timestamp, known: &mut BTreeSet<String>) -> Result<(Option<Timestamp>, bool)> {
+    let grace_seconds = settings.grace_seconds;
     let nodes = registry.list(core("nodes")?, None, &ListParams::default()).await?.items;
+    if let Some(cluster) = &settings.cluster_cidr {
+        crate::node_ipam::assign(registry, &nodes, cluster).await?;
+    }
     let leases = ApiError::served("coordination.k8s.io", "v1", "leases")?;
     let leases: BTreeMap<String, Value> = registry
         .list(leases, Some("kube-node-lease"), &ListParams::default())
@@ -196,6 +200,15 @@ async fn pass(registry: &Registry, grace_seconds: i64, started: Timestamp, known
     Ok((next, tainted))
 }
 
+/// What the controllers are told (kube-controller-manager's flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--node-monitor-grace-period`, in seconds.
+    pub grace_seconds: i64,
+    /// `--cluster-cidr` with `--allocate-node-cidrs`: nodes get pod CIDRs from it.
+    pub cluster_cidr: Option<skiff_api::node_ipam::Cidr>,
+}
+
 /// Whether a change under `key` concerns the controller.
 fn concerns(key: &str, watching_pods: bool) -> bool {
     key.starts_with("/registry/minions/")
@@ -205,7 +218,7 @@ fn concerns(key: &str, watching_pods: bool) -> bool {
 
 /// Runs until `shutdown`: a pass, then wait for a node or lease change (or
 /// a pod change while some node is tainted) or the next deadline.
-pub async fn run(registry: Registry, grace_seconds: i64, shutdown: CancellationToken) {
+pub async fn run(registry: Registry, settings: Settings, shutdown: CancellationToken) {
     // Nodes deleted while the server was down leave orphans too.
     let mut known: BTreeSet<String> = BTreeSet::new();
     let started = registry.now();
@@ -216,7 +229,7 @@ pub async fn run(registry: Registry, grace_seconds: i64, shutdown: CancellationT
     }
     loop {
         let start = registry.store().current_revision().await.unwrap_or(0);
-        let (next, tainted) = match pass(&registry, grace_seconds, started, &mut known).await {
+        let (next, tainted) = match pass(&registry, &settings, started, &mut known).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracing::warn!(%error, "node lifecycle pass failed");

@@ -35,6 +35,10 @@ pub enum PkiError {
     Tls(#[from] rustls::Error),
     #[error("failed to build the client certificate verifier")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("cluster bootstrap data: {0}")]
+    Bootstrap(String),
+    #[error("failed to reach the datastore for the cluster's bootstrap data")]
+    Store(#[from] skiff_store::StoreError),
 }
 
 type Result<T> = std::result::Result<T, PkiError>;

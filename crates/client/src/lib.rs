@@ -1,12 +1,14 @@
 //! What Skiff's control-plane clients share: building a `kube::Client` from
 //! a kubeconfig, recording Events the way kubelet and kube-scheduler do, and
-//! joining a cluster with a token ([`join`]).
+//! joining a cluster with a token ([`join`]), and Lease-based leader
+//! election ([`leader`]).
 //!
 //! Must not know: the store or the API server's internals. Everything goes
 //! over HTTPS like any other client.
 
 mod events;
 pub mod join;
+pub mod leader;
 
 use std::path::Path;
 

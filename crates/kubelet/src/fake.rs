@@ -163,6 +163,10 @@ impl PodNetwork for Recorder {
     fn attached(&self) -> Vec<String> {
         self.networks.clone()
     }
+    async fn configure(&self, pod_cidr: &str) -> Result<(), NetworkError> {
+        self.note(format!("network.configure {pod_cidr}"));
+        Ok(())
+    }
 }
 
 impl PodCgroups for Recorder {

@@ -59,6 +59,10 @@ use crate::status::StatusSender;
 pub enum AgentError {
     #[error("failed to register node {node}")]
     Register { node: String, source: kube::Error },
+    #[error("node {node} got no pod CIDR")]
+    PodCidr { node: String, source: kube::runtime::wait::Error },
+    #[error("failed to set up the pod network for {pod_cidr}")]
+    Network { pod_cidr: String, source: skiff_runtime::network::NetworkError },
     #[error("failed to prepare {path}")]
     Io {
         path: String,
@@ -118,6 +122,17 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
             node: agent.node.name.clone(),
             source,
         })?;
+    // Pods are attached only once the node's network has its pod CIDR.
+    let pod_cidr = match &agent.node.pod_cidr {
+        Some(cidr) => cidr.clone(),
+        None => match node::wait_for_pod_cidr(&agent.client, &agent.node.name, &shutdown).await {
+            Ok(Some(cidr)) => cidr,
+            Ok(None) => return Ok(()),
+            Err(source) => return Err(AgentError::PodCidr { node: agent.node.name.clone(), source }),
+        },
+    };
+    agent.network.configure(&pod_cidr).await.map_err(|source| AgentError::Network { pod_cidr: pod_cidr.clone(), source })?;
+    tracing::info!(node = %agent.node.name, %pod_cidr, "pod network ready");
     tokio::spawn(node::heartbeat(
         agent.client.clone(),
         agent.node.clone(),

@@ -27,7 +27,8 @@ pub const STATUS_REFRESH: Duration = Duration::from_secs(60);
 pub struct NodeInfo {
     pub name: String,
     pub internal_ip: String,
-    pub pod_cidr: String,
+    /// Set by the node itself (`--node-pod-cidr`); else the server assigns one.
+    pub pod_cidr: Option<String>,
     pub max_pods: u32,
     pub cpus: u32,
     pub memory_bytes: u64,
@@ -59,7 +60,7 @@ impl NodeInfo {
         Self {
             name: name.to_string(),
             internal_ip: detect_internal_ip(),
-            pod_cidr: "10.42.0.0/24".into(),
+            pod_cidr: None,
             max_pods: 110,
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
@@ -162,8 +163,8 @@ pub fn node_object(info: &NodeInfo, now: Timestamp) -> Node {
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            pod_cidr: Some(info.pod_cidr.clone()),
-            pod_cidrs: Some(vec![info.pod_cidr.clone()]),
+            pod_cidr: info.pod_cidr.clone(),
+            pod_cidrs: info.pod_cidr.clone().map(|c| vec![c]),
             ..Default::default()
         }),
         status: Some(NodeStatus {
@@ -270,6 +271,22 @@ pub async fn register(client: &kube::Client, info: &NodeInfo) -> Result<(), kube
     Ok(())
 }
 
+/// Waits (on a watch of the Node) for the server to give the node its
+/// `spec.podCIDR`; `None` if `shutdown` fires first.
+pub async fn wait_for_pod_cidr(client: &kube::Client, name: &str, shutdown: &CancellationToken) -> Result<Option<String>, kube::runtime::wait::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let has_cidr = |node: Option<&Node>| pod_cidr_of(node).is_some();
+    tracing::info!(node = name, "waiting for the server to assign the node a pod CIDR");
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(None),
+        node = kube::runtime::wait::await_condition(nodes, name, has_cidr) => Ok(pod_cidr_of(node?.as_ref())),
+    }
+}
+
+fn pod_cidr_of(node: Option<&Node>) -> Option<String> {
+    node?.spec.as_ref()?.pod_cidr.clone().filter(|c| !c.is_empty())
+}
+
 async fn renew_lease(client: &kube::Client, info: &NodeInfo) -> Result<(), kube::Error> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let now = MicroTime(Timestamp::now());
@@ -338,7 +355,7 @@ mod tests {
         let info = NodeInfo {
             name: "n1".into(),
             internal_ip: "192.0.2.10".into(),
-            pod_cidr: "10.42.0.0/24".into(),
+            pod_cidr: Some("10.42.0.0/24".into()),
             max_pods: 110,
             cpus: 2,
             memory_bytes: 24 << 30,

@@ -71,6 +71,16 @@ pub trait PodNetwork: Send + Sync {
     async fn remove(&self, sandbox_id: &str) -> Result<(), NetworkError>;
     /// The sandboxes that have a network.
     fn attached(&self) -> Vec<String>;
+    /// Sets the node's network up for the pod CIDR the server gave it,
+    /// before any pod is attached.
+    async fn configure(&self, pod_cidr: &str) -> Result<(), NetworkError>;
+}
+
+/// The node's CNI, with Skiff's own network (`own`) or the config the
+/// user put in the CNI config directory (`None`, left as it is).
+pub struct NodeNetwork {
+    pub cni: Cni,
+    pub own: Option<skiff_runtime::network::OwnNetwork>,
 }
 
 /// Pod cgroups under one root (`/sys/fs/cgroup` on a node).
@@ -179,6 +189,29 @@ impl PodNetwork for Cni {
     }
     fn attached(&self) -> Vec<String> {
         Cni::attached(self)
+    }
+    /// A bare CNI runs the config already in its directory.
+    async fn configure(&self, _pod_cidr: &str) -> Result<(), NetworkError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl PodNetwork for NodeNetwork {
+    async fn add(&self, attachment: &Attachment) -> Result<PodAddress, NetworkError> {
+        self.cni.add(attachment).await
+    }
+    async fn remove(&self, sandbox_id: &str) -> Result<(), NetworkError> {
+        self.cni.remove(sandbox_id).await
+    }
+    fn attached(&self) -> Vec<String> {
+        self.cni.attached()
+    }
+    async fn configure(&self, pod_cidr: &str) -> Result<(), NetworkError> {
+        match &self.own {
+            Some(own) => self.cni.configure_own(own, pod_cidr).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -99,6 +99,26 @@ pub struct Cni {
     pub cache_dir: PathBuf,
 }
 
+/// Skiff's own pod network on a node: written once the node has a pod
+/// CIDR (the server assigns it), with the masquerade rule for leaving the
+/// cluster CIDR.
+#[derive(Debug, Clone)]
+pub struct OwnNetwork {
+    pub bridge: String,
+    pub cluster_cidr: String,
+    /// host-local IPAM's state.
+    pub ipam_dir: PathBuf,
+}
+
+impl Cni {
+    /// Writes Skiff's conflist for `pod_cidr` and the masquerade rule.
+    pub async fn configure_own(&self, own: &OwnNetwork, pod_cidr: &str) -> Result<()> {
+        let network = DefaultNetwork { bridge: own.bridge.clone(), pod_cidr: pod_cidr.to_string() };
+        self.write_default_config(&network, &own.ipam_dir)?;
+        ensure_masquerade(pod_cidr, &own.cluster_cidr).await
+    }
+}
+
 /// Skiff's default conflist: bridge with host-local IPAM, then portmap.
 /// Masquerading is one node-wide rule ([`ensure_masquerade`]) rather than
 /// the bridge plugin's `ipMasq`, whose per-pod chains make every pod start

@@ -29,12 +29,13 @@ pub struct NodeArgs {
     /// Use the CNI config in this directory instead of Skiff's own.
     #[arg(long)]
     pub cni_conf_dir: Option<PathBuf>,
-    /// Every node's pods' addresses (no NAT inside it), as k3s's --cluster-cidr.
+    /// Every node's pods' addresses (no NAT inside it), as k3s's
+    /// --cluster-cidr; a server gives each node a /24 of it.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
-    /// This node's pod CIDR.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pub node_pod_cidr: String,
+    /// This node's pod CIDR, if not the one the server assigns.
+    #[arg(long)]
+    pub node_pod_cidr: Option<String>,
     /// Registry mirrors, endpoints and credentials, in k3s's registries.yaml format.
     #[arg(long)]
     pub registry_config: Option<PathBuf>,
@@ -124,17 +125,12 @@ pub async fn build(
         conf_dir,
         cache_dir: cni_dir.join("results"),
     };
-    if args.cni_conf_dir.is_none() {
-        let network = skiff_runtime::network::DefaultNetwork {
-            bridge: "skiff0".into(),
-            pod_cidr: args.node_pod_cidr.clone(),
-        };
-        cni.write_default_config(&network, &cni_dir.join("ipam"))
-            .context("failed to write the CNI config")?;
-        skiff_runtime::network::ensure_masquerade(&args.node_pod_cidr, &args.cluster_cidr)
-            .await
-            .context("failed to set up pod masquerading")?;
-    }
+    // Written once the server gives the node its pod CIDR.
+    let own = args.cni_conf_dir.is_none().then(|| skiff_runtime::network::OwnNetwork {
+        bridge: "skiff0".into(),
+        cluster_cidr: args.cluster_cidr.clone(),
+        ipam_dir: cni_dir.join("ipam"),
+    });
     // Pods reach the API server at the `kubernetes` Service's address.
     let api_target = if api_address.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), api_address.port())
@@ -180,7 +176,7 @@ pub async fn build(
                 .context("failed to open the image store")?,
         ),
         runtime: Arc::new(runtime),
-        network: Arc::new(cni),
+        network: Arc::new(skiff_kubelet::seams::NodeNetwork { cni, own }),
         cgroups: Arc::new(skiff_runtime::cgroups::Cgroups::system()),
         clock: Arc::new(skiff_kubelet::seams::SystemClock),
         registries,

@@ -139,6 +139,12 @@ struct ServerArgs {
     /// `http://host:2379`) instead of the embedded SQLite store.
     #[arg(long, value_delimiter = ',')]
     datastore_endpoint: Vec<String>,
+    /// The cluster's secret: agents join with it, and servers that share a
+    /// datastore share their CA and keys under it. A second server takes
+    /// the first one's (its node-token file, or the bare secret). Default:
+    /// made at first start and kept in <data-dir>/token.
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: Option<String>,
     /// HTTPS port of the API server.
     #[arg(long, default_value_t = 6443)]
     https_listen_port: u16,
@@ -462,6 +468,46 @@ fn set_rlimit_nofile(soft: u64, hard: u64) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
+/// The cluster secret (`--token`, bare or in the node-token's K10 form,
+/// else the one kept in the data dir) and the CA hash a K10 token pins.
+fn server_token(args: &ServerArgs) -> Result<(String, Option<String>)> {
+    let path = args.data_dir.join("token");
+    let Some(given) = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok((pki::load_or_create_token(&path).context("failed to set up the cluster token")?, None));
+    };
+    let (secret, pinned) = if given.starts_with("K10") {
+        let (hash, secret) = skiff_client::join::parse_token(given)?;
+        (secret, Some(hash))
+    } else {
+        (given.to_string(), None)
+    };
+    pki::write_secret_file(&path, &format!("{secret}\n")).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok((secret, pinned))
+}
+
+/// The certificates in `dir`, sharing the CA and keys with the other
+/// servers of the datastore: adopted if one published them, else made
+/// here and published.
+async fn shared_pki(store: &dyn Store, dir: &Path, secret: &str, sans: &[String]) -> Result<Pki> {
+    use skiff_apiserver::bootstrap;
+    let adopted = bootstrap::adopt(store, dir, secret).await?;
+    let pki = Pki::load_or_create(dir, sans).context("failed to set up certificates")?;
+    if adopted || bootstrap::publish(store, dir, secret).await? {
+        return Ok(pki);
+    }
+    // Another server published first, a moment ago: theirs wins.
+    bootstrap::adopt(store, dir, secret).await?;
+    Pki::load_or_create(dir, sans).context("failed to set up certificates")
+}
+
+/// An election for the Lease `kube-system/<lease>` as `identity`.
+async fn elect(kubeconfig: &Path, lease: &str, identity: &str) -> Result<skiff_client::leader::Election> {
+    let client = skiff_client::from_kubeconfig(kubeconfig, lease)
+        .await
+        .with_context(|| format!("failed to build the {lease} election's client"))?;
+    Ok(skiff_client::leader::Election::new(client, "kube-system", lease, identity))
+}
+
 async fn server(args: ServerArgs) -> Result<()> {
     let data_dir = &args.data_dir;
     secure_data_dir(data_dir)?;
@@ -481,10 +527,14 @@ async fn server(args: ServerArgs) -> Result<()> {
         tracing::info!(endpoints = %args.datastore_endpoint.join(","), "objects are kept in etcd");
         Arc::new(store)
     };
-    let pki = Pki::load_or_create(&data_dir.join("tls"), &certificate_sans(&args))
-        .context("failed to set up certificates")?;
-    let token = pki::load_or_create_token(&data_dir.join("token"))
-        .context("failed to set up the node token")?;
+    let (token, pinned_ca) = server_token(&args)?;
+    let pki = shared_pki(store.as_ref(), &data_dir.join("tls"), &token, &certificate_sans(&args)).await?;
+    if let Some(hash) = pinned_ca {
+        let ours = pki::join_token(&pki.ca_cert, &token);
+        if !ours.starts_with(&format!("K10{hash}::")) {
+            anyhow::bail!("the token names a cluster CA (K10{hash}…) that is not this datastore's: is it another cluster's token?");
+        }
+    }
     let address = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -498,6 +548,9 @@ async fn server(args: ServerArgs) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
+    // The API server outlives the components it serves, so they can finish
+    // (release their Leases, post their last status) when the server stops.
+    let api_shutdown = CancellationToken::new();
     let api = ApiServer::new(
         store,
         Arc::new(SystemClock),
@@ -505,9 +558,11 @@ async fn server(args: ServerArgs) -> Result<()> {
         // node credentials of their own.
         vec![(token.clone(), skiff_apiserver::UserInfo::authenticated("system:admin", &["system:masters"]))],
         url.clone(),
-        shutdown.clone(),
+        api_shutdown.clone(),
     )
     .with_node_monitor_grace_period(args.node_monitor_grace_period)
+    .with_cluster_cidr(&args.node.cluster_cidr)
+    .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?
     .with_node_join(token.clone(), pki.ca_cert.clone(), data_dir.join("tls"))
     .with_service_account_key(&pki.service_account_key)
     .map_err(|e| anyhow::anyhow!("failed to load the service-account key: {e}"))?
@@ -536,19 +591,31 @@ async fn server(args: ServerArgs) -> Result<()> {
         write_kubeconfig(extra, &kubeconfig)?;
     }
     tracing::info!(%address, kubeconfig = %data_dir.join("kubeconfig.yaml").display(), "skiff API server ready");
+    let controllers = api.controllers(pki.ca_cert.clone());
     let serving = tokio::spawn(api.serve(listener, tls));
     // The scheduler and the node agent are API clients like any other, over
     // HTTPS. Either one ending while the server runs stops the server: a
     // server that accepts pods nobody schedules or runs would only mislead.
     let mut components: tokio::task::JoinSet<(&'static str, Result<()>)> = tokio::task::JoinSet::new();
+    // kube-controller-manager's and kube-scheduler's work runs on one
+    // server at a time, elected by Leases in kube-system as upstream's are.
+    let identity = format!("{}_{}", args.node.name(), uuid::Uuid::new_v4());
+    let kubeconfig_path = data_dir.join("kubeconfig.yaml");
+    let election = elect(&kubeconfig_path, "kube-controller-manager", &identity).await?;
+    let elected_shutdown = shutdown.clone();
+    components.spawn(async move {
+        let outcome = election.run(elected_shutdown, |stop| controllers.run(stop)).await;
+        ("controllers", outcome.map_or(Ok(()), |()| Err(anyhow::anyhow!("the controllers returned"))))
+    });
     if !args.disable_scheduler {
-        let client = skiff_client::from_kubeconfig(&data_dir.join("kubeconfig.yaml"), "kube-scheduler")
+        let client = skiff_client::from_kubeconfig(&kubeconfig_path, "kube-scheduler")
             .await
             .context("failed to build the scheduler's client")?;
-        let shutdown = shutdown.clone();
+        let election = elect(&kubeconfig_path, "kube-scheduler", &identity).await?;
+        let elected_shutdown = shutdown.clone();
         components.spawn(async move {
-            let outcome = skiff_scheduler::run(client, shutdown).await;
-            ("scheduler", outcome.map_err(anyhow::Error::from))
+            let outcome = election.run(elected_shutdown, |stop| skiff_scheduler::run(client.clone(), stop)).await;
+            ("scheduler", outcome.unwrap_or(Ok(())).map_err(anyhow::Error::from))
         });
     }
     if !args.disable_agent {
@@ -581,6 +648,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         failure = Some(error.context(format!("the {component} stopped")));
         shutdown.cancel();
     }
+    api_shutdown.cancel();
     serving.await.context("the API server task failed")?;
     if let Some(error) = failure {
         return Err(error);

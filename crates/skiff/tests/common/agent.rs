@@ -12,7 +12,7 @@ use super::{kill_namespace_processes, release_namespace, signal, wait_timeout, S
 /// A `skiff agent` joined to a node test's server: its own network
 /// namespace, linked to the server's by a veth pair (server side
 /// `10.99.<link>.1`, agent side `10.99.<link>.2`), its own data dir with the
-/// test image, pod CIDR `10.42.<link>.0/24`. The server must listen on every
+/// test image; the server assigns its pod CIDR. The server must listen on every
 /// address with `10.99.<link>.1` among its certificate's names
 /// ([`joinable_server_args`]). Dropping it stops the agent and removes its
 /// pods, mounts and namespace.
@@ -79,7 +79,7 @@ impl Skiff {
             .args(["agent", "--server", &format!("https://10.99.{link}.1:{port}"), "--token", token.trim()])
             .arg("--data-dir")
             .arg(agent.data_dir.path())
-            .args(["--node-name", node, "--node-ip", &agent.ip, "--node-pod-cidr", &format!("10.42.{link}.0/24")])
+            .args(["--node-name", node, "--node-ip", &agent.ip])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
