@@ -9,25 +9,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{joinable_server_args, Skiff, TEST_IMAGE};
-
-fn pod_on(name: &str, node: &str, script: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: 1
-  nodeSelector:
-    kubernetes.io/hostname: {node}
-  containers:
-  - name: main
-    image: {TEST_IMAGE}
-    command: ["sh", "-c", {script:?}]
-"#
-    )
-}
+use common::{caller_ip_seen, joinable_server_args, pod_on, ready_status, tolerant_pod_on, Skiff, CALLER_IP_SERVER};
 
 fn running(skiff: &Skiff, name: &str) -> Result<bool> {
     Ok(skiff.get_json(&["get", "pod", name])?["status"]["phase"] == "Running")
@@ -51,12 +33,7 @@ fn an_agent_joins_its_pods_reach_pods_across_nodes_by_ip_and_its_death_is_notice
     assert!(token.starts_with("K10") && token.contains("::server:"), "{token}");
 
     // A web server on the agent's node answers with the caller's address.
-    let web = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www";
-    let tolerant = pod_on("tolerant", "node-b", "sleep 3600").replace(
-        "  containers:",
-        "  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n    tolerationSeconds: 5\n  containers:",
-    );
-    let manifest = format!("{}---\n{}---\n{tolerant}", pod_on("web", "node-b", web), pod_on("client", "skiff-e2e", "sleep 3600"));
+    let manifest = format!("{}---\n{}---\n{}", pod_on("web", "node-b", CALLER_IP_SERVER), pod_on("client", "skiff-e2e", "sleep 3600"), tolerant_pod_on("tolerant", "node-b", 5));
     skiff.kubectl_stdin(&["apply", "-f", "-"], &manifest)?.ok()?;
     for name in ["web", "client", "tolerant"] {
         skiff
@@ -72,12 +49,8 @@ fn an_agent_joins_its_pods_reach_pods_across_nodes_by_ip_and_its_death_is_notice
 
     // Logs and exec reach the agent's node through the API server.
     assert_eq!(skiff.kubectl(&["exec", "web", "--", "uname", "-n"])?.ok()?.stdout.trim(), "web");
-    // busybox's nc: its static wget would look the service up through NSS.
-    let request = format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {web_ip} 8080");
-    let seen = skiff.kubectl(&["exec", "client", "--", "sh", "-c", &request])?.ok()?.stdout;
-    // busybox httpd listens on IPv6 and names IPv4 callers `[::ffff:a.b.c.d]`.
-    let caller = seen.lines().last().unwrap_or("").trim().trim_start_matches("[::ffff:").trim_end_matches(']');
-    assert_eq!(caller, client_ip, "the server pod saw the client's own pod IP (no NAT):\n{seen}");
+    let caller = caller_ip_seen(&skiff, "client", &web_ip)?;
+    assert_eq!(caller, client_ip, "the server pod saw the client's own pod IP (no NAT)");
 
     // The agent's credentials are a node's: its own objects, nothing else.
     let as_node = |args: &[&str]| skiff.kubectl_cmd(&common::kubectl_binary(), args).env("KUBECONFIG", agent.kubeconfig()).output();
@@ -96,14 +69,7 @@ fn an_agent_joins_its_pods_reach_pods_across_nodes_by_ip_and_its_death_is_notice
     // turn not ready, and the 5 s toleration runs out.
     let mut agent = agent;
     agent.kill9();
-    let ready = |object: &serde_json::Value| -> String {
-        object["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .and_then(|c| c["status"].as_str())
-            .unwrap_or("")
-            .to_string()
-    };
+    let ready = ready_status;
     skiff.wait_for(Duration::from_secs(60), "node-b to go Unknown", || {
         Ok(ready(&skiff.get_json(&["get", "node", "node-b"])?) == "Unknown")
     })?;

@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 mod agent;
+mod cluster;
 #[allow(unused_imports)]
-pub use agent::{joinable_server_args, JoinedAgent};
+pub use agent::{caller_ip_seen, joinable_server_args, pod_on, ready_status, tolerant_pod_on, JoinedAgent, CALLER_IP_SERVER};
+#[allow(unused_imports)]
+pub use cluster::Cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
