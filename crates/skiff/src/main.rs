@@ -136,9 +136,19 @@ struct ServerArgs {
     #[arg(long, default_value = "50s", value_parser = parse_seconds)]
     node_monitor_grace_period: i64,
     /// Keep objects in etcd v3 at these endpoints (comma-separated
-    /// `http://host:2379`) instead of the embedded SQLite store.
+    /// `http://host:2379` or `https://host:2379`) instead of the embedded
+    /// SQLite store.
     #[arg(long, value_delimiter = ',')]
     datastore_endpoint: Vec<String>,
+    /// The CA of the etcd servers' certificates (https endpoints).
+    #[arg(long)]
+    datastore_cafile: Option<PathBuf>,
+    /// A client certificate for etcd's --client-cert-auth.
+    #[arg(long, requires = "datastore_keyfile")]
+    datastore_certfile: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, requires = "datastore_certfile")]
+    datastore_keyfile: Option<PathBuf>,
     /// The cluster's secret: agents join with it, and servers that share a
     /// datastore share their CA and keys under it. A second server takes
     /// the first one's (its node-token file, or the bare secret). Default:
@@ -518,10 +528,15 @@ async fn server(args: ServerArgs) -> Result<()> {
                 .with_context(|| format!("failed to open the store in {}", data_dir.display()))?,
         )
     } else {
-        if let Some(tls) = args.datastore_endpoint.iter().find(|e| !e.starts_with("http://")) {
-            anyhow::bail!("datastore endpoint {tls}: only http:// etcd endpoints are supported (no client TLS to etcd yet)");
-        }
-        let store = skiff_store::EtcdStore::connect(&args.datastore_endpoint, "")
+        let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()));
+        let tls = skiff_store::EtcdTls {
+            ca: args.datastore_cafile.as_ref().map(read).transpose()?,
+            client: match (&args.datastore_certfile, &args.datastore_keyfile) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+        };
+        let store = skiff_store::EtcdStore::connect_with(&args.datastore_endpoint, "", &tls)
             .await
             .with_context(|| format!("failed to reach etcd at {}", args.datastore_endpoint.join(",")))?;
         tracing::info!(endpoints = %args.datastore_endpoint.join(","), "objects are kept in etcd");

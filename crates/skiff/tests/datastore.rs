@@ -50,3 +50,33 @@ fn objects_live_in_etcd_and_survive_a_restart() -> Result<()> {
     drop(etcd);
     Ok(())
 }
+
+#[test]
+fn the_server_reaches_etcd_over_tls_with_a_client_certificate() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let certs = tempfile::tempdir()?;
+    let (server, tls) = skiff_store::testing::etcd_certificates(certs.path());
+    let etcd = runtime.block_on(skiff_store::testing::Etcd::start_tls(&server, &tls));
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let (ca, cert, key) = (file("ca.crt"), file("client.crt"), file("client.key"));
+    let skiff = Skiff::start_with(&["--datastore-endpoint", &etcd.url, "--datastore-cafile", &ca, "--datastore-certfile", &cert, "--datastore-keyfile", &key])?;
+    skiff.kubectl(&["create", "configmap", "over-tls"])?.ok()?;
+    let read = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.url, "--cacert", &ca, "--cert", &cert, "--key", &key])
+        .args(["get", "/registry/configmaps/default/over-tls", "--keys-only"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&read.stdout).contains("/registry/configmaps/default/over-tls"), "{read:?}");
+    drop(skiff);
+
+    // Without the client certificate the server says why it cannot start.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--datastore-endpoint", &etcd.url, "--datastore-cafile", &ca])
+        .arg("--data-dir")
+        .arg(certs.path().join("refused"))
+        .output()?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("failed to reach etcd"), "{}", String::from_utf8_lossy(&refused.stderr));
+    drop(etcd);
+    Ok(())
+}

@@ -6,8 +6,10 @@
 //!
 //! Spoken through etcd's JSON gateway (`/v3/kv/range`, `/v3/kv/txn`,
 //! `/v3/watch`, ...), which every etcd 3.4+ serves on its client URLs: the
-//! same API as gRPC without a protobuf toolchain. Plain HTTP endpoints only
-//! for now (no client TLS).
+//! same API as gRPC without a protobuf toolchain. `https://` endpoints are
+//! reached with TLS: the CA that signed etcd's certificate and, when etcd
+//! requires client certificates (`--client-cert-auth`), a client
+//! certificate ([`EtcdTls`], k3s's `--datastore-cafile/-certfile/-keyfile`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -38,7 +41,7 @@ pub struct EtcdStore {
     /// Prepended to every key (kube-apiserver's `--etcd-prefix` is a
     /// prefix of the same kind; empty by default).
     prefix: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// The last compaction this store did or heard of.
     compacted: Arc<AtomicU64>,
 }
@@ -73,20 +76,72 @@ fn range_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// How to trust etcd's `https://` endpoints and be trusted by them (PEM).
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    /// The CA of etcd's serving certificate (none: the system's roots are not
+    /// consulted either, so https endpoints then fail verification).
+    pub ca: Option<String>,
+    /// A client certificate and its key, for etcd's `--client-cert-auth`.
+    pub client: Option<(String, String)>,
+}
+
+impl EtcdTls {
+    fn client_config(&self) -> Result<rustls::ClientConfig> {
+        let invalid = |what: &str| etcd_error("", format!("the datastore's {what} is not usable PEM"));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.ca.as_deref().unwrap_or("").as_bytes()) {
+            roots.add(cert.map_err(|_| invalid("CA file"))?).map_err(|_| invalid("CA file"))?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| etcd_error("", e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match &self.client {
+            Some((cert, key)) => {
+                let chain = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<std::result::Result<Vec<_>, _>>().map_err(|_| invalid("certificate file"))?;
+                let key = rustls_pemfile::private_key(&mut key.as_bytes()).ok().flatten().ok_or_else(|| invalid("key file"))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| etcd_error("", format!("the datastore's client certificate: {e}")))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(config)
+    }
+}
+
 impl EtcdStore {
     /// A store on the etcd cluster at `endpoints` (`http://host:2379`),
     /// checked to answer.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self> {
-        let store = Self::new(endpoints, prefix)?;
+        Self::connect_with(endpoints, prefix, &EtcdTls::default()).await
+    }
+
+    /// [`EtcdStore::connect`] with TLS settings for `https://` endpoints.
+    pub async fn connect_with(endpoints: &[String], prefix: &str, tls: &EtcdTls) -> Result<Self> {
+        let store = Self::with_tls(endpoints, prefix, tls)?;
         store.current_revision().await?;
         Ok(store)
     }
 
     /// A store on `endpoints`, not yet contacted.
     pub fn new(endpoints: &[String], prefix: &str) -> Result<Self> {
+        Self::with_tls(endpoints, prefix, &EtcdTls::default())
+    }
+
+    /// A store on `endpoints` with TLS settings, not yet contacted.
+    pub fn with_tls(endpoints: &[String], prefix: &str, tls: &EtcdTls) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(etcd_error("", "no etcd endpoint given"));
         }
+        if let Some(odd) = endpoints.iter().find(|e| !e.starts_with("http://") && !e.starts_with("https://")) {
+            return Err(etcd_error(odd, "an etcd endpoint is http://host:port or https://host:port"));
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.client_config()?)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Self {
             endpoints: endpoints
                 .iter()
@@ -94,7 +149,7 @@ impl EtcdStore {
                 .collect(),
             current: AtomicUsize::new(0),
             prefix: prefix.trim_end_matches('/').to_string(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             compacted: Arc::default(),
         })
     }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use error::{Result, StoreError};
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdStore, EtcdTls};
 pub use sqlite::SqliteStore;
 
 /// A global, monotonically increasing write counter. `0` means "no revision".

@@ -356,45 +356,100 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A CA, etcd's serving certificate and a client certificate, written
+/// under `dir`: what etcd serves TLS with, and what a store connects with.
+pub fn etcd_certificates(dir: &std::path::Path) -> (EtcdServerTls, crate::EtcdTls) {
+    let issue = |ca: &rcgen::Issuer<'_, rcgen::KeyPair>, name: &str, server: bool| {
+        let sans = if server { vec!["127.0.0.1".to_string(), "localhost".to_string()] } else { Vec::new() };
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        // etcd's JSON gateway dials etcd's own gRPC with the serving
+        // certificate, so with --client-cert-auth that one is a client's too.
+        params.extended_key_usages = if server {
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth]
+        } else {
+            vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth]
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "etcd-ca");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let ca = rcgen::Issuer::new(ca_params, ca_key);
+    let (server_cert, server_key) = issue(&ca, "etcd", true);
+    let (client_cert, client_key) = issue(&ca, "skiff", false);
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    write("client.crt", &client_cert);
+    write("client.key", &client_key);
+    let server = EtcdServerTls {
+        cert_file: write("server.crt", &server_cert),
+        key_file: write("server.key", &server_key),
+        client_ca_file: write("ca.crt", &ca_pem),
+    };
+    (server, crate::EtcdTls { ca: Some(ca_pem), client: Some((client_cert, client_key)) })
+}
+
+/// Files etcd serves TLS with: its certificate and key, and the CA whose
+/// client certificates it accepts (`--client-cert-auth`).
+pub struct EtcdServerTls {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    pub client_ca_file: std::path::PathBuf,
+}
+
 impl Etcd {
     /// etcd on loopback; ready once it answers a range request.
     pub async fn start() -> Etcd {
+        Self::start_with(None, &crate::EtcdTls::default()).await
+    }
+
+    /// etcd on loopback with `https://` client URLs served with `server`
+    /// (requiring client certificates); ready once a store with `client`
+    /// answers.
+    pub async fn start_tls(server: &EtcdServerTls, client: &crate::EtcdTls) -> Etcd {
+        Self::start_with(Some(server), client).await
+    }
+
+    async fn start_with(tls: Option<&EtcdServerTls>, client_tls: &crate::EtcdTls) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let child = Command::new("etcd")
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
+        let mut command = Command::new("etcd");
+        command
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-            ])
-            .args([
-                "--initial-cluster",
-                &format!("default=http://127.0.0.1:{peer}"),
-            ])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")]);
+        if let Some(tls) = tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert_file)
+                .arg("--key-file")
+                .arg(&tls.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&tls.client_ca_file)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd is installed (Debian's etcd-server)");
-        let etcd = Etcd {
-            child,
-            url,
-            _dir: dir,
-        };
+        let etcd = Etcd { child, url, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while EtcdStore::connect(std::slice::from_ref(&etcd.url), "")
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "etcd did not start");
+        while let Err(error) = EtcdStore::connect_with(std::slice::from_ref(&etcd.url), "", client_tls).await {
+            assert!(Instant::now() < deadline, "etcd did not start: {error}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         etcd
