@@ -15,6 +15,7 @@ pub mod managed;
 pub mod names;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod node_restriction;
 pub mod object;
 pub mod patch;
 pub mod pod;

@@ -67,3 +67,60 @@ pub async fn admit_pod(registry: &Registry, namespace: &str, pod: &mut Value) ->
     }
     Ok(())
 }
+
+/// upstream's NodeRestriction for a request by a node agent (others pass):
+/// `verb` is create/update/patch/delete on `resource` (`sub`resource) named
+/// `name` in `namespace`, with `object` the body being written (for patch,
+/// the patched object; `old` its stored state).
+#[allow(clippy::too_many_arguments)]
+pub async fn restrict_node(
+    registry: &Registry,
+    user: &skiff_api::rbac::UserInfo,
+    verb: &str,
+    resource: &skiff_api::resources::ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    sub: Option<&str>,
+    object: Option<&Value>,
+) -> Result<()> {
+    use skiff_api::node_restriction as restrict;
+    let Some(node) = crate::auth::node::node_name(user) else {
+        return Ok(());
+    };
+    let name = if name.is_empty() { object.and_then(|o| o["metadata"]["name"].as_str()).unwrap_or("") } else { name };
+    let decided = match (resource.group, resource.plural, sub, verb) {
+        ("", "nodes", None, "create") => object.map_or(Ok(()), |o| restrict::admit_node(node, name, o, None)),
+        ("", "nodes", None, "update") => match object {
+            Some(object) => {
+                let old = registry.get(ApiError::served("", "v1", "nodes")?, None, name).await.ok();
+                restrict::admit_node(node, name, object, old.as_ref())
+            }
+            None => Ok(()),
+        },
+        ("coordination.k8s.io", "leases", None, _) => restrict::admit_lease(node, namespace.unwrap_or(""), name),
+        ("", "pods", None, "create") => match object {
+            Some(pod) => {
+                let own = registry.get(ApiError::served("", "v1", "nodes")?, None, node).await.ok();
+                restrict::admit_pod_create(node, own.as_ref().and_then(|n| n["metadata"]["uid"].as_str()), pod)
+            }
+            None => Ok(()),
+        },
+        ("", "pods", None, "delete") | ("", "pods", Some("eviction"), "create") => {
+            let pods = ApiError::served("", "v1", "pods")?;
+            match registry.get(pods, namespace, name).await {
+                Ok(pod) => restrict::admit_pod_removal(node, pod["spec"]["nodeName"].as_str().unwrap_or(""), sub.is_some()),
+                // Not there: the delete itself answers 404.
+                Err(_) => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    };
+    decided.map_err(|message| node_forbidden(resource.plural, name, &message))
+}
+
+/// `<resource> "<name>" is forbidden: <message>`, as admission refusals read.
+pub fn node_forbidden(plural: &str, name: &str, message: &str) -> ApiError {
+    let mut status = Status::new(403, "Forbidden", format!("{plural} {name:?} is forbidden: {message}"));
+    status.details = Some(serde_json::json!({"name": name, "kind": plural}));
+    status.into()
+}

@@ -466,6 +466,7 @@ async fn serve_resource(
             json_response(StatusCode::CREATED, &created_status())
         }
         Verb::Create if sub == Some("eviction") => {
+            crate::admission::restrict_node(registry, user, "create", resource, ns, name, sub, None).await?;
             let bytes = read_body(body).await?;
             let (eviction, _) = parse_body(parts, &bytes, resource)?;
             let mut options = delete_options(query, b"")?;
@@ -485,6 +486,7 @@ async fn serve_resource(
         Verb::Create => {
             let (mut object, warnings) = decode_object(parts, body, resource, query).await?;
             crate::auth::escalation::check(state, user, resource, ns, &object)?;
+            crate::admission::restrict_node(registry, user, "create", resource, ns, name, sub, Some(&object)).await?;
             if resource.kind == "Pod" && sub.is_none() {
                 crate::admission::admit_pod(registry, ns.unwrap_or("default"), &mut object).await?;
             }
@@ -498,6 +500,7 @@ async fn serve_resource(
         Verb::Update => {
             let (object, warnings) = decode_object(parts, body, resource, query).await?;
             crate::auth::escalation::check(state, user, resource, ns, &object)?;
+            crate::admission::restrict_node(registry, user, "update", resource, ns, name, sub, Some(&object)).await?;
             let updated = registry
                 .update(storage, ns, name, object, sub, dry_run, Some(&field_manager(parts, query, "Update")))
                 .await?;
@@ -511,6 +514,7 @@ async fn serve_resource(
             serve_patch(state, user, parts, &bytes, &target, query, output, now).await?
         }
         Verb::Delete => {
+            crate::admission::restrict_node(registry, user, "delete", resource, ns, name, sub, None).await?;
             let bytes = read_body(body).await?;
             let options = delete_options(query, &bytes)?;
             let deleted = registry.delete(storage, ns, name, &options).await?;
@@ -596,6 +600,10 @@ async fn serve_patch(
         manager.applied = Some(patch_body.clone());
     }
     let force = query.flag("force");
+    if resource.plural == "leases" {
+        crate::admission::restrict_node(&state.registry, user, "patch", resource, ns, name, sub, None).await?;
+    }
+    let node_user = crate::auth::node::node_name(user).filter(|_| resource.plural == "nodes" && resource.group.is_empty() && sub.is_none());
     // Warnings are the same on every retry; keep the last attempt's.
     let collected = std::sync::Mutex::new(Vec::new());
     let apply = |old: &Value| -> Result<Value> {
@@ -638,6 +646,10 @@ async fn serve_patch(
             },
         };
         crate::auth::escalation::check(state, user, resource, ns, &checked)?;
+        if let Some(node) = node_user {
+            skiff_api::node_restriction::admit_node(node, name, &checked, Some(&old))
+                .map_err(|message| crate::admission::node_forbidden("nodes", name, &message))?;
+        }
         *collected.lock().unwrap_or_else(|p| p.into_inner()) = local;
         Ok(checked)
     };
@@ -661,6 +673,7 @@ async fn serve_patch(
                 &mut warnings,
             )?;
             crate::auth::escalation::check(state, user, resource, ns, &object)?;
+            crate::admission::restrict_node(&state.registry, user, "create", resource, ns, name, sub, Some(&object)).await?;
             if resource.kind == "Pod" {
                 crate::admission::admit_pod(&state.registry, ns.unwrap_or("default"), &mut object).await?;
             }

@@ -49,3 +49,19 @@ pub async fn from_kubeconfig(path: &Path, component: &str) -> Result<kube::Clien
     }
     Ok(kube::Client::try_from(config)?)
 }
+
+/// Labels the Node `name` once it is registered (k3s's server labels its
+/// own node `node-role.kubernetes.io/control-plane`: a node may not set
+/// role labels on itself). Waits on a watch of the Node.
+pub async fn label_node_when_registered(client: kube::Client, name: &str, labels: &[(&str, &str)]) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    if let Err(error) = kube::runtime::wait::await_condition(nodes.clone(), name, |node: Option<&Node>| node.is_some()).await {
+        tracing::warn!(node = name, %error, "cannot watch for the node to label it");
+        return Ok(());
+    }
+    let labels: serde_json::Map<String, serde_json::Value> = labels.iter().map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v))).collect();
+    let patch = serde_json::json!({"metadata": {"labels": labels}});
+    nodes.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+    Ok(())
+}

@@ -390,7 +390,7 @@ impl Pods {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::debug!(%error, "mirror pod not reconciled; retried on the next rescan")
+                    tracing::warn!(%error, pod = ?pod.metadata.name, "mirror pod not reconciled; retried on the next rescan")
                 }
             }
         });

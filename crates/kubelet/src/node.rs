@@ -37,7 +37,6 @@ pub struct NodeInfo {
     pub os_image: String,
     pub runtime_version: String,
     pub kubelet_port: u16,
-    pub control_plane: bool,
 }
 
 fn first_line_value(text: &str, key: &str) -> Option<String> {
@@ -75,7 +74,6 @@ impl NodeInfo {
                 .unwrap_or_else(|| "Linux".into()),
             runtime_version: runtime_version.to_string(),
             kubelet_port: 10250,
-            control_plane: true,
         }
     }
 }
@@ -115,7 +113,7 @@ fn condition(kind: &str, status: &str, reason: &str, message: &str, now: &Time) 
 /// The Node object for `info` (decided purely from it and `now`).
 pub fn node_object(info: &NodeInfo, now: Timestamp) -> Node {
     let now = Time(now);
-    let mut labels = BTreeMap::from([
+    let labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), info.name.clone()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
         (
@@ -138,12 +136,6 @@ pub fn node_object(info: &NodeInfo, now: Timestamp) -> Node {
             .to_string(),
         ),
     ]);
-    if info.control_plane {
-        labels.insert(
-            "node-role.kubernetes.io/control-plane".into(),
-            "true".into(),
-        );
-    }
     let resources = BTreeMap::from([
         ("cpu".to_string(), Quantity(info.cpus.to_string())),
         (
@@ -364,7 +356,6 @@ mod tests {
             os_image: "Debian GNU/Linux 12 (bookworm)".into(),
             runtime_version: "runc://1.1.5".into(),
             kubelet_port: 10250,
-            control_plane: true,
         };
         let node = node_object(&info, Timestamp::UNIX_EPOCH);
         let status = node.status.unwrap_or_default();
@@ -393,9 +384,10 @@ mod tests {
             node.spec.and_then(|s| s.pod_cidr).as_deref(),
             Some("10.42.0.0/24")
         );
+        // Roles are the server's to set: NodeRestriction refuses them from a node.
         assert!(node
             .metadata
             .labels
-            .is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane")));
+            .is_some_and(|l| !l.keys().any(|k| k.starts_with("node-role.kubernetes.io/"))));
     }
 }

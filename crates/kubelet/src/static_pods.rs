@@ -170,6 +170,12 @@ pub fn mirror_of(pod: &Pod, node_uid: Option<String>) -> Pod {
     };
     mirror.metadata.uid = None;
     mirror.metadata.resource_version = None;
+    // The account our defaulting named; a mirror pod may name none (a
+    // manifest's own account is refused by the API server, as upstream).
+    if let Some(spec) = mirror.spec.as_mut().filter(|s| s.service_account_name.as_deref() == Some("default")) {
+        spec.service_account_name = None;
+        spec.service_account = None;
+    }
     let hash = pod.metadata.uid.clone().unwrap_or_default();
     mirror
         .metadata

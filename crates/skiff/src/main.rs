@@ -510,6 +510,17 @@ async fn shared_pki(store: &dyn Store, dir: &Path, secret: &str, sans: &[String]
     Pki::load_or_create(dir, sans).context("failed to set up certificates")
 }
 
+/// A kubeconfig for an in-process component's own identity (`user`, in
+/// `group`), issued from the cluster CA at each start into
+/// `<data-dir>/cred/<name>.kubeconfig`.
+fn component_kubeconfig(pki: &Pki, data_dir: &Path, url: &str, name: &str, user: &str, group: Option<&str>) -> Result<PathBuf> {
+    let (cert, key) = pki::issue_client_certificate(&data_dir.join("tls"), user, group)
+        .with_context(|| format!("failed to issue the {name} credentials"))?;
+    let path = data_dir.join("cred").join(format!("{name}.kubeconfig"));
+    write_kubeconfig(&path, &pki::kubeconfig(url, &pki.ca_cert, user, &cert, &key))?;
+    Ok(path)
+}
+
 /// An election for the Lease `kube-system/<lease>` as `identity`.
 async fn elect(kubeconfig: &Path, lease: &str, identity: &str) -> Result<skiff_client::leader::Election> {
     let client = skiff_client::from_kubeconfig(kubeconfig, lease)
@@ -623,10 +634,12 @@ async fn server(args: ServerArgs) -> Result<()> {
         ("controllers", outcome.map_or(Ok(()), |()| Err(anyhow::anyhow!("the controllers returned"))))
     });
     if !args.disable_scheduler {
-        let client = skiff_client::from_kubeconfig(&kubeconfig_path, "kube-scheduler")
+        // The scheduler is `system:kube-scheduler`, with upstream's role.
+        let credentials = component_kubeconfig(&pki, data_dir, &url, "scheduler", "system:kube-scheduler", None)?;
+        let client = skiff_client::from_kubeconfig(&credentials, "kube-scheduler")
             .await
             .context("failed to build the scheduler's client")?;
-        let election = elect(&kubeconfig_path, "kube-scheduler", &identity).await?;
+        let election = elect(&credentials, "kube-scheduler", &identity).await?;
         let elected_shutdown = shutdown.clone();
         components.spawn(async move {
             let outcome = election.run(elected_shutdown, |stop| skiff_scheduler::run(client.clone(), stop)).await;
@@ -637,9 +650,23 @@ async fn server(args: ServerArgs) -> Result<()> {
         let serving = |name: &str, ip: &str| -> Result<(String, String)> {
             Ok(pki.kubelet_serving(name, &[ip.to_string()])?)
         };
-        let agent = agent::build(data_dir, &args.node, &data_dir.join("kubeconfig.yaml"), address, &pki.ca_cert, &serving, shutdown.clone())
+        // The node agent is `system:node:<name>`, held to its own node's
+        // objects by the Node authorizer, as a joined agent is.
+        let user = format!("system:node:{}", args.node.name());
+        let credentials = component_kubeconfig(&pki, data_dir, &url, "node", &user, Some("system:nodes"))?;
+        let agent = agent::build(data_dir, &args.node, &credentials, address, &pki.ca_cert, &serving, shutdown.clone())
             .await
             .context("failed to set up the node agent")?;
+        let admin = skiff_client::from_kubeconfig(&kubeconfig_path, "skiff-server")
+            .await
+            .context("failed to build the server's client")?;
+        let node_name = args.node.name();
+        tokio::spawn(async move {
+            let role = [("node-role.kubernetes.io/control-plane", "true")];
+            if let Err(error) = skiff_client::label_node_when_registered(admin, &node_name, &role).await {
+                tracing::warn!(node = %node_name, %error, "cannot label the server's node control-plane");
+            }
+        });
         let shutdown = shutdown.clone();
         components.spawn(async move {
             let outcome = skiff_kubelet::run(agent, shutdown).await;

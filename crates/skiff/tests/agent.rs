@@ -64,6 +64,20 @@ fn an_agent_joins_its_pods_reach_pods_across_nodes_by_ip_and_its_death_is_notice
         "{refused}"
     );
     assert!(as_node(&["get", "nodes"])?.status.success());
+    // NodeRestriction: only mirror pods of its own, no role labels on itself.
+    let not_mirror = skiff.kubectl_cmd(&common::kubectl_binary(), &["run", "sneaky", "--image", common::TEST_IMAGE]).env("KUBECONFIG", agent.kubeconfig()).output()?;
+    assert!(
+        String::from_utf8_lossy(&not_mirror.stderr).contains(r#"pods "sneaky" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "node-b" can only create mirror pods"#),
+        "{not_mirror:?}"
+    );
+    let role = as_node(&["label", "node", "node-b", "node-role.kubernetes.io/control-plane=true"])?;
+    assert!(
+        String::from_utf8_lossy(&role.stderr).contains(r#"nodes "node-b" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/control-plane"#),
+        "{role:?}"
+    );
+    let nodes = skiff.kubectl(&["get", "nodes"])?.stdout;
+    assert!(nodes.lines().any(|l| l.starts_with("skiff-e2e ") && l.contains("control-plane")), "the server labels its own node:\n{nodes}");
+    assert!(nodes.lines().any(|l| l.starts_with("node-b ") && l.contains("<none>")), "an agent's node has no role:\n{nodes}");
 
     // The agent dies: its node goes Unknown after the grace period, its pods
     // turn not ready, and the 5 s toleration runs out.

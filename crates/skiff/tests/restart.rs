@@ -249,7 +249,7 @@ fn static_pods_run_from_files_and_show_as_mirror_pods() -> Result<()> {
     let name = mirror_name(&skiff)?;
     skiff.wait_for(Duration::from_secs(30), "the mirror pod to run", || {
         Ok(running_container_id(&skiff, &name)?.is_some())
-    })?;
+    }).with_context(|| skiff.log())?;
     let mirror = pod(&skiff, &name)?;
     let annotations = &mirror["metadata"]["annotations"];
     assert_eq!(annotations["kubernetes.io/config.source"], "file");

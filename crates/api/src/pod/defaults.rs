@@ -106,6 +106,8 @@ fn default_container(container: &mut Container, host_network: bool) {
 /// Applies upstream's defaults and the additions of the default admission
 /// plugins (service account, default tolerations, priority). Idempotent.
 pub fn apply_defaults(pod: &mut Pod) {
+    // Mirror pods skip ServiceAccount admission: they may name no account.
+    let mirror = pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
     let spec = pod.spec.get_or_insert_with(Default::default);
     let host_network = spec.host_network.unwrap_or(false);
     spec.restart_policy
@@ -150,11 +152,13 @@ pub fn apply_defaults(pod: &mut Pod) {
         default_volume(volume);
     }
     // Admission: ServiceAccount, DefaultTolerationSeconds, Priority.
-    let account = spec
-        .service_account_name
-        .get_or_insert_with(|| "default".to_string())
-        .clone();
-    spec.service_account.get_or_insert(account);
+    if !mirror {
+        let account = spec
+            .service_account_name
+            .get_or_insert_with(|| "default".to_string())
+            .clone();
+        spec.service_account.get_or_insert(account);
+    }
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
     for key in [
         "node.kubernetes.io/not-ready",

@@ -49,6 +49,15 @@ mod tests {
     }
 
     #[test]
+    fn mirror_pods_name_no_service_account() {
+        let mut p = pod(json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}));
+        apply_defaults(&mut p);
+        let spec = p.spec.unwrap_or_default();
+        assert_eq!((spec.service_account_name, spec.service_account), (None, None));
+    }
+
+    #[test]
     fn defaults_match_upstream() {
         let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [
             {"name": "c", "image": "busybox", "ports": [{"containerPort": 80}],

@@ -21,6 +21,10 @@ fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
     }
 }
 
+fn named(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
+    PolicyRule { resource_names: Some(names.iter().map(|n| (*n).to_string()).collect()), ..rule(verbs, groups, resources) }
+}
+
 fn urls(verbs: &[&str], paths: &[&str]) -> PolicyRule {
     let strings = |values: &[&str]| values.iter().map(|v| (*v).to_string()).collect::<Vec<_>>();
     PolicyRule {
@@ -143,10 +147,40 @@ fn aggregated(name: &str, rules: Vec<PolicyRule>, aggregate_to: Option<&str>) ->
     role
 }
 
+/// kube-scheduler's own role (upstream's `system:kube-scheduler`).
+fn kube_scheduler_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+        rule(&["create"], &["coordination.k8s.io"], &["leases"]),
+        named(&["get", "update"], &["coordination.k8s.io"], &["leases"], &["kube-scheduler"]),
+        rule(READ, &[""], &["nodes"]),
+        rule(&["delete", "get", "list", "watch"], &[""], &["pods"]),
+        rule(&["create"], &[""], &["bindings", "pods/binding"]),
+        rule(&["patch", "update"], &[""], &["pods/status"]),
+        rule(READ, &[""], &["replicationcontrollers", "services"]),
+        rule(READ, &["apps", "extensions"], &["replicasets"]),
+        rule(READ, &["apps"], &["statefulsets"]),
+        rule(READ, &["policy"], &["poddisruptionbudgets"]),
+        rule(READ, &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        rule(READ, &["storage.k8s.io"], &["csinodes"]),
+        rule(READ, &[""], &["namespaces"]),
+        rule(READ, &["storage.k8s.io"], &["csidrivers"]),
+        rule(READ, &["storage.k8s.io"], &["csistoragecapacities"]),
+    ]
+}
+
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
-    let subjects: Vec<Value> = groups
+    let subjects: Vec<(&str, &str)> = groups.iter().map(|g| ("Group", *g)).collect();
+    binding_to(name, role, &subjects)
+}
+
+/// A bootstrap binding of `role` to `subjects` (kind, name).
+fn binding_to(name: &str, role: &str, subjects: &[(&str, &str)]) -> Value {
+    let subjects: Vec<Value> = subjects
         .iter()
-        .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+        .map(|(kind, name)| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}))
         .collect();
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -192,6 +226,7 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![urls(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"])],
             None,
         ),
+        cluster_role("system:kube-scheduler", kube_scheduler_rules(), None),
         cluster_role(
             "system:auth-delegator",
             vec![
@@ -209,6 +244,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("cluster-admin", "cluster-admin", &[super::MASTERS]),
         binding("system:discovery", "system:discovery", &[super::AUTHENTICATED]),
         binding("system:basic-user", "system:basic-user", &[super::AUTHENTICATED]),
+        binding_to("system:kube-scheduler", "system:kube-scheduler", &[("User", "system:kube-scheduler")]),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",
