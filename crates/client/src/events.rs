@@ -36,7 +36,23 @@ type SeriesKey = (String, EventType, String, String);
 type SeriesEntry = (String, String, i32);
 
 /// Records Events for one component (e.g. `default-scheduler`, `kubelet`).
+/// Recording never waits for the API server: events go to one background
+/// writer per recorder, in order, as client-go's broadcaster sends them, so
+/// a pod's start does not wait on its `Created`/`Started` events.
 pub struct EventRecorder {
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+}
+
+/// An event waiting to be written.
+struct Pending {
+    object: ObjectReference,
+    kind: EventType,
+    reason: String,
+    message: String,
+}
+
+/// The background writer's state.
+struct Writer {
     client: kube::Client,
     component: String,
     host: Option<String>,
@@ -45,13 +61,23 @@ pub struct EventRecorder {
 }
 
 impl EventRecorder {
+    /// A recorder writing through `client`; must be made inside a Tokio runtime.
     pub fn new(client: kube::Client, component: &str, host: Option<&str>) -> Self {
-        Self {
+        let writer = Writer {
             client,
             component: component.to_string(),
             host: host.map(str::to_string),
             seen: Mutex::new(HashMap::new()),
-        }
+        };
+        let (queue, mut pending) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            while let Some(event) = pending.recv().await {
+                if let Err(error) = writer.try_record(&event.object, event.kind, &event.reason, &event.message).await {
+                    tracing::warn!(%error, reason = %event.reason, object = ?event.object.name, "failed to record event");
+                }
+            }
+        });
+        Self { queue }
     }
 
     /// Records an event about `object`; failures are logged, never fatal.
@@ -62,11 +88,14 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) {
-        if let Err(error) = self.try_record(object, kind, reason, message).await {
-            tracing::warn!(%error, reason, object = ?object.name, "failed to record event");
+        let event = Pending { object: object.clone(), kind, reason: reason.to_string(), message: message.to_string() };
+        if self.queue.send(event).is_err() {
+            tracing::warn!(reason, object = ?object.name, "the event writer stopped; event dropped");
         }
     }
+}
 
+impl Writer {
     async fn try_record(
         &self,
         object: &ObjectReference,

@@ -193,6 +193,8 @@ fn distribution(
 /// When each pod was first seen Running, Ready and gone, from one watch.
 #[derive(Default, Clone, Copy)]
 struct Seen {
+    /// When the watch first showed the pod bound to a node.
+    bound: Option<Instant>,
     running: Option<Instant>,
     ready: Option<Instant>,
     gone: Option<Instant>,
@@ -228,6 +230,9 @@ impl Tracker {
                     let entry = seen.entry(name.clone()).or_default();
                     if deleted {
                         entry.gone.get_or_insert(now);
+                    }
+                    if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                        entry.bound.get_or_insert(now);
                     }
                     if status.phase.as_deref() == Some("Running") {
                         entry.running.get_or_insert(now);
@@ -410,6 +415,84 @@ async fn first_byte(ip: &str) -> bool {
     matches!(stream.read(&mut byte).await, Ok(1))
 }
 
+/// The agent's `pod started` traces of the `lat-*` pods in the server log:
+/// per pod, milliseconds from its worker's start to volumes, sandbox,
+/// network, first bundle and first container running.
+fn agent_traces(log: &str) -> Vec<[f64; 5]> {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        let rest = line.split(&format!(" {key}=")).nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("pod started") && l.contains("pod=default_lat-"))
+        .filter_map(|l| Some([field(l, "volumes_ms")?, field(l, "sandbox_ms")?, field(l, "network_ms")?, field(l, "bundle_ms")?, field(l, "running_ms")?]))
+        .collect()
+}
+
+/// Rows tracing where create → Running goes (p50 of each phase): the API
+/// write and scheduling (until the watch shows the pod bound), the agent's
+/// phases from its own trace, and the rest (the agent seeing the pod, its
+/// status write, the watch delivering it).
+fn start_trace(log: &str, bound: &[Duration], running: &[Duration]) -> Vec<Row> {
+    let traces = agent_traces(log);
+    let p50 = |mut values: Vec<f64>| -> Option<f64> {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    let bound_ms = p50(bound.iter().map(|d| millis(*d)).collect());
+    let phase = |i: usize| p50(traces.iter().map(|t| t[i]).collect());
+    let step = |i: usize| p50(traces.iter().map(|t| t[i] - if i == 0 { 0.0 } else { t[i - 1] }).collect());
+    let rest = match (p50(running.iter().map(|d| millis(*d)).collect()), bound_ms, phase(4)) {
+        (Some(total), Some(bound), Some(agent)) => Some(total - bound - agent),
+        _ => None,
+    };
+    let note = format!("p50 of {} pods", traces.len());
+    vec![
+        Row::new("trace: create → bound (API write, scheduler)".to_string(), "ms", bound_ms).note(note.clone()),
+        Row::new("trace: agent worker → volumes (token, projected)".to_string(), "ms", step(0)).note(note.clone()),
+        Row::new("trace: volumes → sandbox up (cgroup, pause)".to_string(), "ms", step(1)).note(note.clone()),
+        Row::new("trace: sandbox → network (CNI bridge, IPAM)".to_string(), "ms", step(2)).note(note.clone()),
+        Row::new("trace: network → bundle (image, env, rootfs, config)".to_string(), "ms", step(3)).note(note.clone()),
+        Row::new("trace: bundle → running (monitor, runtime run)".to_string(), "ms", step(4)).note(note.clone()),
+        Row::new("trace: the rest (agent sees pod, status write, watch)".to_string(), "ms", rest).note(note),
+    ]
+}
+
+/// Issue 17's goals, relative to the floor and podman of the same run:
+/// each a ratio row with its goal met / NOT met (absent values leave the
+/// row empty, e.g. in a --no-podman run).
+fn relative_goals(rows: &[Row]) -> Vec<Row> {
+    let find = |prefix: &str| rows.iter().rev().find(|r| r.metric.starts_with(prefix));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let p50 = find("create → Running p50");
+    let p99 = find("create → Running p99");
+    let delete = find("delete → gone (exits on SIGTERM) p50");
+    let pss = rows.iter().rev().find(|r| r.metric.starts_with("per-pod overhead (PSS) at"));
+    let podman_pss = find("per-pod overhead (PSS), podman");
+    let most = rows
+        .iter()
+        .filter_map(|r| Some((r.metric.strip_suffix(" pods Running")?.parse::<f64>().ok()?, r.skiff?)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let skiff_rate = most.map(|(n, secs)| n / secs);
+    let podman_rate = find("create throughput").and_then(|r| r.podman);
+    let rss = most.and_then(|(n, _)| find(&format!("skiff RSS with {n} pods"))).and_then(|r| r.skiff);
+    let deleted = rows.iter().rev().find(|r| r.metric.starts_with("delete ") && r.metric.ends_with(" pods")).and_then(|r| r.skiff);
+    let n = most.map_or(0.0, |(n, _)| n);
+    vec![
+        Row::new("goal: create → Running p50 ÷ runc floor", "×", ratio(p50.and_then(|r| r.skiff), p50.and_then(|r| r.floor))).goal_at_most(1.5),
+        Row::new("goal: create → Running p99 ÷ runc floor", "×", ratio(p99.and_then(|r| r.skiff), p99.and_then(|r| r.floor))).goal_at_most(2.5),
+        Row::new("goal: podman start p50 ÷ skiff's", "×", ratio(p50.and_then(|r| r.podman), p50.and_then(|r| r.skiff))).goal_at_least(6.0),
+        Row::new("goal: per-pod PSS ÷ podman's (conmon + infra)", "×", ratio(pss.and_then(|r| r.skiff), podman_pss.and_then(|r| r.podman))).goal_at_most(1.0),
+        Row::new(format!("goal: rate of {n} pods up ÷ podman's"), "×", ratio(skiff_rate, podman_rate)).goal_at_least(5.0),
+        Row::new(format!("goal: skiff RSS at {n} pods"), "MiB", rss).goal_at_most(120.0),
+        Row::new(format!("goal: {n} pods deleted"), "s", deleted).goal_at_most(30.0),
+        Row::new("goal: podman delete p50 ÷ skiff's", "×", ratio(delete.and_then(|r| r.podman), delete.and_then(|r| r.skiff))).goal_at_least(3.0),
+    ]
+}
+
 struct Bench<'a> {
     skiff: &'a Skiff,
     api: Api<Pod>,
@@ -449,6 +532,7 @@ impl Bench<'_> {
     /// Sequential create → Running / Ready, then sequential delete → gone.
     async fn latency(&mut self) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
         let (mut running, mut ready, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bound = Vec::new();
         let names: Vec<String> = (0..self.plan.latency_pods)
             .map(|i| format!("lat-{i}"))
             .collect();
@@ -462,8 +546,10 @@ impl Bench<'_> {
                 .await?;
             let seen = self.tracker.get(name);
             running.push(seen.running.context("running")?.duration_since(start));
+            bound.push(seen.bound.context("bound")?.duration_since(start));
             ready.push(seen.ready.context("ready")?.duration_since(start));
         }
+        self.rows.extend(start_trace(&self.skiff.log(), &bound, &running));
         for name in &names {
             let start = Instant::now();
             delete(&self.api, name).await?;
@@ -1069,6 +1155,8 @@ fn main() -> Result<()> {
             Err(error) => eprintln!("etcd datastore phase failed: {error:#}"),
         }
     }
+    let goals = relative_goals(&rows);
+    rows.extend(goals);
     print_table(&rows);
     println!("\nwhole run: {:.0} s", began.elapsed().as_secs_f64());
     if let Some(error) = &failed {
@@ -1152,6 +1240,15 @@ fn etcd_rows(plan: &Plan, max_pods: &str) -> Result<Vec<Row>> {
     skiff.start_registry(IMAGE)?;
     let (rows, failed) = measure(&skiff, plan.clone(), Phases::Latency)?;
     drop(skiff);
+    let rows = rows
+        .into_iter()
+        .map(|mut row| {
+            if let Some(phase) = row.metric.strip_prefix("trace: ") {
+                row.metric = format!("etcd trace: {phase}");
+            }
+            row
+        })
+        .collect();
     failed.map_or(Ok(rows), Err)
 }
 

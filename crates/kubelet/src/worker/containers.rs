@@ -269,6 +269,7 @@ impl Worker {
         .await
         .map_err(|e| failed(e.to_string()))?
         .map_err(|e| failed(e.to_string()))?;
+        self.trace.bundle_ready();
         let field = self.field_path(&name);
         self.event(
             EventType::Normal,
@@ -341,6 +342,7 @@ impl Worker {
             }
         }
         if started.is_some() {
+            self.trace.container_running(&self.key);
             // A startup probe gates the others until it succeeds.
             if container.startup_probe.is_some() {
                 self.start_probes(container, &[probe::Kind::Startup]);

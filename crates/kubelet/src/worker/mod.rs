@@ -45,6 +45,7 @@ mod hooks;
 mod images;
 mod sandbox;
 mod termination;
+mod trace;
 mod volumes;
 
 pub use adopt::adopt;
@@ -107,6 +108,8 @@ struct Worker {
     source_changes: mpsc::UnboundedSender<()>,
     /// Every volume was set up once.
     volumes_ready: bool,
+    /// Where the pod's start went (logged once it runs).
+    trace: trace::StartTrace,
     /// Service-account tokens of its projected volumes.
     tokens: crate::tokens::PodTokens,
     /// The last FailedMount message reported (each is said once).
@@ -177,6 +180,7 @@ impl Worker {
             subscriptions: Vec::new(),
             source_changes,
             volumes_ready: false,
+            trace: trace::StartTrace::new(),
             tokens: Default::default(),
             mount_error: None,
             warned_fields: false,
@@ -437,7 +441,10 @@ impl Worker {
             return;
         }
         match self.set_up_volumes().await {
-            Ok(true) => self.mount_error = None,
+            Ok(true) => {
+                self.mount_error = None;
+                self.trace.volumes_ready();
+            }
             // The pod's objects are being listed; their arrival wakes us.
             Ok(false) => return,
             Err(error) => {

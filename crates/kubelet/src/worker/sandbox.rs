@@ -69,6 +69,7 @@ impl Worker {
             .map_err(|e| failed(e.to_string()))?
             .map_err(|e| failed(e.to_string()))?;
         self.watch_sandbox(sandbox.pid);
+        self.trace.sandbox_up();
         let (namespace, name, _) = pod_name(&self.pod);
         let ports: Vec<PortMapping> = self
             .pod
@@ -102,7 +103,10 @@ impl Worker {
             self.agent.node.internal_ip.clone()
         } else {
             match self.agent.network.add(&attachment).await {
-                Ok(address) => address.ip,
+                Ok(address) => {
+                    self.trace.network_attached();
+                    address.ip
+                }
                 Err(error) => {
                     self.agent.runtime.stop_sandbox(&sandbox);
                     return Err(failed(format!("failed to set up pod network: {error}")));

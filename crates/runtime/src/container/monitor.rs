@@ -208,7 +208,10 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
         .arg(&args.root)
         .arg("--log")
         .arg(&runtime_log)
-        .args(["--log-format", "json", "create", "--bundle"])
+        // One runtime invocation creates and starts the container (`run
+        // --detach` is `create` + `start`): each runtime exec is a Go or C
+        // program's start-up on the pod's critical path.
+        .args(["--log-format", "json", "run", "--detach", "--bundle"])
         .arg(&args.bundle)
         .arg("--pid-file")
         .arg(&pid_file)
@@ -278,21 +281,6 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
         .trim()
         .parse()
         .map_err(std::io::Error::other)?;
-    let started = Command::new(&args.runtime)
-        .arg("--root")
-        .arg(&args.root)
-        .arg("start")
-        .arg(&args.id)
-        .stdin(ChildStdio::null())
-        .status()?;
-    if !started.success() {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(Pid::from_raw(pid), None);
-        return write_json_atomically(
-            &exit_path,
-            &exit_record(128, None, Some(runtime_error(&runtime_log))),
-        );
-    }
     if args.stdio.attachable() {
         let stdin = attach::Stdin::new(stdin_sink, master, args.stdio.stdin_once);
         let _ = fs::remove_file(attach::SOCKET);
