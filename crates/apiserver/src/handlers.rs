@@ -47,6 +47,8 @@ pub struct AppState {
     pub authenticator: crate::auth::Authenticator,
     /// RBAC as the authorizer sees it.
     pub policy: Arc<crate::auth::policy::PolicyCache>,
+    /// What node agents' pods reference, for the Node authorizer.
+    pub node_graph: Arc<crate::auth::node_graph::NodeGraph>,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     /// The URL clients use (legacy discovery reports it).

@@ -86,6 +86,7 @@ impl ApiServer {
             registry: Registry::new(store, clock),
             authenticator: auth::Authenticator { static_tokens: tokens, signer: None },
             policy: Default::default(),
+            node_graph: Default::default(),
             metrics: metrics::Metrics::default(),
             shutdown,
             server_address,
@@ -152,6 +153,7 @@ impl ApiServer {
         cluster_objects::namespace_pass(&self.state.registry, &ca_pem).await?;
         cluster_objects::ensure_kubernetes_service(&self.state.registry, advertised.ip(), advertised.port()).await?;
         tokio::spawn(auth::policy::run(self.state.registry.clone(), self.state.policy.clone(), self.state.shutdown.clone()));
+        tokio::spawn(auth::node_graph::run(self.state.registry.clone(), self.state.node_graph.clone(), self.state.shutdown.clone()));
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 
 pub mod escalation;
 pub mod node;
+pub mod node_graph;
 pub mod policy;
 pub mod reviews;
 pub mod token_request;
@@ -189,7 +190,7 @@ pub async fn authorize(state: &crate::handlers::AppState, user: &UserInfo, reque
         return Ok(());
     }
     match node::node_name(user) {
-        Some(node) if node::allows(&state.registry, node, request).await? => Ok(()),
+        Some(node) if node::allows(&state.registry, &state.node_graph, node, request).await? => Ok(()),
         Some(node) => Err(forbidden(user, request, &node::refusal(node))),
         None => Err(forbidden(user, request, "")),
     }

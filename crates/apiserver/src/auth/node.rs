@@ -10,6 +10,7 @@ use serde_json::Value;
 use skiff_api::rbac::{Attributes, Target, UserInfo};
 use skiff_api::selector::FieldSelector;
 
+use super::node_graph::NodeGraph;
 use crate::error::{ApiError, Result};
 use crate::registry::{ListParams, Registry};
 
@@ -43,7 +44,7 @@ pub(crate) async fn pods_on(registry: &Registry, node: &str) -> Result<Vec<Value
 }
 
 /// The ConfigMaps and Secrets a pod reads, and its service account.
-fn references(pod: &Value) -> Vec<(&'static str, String)> {
+pub(crate) fn references(pod: &Value) -> Vec<(&'static str, String)> {
     let mut found = Vec::new();
     let spec = &pod["spec"];
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
@@ -76,10 +77,15 @@ fn references(pod: &Value) -> Vec<(&'static str, String)> {
     found
 }
 
-/// Whether a pod bound to `node` in `namespace` references `resource/name`.
-async fn related(registry: &Registry, node: &str, namespace: &str, resource: &str, name: &str) -> Result<bool> {
+/// Whether a pod bound to `node` in `namespace` references `resource/name`:
+/// the graph knows at once; a miss (a pod bound a moment ago) reads the
+/// node's pods.
+async fn related(registry: &Registry, graph: &NodeGraph, node: &str, namespace: &str, resource: &'static str, name: &str) -> Result<bool> {
     if name.is_empty() {
         return Ok(false);
+    }
+    if graph.related(node, namespace, resource, name) {
+        return Ok(true);
     }
     Ok(pods_on(registry, node).await?.iter().any(|pod| {
         pod["metadata"]["namespace"] == namespace
@@ -88,7 +94,7 @@ async fn related(registry: &Registry, node: &str, namespace: &str, resource: &st
 }
 
 /// Whether the Node authorizer allows `request` of `node`.
-pub async fn allows(registry: &Registry, node: &str, request: &Attributes) -> Result<bool> {
+pub async fn allows(registry: &Registry, graph: &NodeGraph, node: &str, request: &Attributes) -> Result<bool> {
     let Target::Resource { group, resource, subresource, namespace, name } = &request.target else {
         return Ok(false);
     };
@@ -112,8 +118,9 @@ pub async fn allows(registry: &Registry, node: &str, request: &Attributes) -> Re
         ("", "pods", "eviction") if verb == "create" => true,
         ("" | "events.k8s.io", "events", "") if one_of(verb, &["create", "update", "patch"]) => true,
         ("", "services" | "endpoints", "") if one_of(verb, READ) => true,
-        ("", "configmaps" | "secrets", "") if one_of(verb, READ) => related(registry, node, namespace, resource, name).await?,
-        ("", "serviceaccounts", "token") if verb == "create" => related(registry, node, namespace, "serviceaccounts", name).await?,
+        ("", "configmaps", "") if one_of(verb, READ) => related(registry, graph, node, namespace, "configmaps", name).await?,
+        ("", "secrets", "") if one_of(verb, READ) => related(registry, graph, node, namespace, "secrets", name).await?,
+        ("", "serviceaccounts", "token") if verb == "create" => related(registry, graph, node, namespace, "serviceaccounts", name).await?,
         ("authentication.k8s.io", "tokenreviews", "") | ("authorization.k8s.io", "subjectaccessreviews", "") if verb == "create" => true,
         _ => false,
     })
