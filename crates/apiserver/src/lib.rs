@@ -34,6 +34,7 @@ mod connect;
 pub mod controllers;
 mod discovery;
 mod error;
+mod follow;
 mod handlers;
 mod join;
 mod metrics;

@@ -7,9 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-use futures::StreamExt;
 use serde_json::Value;
 use skiff_store::EventKind;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::registry::{ListParams, Registry};
 
-const RETRY: Duration = Duration::from_secs(5);
 const PODS: &str = "/registry/pods/";
 
 /// (node, namespace, resource, name) → how many of the node's pods reference it.
@@ -104,37 +100,17 @@ async fn load(registry: &Registry) -> Result<Graph, ApiError> {
 /// Keeps `graph` current until `shutdown`: load the pods, then watch them;
 /// after a broken watch, load again.
 pub async fn run(registry: Registry, graph: Arc<NodeGraph>, shutdown: CancellationToken) {
-    loop {
-        let revision = registry.store().current_revision().await.unwrap_or(0);
-        match load(&registry).await {
-            Ok(loaded) => graph.replace(loaded),
-            Err(error) => tracing::warn!(%error, "loading pods for the node authorizer failed"),
-        }
-        let mut changes = match registry.store().watch(PODS, revision).await {
-            Ok(changes) => changes,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch pods for the node authorizer");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY) => continue,
-                }
-            }
-        };
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                event = changes.next() => event,
-            };
-            match event {
-                Some(Ok(event)) => graph.apply(&event.kv.key, event.kind, &event.kv.value),
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "the node authorizer's pod watch broke; reloading");
-                    break;
-                }
-                None => break,
+    let reload = || {
+        let (registry, graph) = (registry.clone(), graph.clone());
+        async move {
+            match load(&registry).await {
+                Ok(loaded) => graph.replace(loaded),
+                Err(error) => tracing::warn!(%error, "loading pods for the node authorizer failed"),
             }
         }
-    }
+    };
+    let apply = |event: &skiff_store::Event| graph.apply(&event.kv.key, event.kind, &event.kv.value);
+    crate::follow::follow(&registry, PODS, "node authorizer graph", &shutdown, reload, apply).await;
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 //! roles written at start as upstream's `rbac/bootstrap-roles` hook does.
 
 use std::sync::RwLock;
-use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use skiff_api::rbac::{bootstrap, Attributes, Decision, Policy, UserInfo};
 use skiff_api::resources::ResourceInfo;
@@ -15,9 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, Result};
 use crate::registry::{ListParams, Registry};
-
-/// Retry delay when the store's watch cannot be opened.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// (kind, plural) of what the policy is made of.
 const KINDS: &[(&str, &str)] = &[
@@ -134,39 +129,19 @@ fn kind_of(key: &str) -> Option<&'static str> {
 /// Keeps `cache` current until `shutdown`: watch the RBAC keys; after a
 /// broken watch, load everything again.
 pub async fn run(registry: Registry, cache: std::sync::Arc<PolicyCache>, shutdown: CancellationToken) {
-    loop {
-        let revision = registry.store().current_revision().await.unwrap_or(0);
-        match load(&registry).await {
-            Ok(policy) => cache.replace(policy),
-            Err(error) => tracing::warn!(%error, "loading RBAC objects failed"),
-        }
-        let mut changes = match registry.store().watch("/registry/", revision).await {
-            Ok(changes) => changes,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch RBAC objects");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY) => continue,
-                }
-            }
-        };
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                event = changes.next() => event,
-            };
-            match event {
-                Some(Ok(event)) => {
-                    if let Some(kind) = kind_of(&event.kv.key) {
-                        cache.apply(kind, &event.kv.key, event.kind, &event.kv.value);
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "the RBAC watch broke; reloading");
-                    break;
-                }
-                None => break,
+    let reload = || {
+        let (registry, cache) = (registry.clone(), cache.clone());
+        async move {
+            match load(&registry).await {
+                Ok(policy) => cache.replace(policy),
+                Err(error) => tracing::warn!(%error, "loading RBAC objects failed"),
             }
         }
-    }
+    };
+    let apply = |event: &skiff_store::Event| {
+        if let Some(kind) = kind_of(&event.kv.key) {
+            cache.apply(kind, &event.kv.key, event.kind, &event.kv.value);
+        }
+    };
+    crate::follow::follow(&registry, "/registry/", "RBAC cache", &shutdown, reload, apply).await;
 }
