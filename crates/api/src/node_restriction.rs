@@ -91,21 +91,9 @@ pub fn admit_lease(node: &str, namespace: &str, name: &str) -> Result<(), String
     Ok(())
 }
 
-/// Whether the pod spec names any Secret (volumes, env, pull secrets).
-fn references(pod: &Value, volume_kind: &str, env_kind: &str) -> bool {
-    let spec = &pod["spec"];
-    let volumes = spec["volumes"].as_array().into_iter().flatten();
-    let in_volumes = volumes.clone().any(|v| !v[volume_kind].is_null())
-        || volumes.flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten()).any(|s| !s[volume_kind].is_null() || !s[env_kind].is_null());
-    let containers = ["initContainers", "containers", "ephemeralContainers"]
-        .iter()
-        .flat_map(|k| spec[*k].as_array().into_iter().flatten());
-    let in_env = containers.clone().any(|c| {
-        c["envFrom"].as_array().into_iter().flatten().any(|e| !e[if env_kind == "secret" { "secretRef" } else { "configMapRef" }].is_null())
-            || c["env"].as_array().into_iter().flatten().any(|e| !e["valueFrom"][if env_kind == "secret" { "secretKeyRef" } else { "configMapKeyRef" }].is_null())
-    });
-    let pull = env_kind == "secret" && spec["imagePullSecrets"].as_array().is_some_and(|s| !s.is_empty());
-    in_volumes || in_env || pull
+/// Whether the pod refers to any object of `resource` (named or not).
+fn refers_to(pod: &Value, resource: &str) -> bool {
+    crate::pod::references(pod).iter().any(|(kind, _)| *kind == resource)
 }
 
 /// A node creating a pod: only a mirror pod of its own, owned by its Node
@@ -140,10 +128,10 @@ pub fn admit_pod_create(node: &str, node_uid: Option<&str>, pod: &Value) -> Resu
     if spec["serviceAccountName"].as_str().is_some_and(|s| !s.is_empty()) {
         return Err(format!("node {node:?} can not create pods that reference a service account"));
     }
-    if references(pod, "secret", "secret") {
+    if refers_to(pod, "secrets") {
         return Err(format!("node {node:?} can not create pods that reference secrets"));
     }
-    if references(pod, "configMap", "configMap") {
+    if refers_to(pod, "configmaps") {
         return Err(format!("node {node:?} can not create pods that reference configmaps"));
     }
     let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();

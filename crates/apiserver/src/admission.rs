@@ -22,10 +22,7 @@ fn random_suffix() -> String {
 }
 
 fn forbidden(pod: &Value, message: String) -> ApiError {
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let mut status = Status::new(403, "Forbidden", format!("pods {name:?} is forbidden: {message}"));
-    status.details = Some(serde_json::json!({"name": name, "kind": "pods"}));
-    status.into()
+    refused("pods", pod["metadata"]["name"].as_str().unwrap_or(""), &message)
 }
 
 /// Admits a pod about to be created in `namespace`.
@@ -115,11 +112,11 @@ pub async fn restrict_node(
         }
         _ => Ok(()),
     };
-    decided.map_err(|message| node_forbidden(resource.plural, name, &message))
+    decided.map_err(|message| refused(resource.plural, name, &message))
 }
 
 /// `<resource> "<name>" is forbidden: <message>`, as admission refusals read.
-pub fn node_forbidden(plural: &str, name: &str, message: &str) -> ApiError {
+pub fn refused(plural: &str, name: &str, message: &str) -> ApiError {
     let mut status = Status::new(403, "Forbidden", format!("{plural} {name:?} is forbidden: {message}"));
     status.details = Some(serde_json::json!({"name": name, "kind": plural}));
     status.into()

@@ -650,7 +650,7 @@ async fn serve_patch(
         crate::auth::escalation::check(state, user, resource, ns, &checked)?;
         if let Some(node) = node_user {
             skiff_api::node_restriction::admit_node(node, name, &checked, Some(&old))
-                .map_err(|message| crate::admission::node_forbidden("nodes", name, &message))?;
+                .map_err(|message| crate::admission::refused("nodes", name, &message))?;
         }
         *collected.lock().unwrap_or_else(|p| p.into_inner()) = local;
         Ok(checked)

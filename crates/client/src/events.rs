@@ -3,7 +3,6 @@
 //! object counted on the existing Event instead of creating new ones.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -57,17 +56,17 @@ struct Writer {
     component: String,
     host: Option<String>,
     /// (uid, type, reason, message) → (event namespace, name, count)
-    seen: Mutex<HashMap<SeriesKey, SeriesEntry>>,
+    seen: HashMap<SeriesKey, SeriesEntry>,
 }
 
 impl EventRecorder {
     /// A recorder writing through `client`; must be made inside a Tokio runtime.
     pub fn new(client: kube::Client, component: &str, host: Option<&str>) -> Self {
-        let writer = Writer {
+        let mut writer = Writer {
             client,
             component: component.to_string(),
             host: host.map(str::to_string),
-            seen: Mutex::new(HashMap::new()),
+            seen: HashMap::new(),
         };
         let (queue, mut pending) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
@@ -97,7 +96,7 @@ impl EventRecorder {
 
 impl Writer {
     async fn try_record(
-        &self,
+        &mut self,
         object: &ObjectReference,
         kind: EventType,
         reason: &str,
@@ -115,20 +114,14 @@ impl Writer {
         );
         let now = Time(Timestamp::now());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let previous = self
-            .seen
-            .lock()
-            .ok()
-            .and_then(|seen| seen.get(&key).cloned());
+        let previous = self.seen.get(&key).cloned();
         if let Some((ns, name, count)) = previous {
             let patch = json!({"count": count + 1, "lastTimestamp": now});
             let patched = Api::<Event>::namespaced(self.client.clone(), &ns)
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await;
             if patched.is_ok() {
-                if let Ok(mut seen) = self.seen.lock() {
-                    seen.insert(key, (ns, name, count + 1));
-                }
+                self.seen.insert(key, (ns, name, count + 1));
                 return Ok(());
             }
         }
@@ -156,12 +149,10 @@ impl Writer {
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
-        if let Ok(mut seen) = self.seen.lock() {
-            if seen.len() >= REMEMBERED {
-                seen.clear();
-            }
-            seen.insert(key, (namespace, name, 1));
+        if self.seen.len() >= REMEMBERED {
+            self.seen.clear();
         }
+        self.seen.insert(key, (namespace, name, 1));
         Ok(())
     }
 }

@@ -122,8 +122,21 @@ enum Ended<T> {
 /// What the candidate last read, and since when (by our clock) it was so.
 struct Observed {
     lease: Option<Lease>,
-    record: Option<LeaseSpec>,
     since: Instant,
+}
+
+impl Observed {
+    fn record(&self) -> Option<&LeaseSpec> {
+        self.lease.as_ref()?.spec.as_ref()
+    }
+}
+
+/// Cancels the elected work and waits for it to end.
+async fn stop_work<T>(stop: &CancellationToken, running: tokio::task::JoinHandle<T>, lease: &str) {
+    stop.cancel();
+    if let Err(error) = running.await {
+        tracing::error!(lease, %error, "the elected work failed while stopping");
+    }
 }
 
 impl Election {
@@ -143,7 +156,7 @@ impl Election {
         Fut: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let mut observed = Observed { lease: None, record: None, since: Instant::now() };
+        let mut observed = Observed { lease: None, since: Instant::now() };
         loop {
             if !self.acquire(&mut observed, &shutdown).await {
                 return None;
@@ -174,10 +187,7 @@ impl Election {
                 Ended::Finished(output) if !shutdown.is_cancelled() => return Some(output),
                 Ended::Lost => {
                     tracing::warn!(lease = %self.name, identity = %self.identity, "leader election lost; stopping the elected work");
-                    stop.cancel();
-                    if let Err(error) = running.await {
-                        tracing::error!(lease = %self.name, %error, "the elected work failed while stopping");
-                    }
+                    stop_work(&stop, running, &self.name).await;
                 }
                 Ended::Failed(error) => {
                     tracing::error!(lease = %self.name, %error, "the elected work failed");
@@ -189,10 +199,7 @@ impl Election {
                     return None;
                 }
                 Ended::Shutdown => {
-                    stop.cancel();
-                    if let Err(error) = running.await {
-                        tracing::error!(lease = %self.name, %error, "the elected work failed while stopping");
-                    }
+                    stop_work(&stop, running, &self.name).await;
                     self.release(&observed).await;
                     return None;
                 }
@@ -201,7 +208,7 @@ impl Election {
     }
 
     fn holds(&self, observed: &Observed) -> bool {
-        observed.record.as_ref().and_then(|r| r.holder_identity.as_deref()) == Some(self.identity.as_str())
+        observed.record().and_then(|r| r.holder_identity.as_deref()) == Some(self.identity.as_str())
     }
 
     /// Campaigns until the Lease is ours (true) or shutdown (false).
@@ -222,14 +229,13 @@ impl Election {
     /// One read-decide-write round; true if we hold the Lease after it.
     async fn try_take(&self, observed: &mut Observed) -> Result<bool, kube::Error> {
         let lease = self.leases.get_opt(&self.name).await?;
-        let record = lease.as_ref().and_then(|l| l.spec.clone());
-        if record != observed.record || lease.is_none() != observed.lease.is_none() {
+        if lease.as_ref().map(|l| &l.spec) != observed.lease.as_ref().map(|l| &l.spec) {
             observed.since = Instant::now();
         }
-        observed.record = record.clone();
         observed.lease = lease.clone();
-        let step = decide(record.as_ref(), &self.identity, observed.since.elapsed(), &self.timing);
-        let spec = held_by(record.as_ref(), &self.identity, &self.timing, now());
+        let record = observed.record();
+        let step = decide(record, &self.identity, observed.since.elapsed(), &self.timing);
+        let spec = held_by(record, &self.identity, &self.timing, now());
         let written = match (step, lease) {
             (Step::Wait, _) => return Ok(false),
             (Step::Create, _) | (_, None) => {
@@ -246,7 +252,6 @@ impl Election {
         };
         match written {
             Ok(lease) => {
-                observed.record = lease.spec.clone();
                 observed.lease = Some(lease);
                 observed.since = Instant::now();
                 Ok(true)

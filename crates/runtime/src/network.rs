@@ -192,17 +192,19 @@ pub async fn remove_route(cidr: &str) -> Result<()> {
 }
 
 async fn ip(args: &[&str]) -> Result<()> {
-    let output = tokio::process::Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(io_err(Path::new("ip")))?;
+    let mut command = tokio::process::Command::new("ip");
+    command.args(args).stdin(Stdio::null());
+    run_tool("ip", &mut command).await
+}
+
+/// Runs a host tool (`ip`, `iptables`); a failure carries its stderr.
+async fn run_tool(tool: &str, command: &mut tokio::process::Command) -> Result<()> {
+    let output = command.output().await.map_err(io_err(Path::new(tool)))?;
     if output.status.success() {
         return Ok(());
     }
     Err(NetworkError::Plugin {
-        plugin: "ip".into(),
+        plugin: tool.into(),
         command: "ADD",
         message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
     })
@@ -227,18 +229,7 @@ async fn ensure_rule(table: &str, chain: &str, rule: &[&str]) -> Result<()> {
     if present.success() {
         return Ok(());
     }
-    let output = iptables("-A")
-        .output()
-        .await
-        .map_err(io_err(Path::new("iptables")))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(NetworkError::Plugin {
-        plugin: "iptables".into(),
-        command: "ADD",
-        message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-    })
+    run_tool("iptables", &mut iptables("-A")).await
 }
 
 /// portmap only acts on port mappings; for a pod without host ports it is

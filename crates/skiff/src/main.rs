@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use skiff_apiserver::clock::SystemClock;
 use skiff_apiserver::pki::{self, Pki};
 use skiff_apiserver::ApiServer;
+use skiff_client::leader::Election;
 use skiff_store::{SqliteStore, Store};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -521,14 +522,6 @@ fn component_kubeconfig(pki: &Pki, data_dir: &Path, url: &str, name: &str, user:
     Ok(path)
 }
 
-/// An election for the Lease `kube-system/<lease>` as `identity`.
-async fn elect(kubeconfig: &Path, lease: &str, identity: &str) -> Result<skiff_client::leader::Election> {
-    let client = skiff_client::from_kubeconfig(kubeconfig, lease)
-        .await
-        .with_context(|| format!("failed to build the {lease} election's client"))?;
-    Ok(skiff_client::leader::Election::new(client, "kube-system", lease, identity))
-}
-
 async fn server(args: ServerArgs) -> Result<()> {
     let data_dir = &args.data_dir;
     secure_data_dir(data_dir)?;
@@ -580,8 +573,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     let api = ApiServer::new(
         store,
         Arc::new(SystemClock),
-        // The join token is an administrator's until agents join with
-        // node credentials of their own.
+        // The cluster token is an administrator's (servers share it);
+        // agents trade it for node credentials of their own.
         vec![(token.clone(), skiff_apiserver::UserInfo::authenticated("system:admin", &["system:masters"]))],
         url.clone(),
         api_shutdown.clone(),
@@ -609,14 +602,15 @@ async fn server(args: ServerArgs) -> Result<()> {
         .await
         .context("failed to start the control plane")?;
     let kubeconfig = pki.kubeconfig(&url);
-    write_kubeconfig(&data_dir.join("kubeconfig.yaml"), &kubeconfig)?;
+    let kubeconfig_path = data_dir.join("kubeconfig.yaml");
+    write_kubeconfig(&kubeconfig_path, &kubeconfig)?;
     // What `skiff agent --token` takes, in k3s's format.
     pki::write_secret_file(&data_dir.join("node-token"), &format!("{}\n", pki::join_token(&pki.ca_cert, &token)))
         .context("failed to write the node token")?;
     if let Some(extra) = &args.write_kubeconfig {
         write_kubeconfig(extra, &kubeconfig)?;
     }
-    tracing::info!(%address, kubeconfig = %data_dir.join("kubeconfig.yaml").display(), "skiff API server ready");
+    tracing::info!(%address, kubeconfig = %kubeconfig_path.display(), "skiff API server ready");
     let controllers = api.controllers(pki.ca_cert.clone());
     let serving = tokio::spawn(api.serve(listener, tls));
     // The scheduler and the node agent are API clients like any other, over
@@ -626,8 +620,10 @@ async fn server(args: ServerArgs) -> Result<()> {
     // kube-controller-manager's and kube-scheduler's work runs on one
     // server at a time, elected by Leases in kube-system as upstream's are.
     let identity = format!("{}_{}", args.node.name(), uuid::Uuid::new_v4());
-    let kubeconfig_path = data_dir.join("kubeconfig.yaml");
-    let election = elect(&kubeconfig_path, "kube-controller-manager", &identity).await?;
+    let admin = skiff_client::from_kubeconfig(&kubeconfig_path, "kube-controller-manager")
+        .await
+        .context("failed to build the controllers' client")?;
+    let election = Election::new(admin, "kube-system", "kube-controller-manager", &identity);
     let elected_shutdown = shutdown.clone();
     components.spawn(async move {
         let outcome = election.run(elected_shutdown, |stop| controllers.run(stop)).await;
@@ -639,7 +635,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         let client = skiff_client::from_kubeconfig(&credentials, "kube-scheduler")
             .await
             .context("failed to build the scheduler's client")?;
-        let election = elect(&credentials, "kube-scheduler", &identity).await?;
+        let election = Election::new(client.clone(), "kube-system", "kube-scheduler", &identity);
         let elected_shutdown = shutdown.clone();
         components.spawn(async move {
             let outcome = election.run(elected_shutdown, |stop| skiff_scheduler::run(client.clone(), stop)).await;

@@ -7,10 +7,12 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 mod defaults;
 pub mod ephemeral;
+mod references;
 pub mod service_account;
 mod validation;
 
 pub use defaults::{apply_defaults, default_pull_policy, qos_class};
+pub use references::references;
 pub use validation::{check_quantities, validate_spec, validate_spec_update};
 
 /// Every container with the field path of its list (`spec.containers`, `spec.initContainers`).

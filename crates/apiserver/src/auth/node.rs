@@ -43,36 +43,9 @@ pub(crate) async fn pods_on(registry: &Registry, node: &str) -> Result<Vec<Value
     Ok(registry.list(pods, None, &ListParams { fields, ..ListParams::default() }).await?.items)
 }
 
-/// The ConfigMaps and Secrets a pod reads, and its service account.
+/// The ConfigMaps, Secrets and service account a pod reads (named ones).
 pub(crate) fn references(pod: &Value) -> Vec<(&'static str, String)> {
-    let mut found = Vec::new();
-    let spec = &pod["spec"];
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
-    for volume in spec["volumes"].as_array().into_iter().flatten() {
-        found.push(("configmaps", text(&volume["configMap"]["name"])));
-        found.push(("secrets", text(&volume["secret"]["secretName"])));
-        for source in volume["projected"]["sources"].as_array().into_iter().flatten() {
-            found.push(("configmaps", text(&source["configMap"]["name"])));
-            found.push(("secrets", text(&source["secret"]["name"])));
-        }
-    }
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        for container in spec[list].as_array().into_iter().flatten() {
-            for var in container["env"].as_array().into_iter().flatten() {
-                found.push(("configmaps", text(&var["valueFrom"]["configMapKeyRef"]["name"])));
-                found.push(("secrets", text(&var["valueFrom"]["secretKeyRef"]["name"])));
-            }
-            for from in container["envFrom"].as_array().into_iter().flatten() {
-                found.push(("configmaps", text(&from["configMapRef"]["name"])));
-                found.push(("secrets", text(&from["secretRef"]["name"])));
-            }
-        }
-    }
-    for pull in spec["imagePullSecrets"].as_array().into_iter().flatten() {
-        found.push(("secrets", text(&pull["name"])));
-    }
-    let account = spec["serviceAccountName"].as_str().filter(|n| !n.is_empty()).unwrap_or("default");
-    found.push(("serviceaccounts", account.to_string()));
+    let mut found = skiff_api::pod::references(pod);
     found.retain(|(_, name)| !name.is_empty());
     found
 }

@@ -7,12 +7,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::agent::run_ok;
-use super::{kill_namespace_processes, release_namespace, JoinedAgent, Skiff};
+use super::{kill_namespace_processes, release_namespace, wait_for_etcd, JoinedAgent, Skiff};
 
 const MEMBERS: [(&str, u16, u16); 3] = [("etcd-0", 2379, 2380), ("etcd-1", 2479, 2480), ("etcd-2", 2579, 2580)];
 const HUB_IP: &str = "10.98.0.1";
@@ -51,21 +51,7 @@ impl Cluster {
                 .spawn()
                 .context("etcd is installed (Debian's etcd-server)")?;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let health = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{hub}"))
-                .args(["etcdctl", "--endpoints", &cluster.endpoints(), "endpoint", "health"])
-                .env("ETCDCTL_API", "3")
-                .output()?;
-            if health.status.success() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("etcd did not become healthy: {}", String::from_utf8_lossy(&health.stderr));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_etcd(&hub, &cluster.endpoints(), Duration::from_secs(60))?;
         Ok(cluster)
     }
 

@@ -393,21 +393,7 @@ impl Skiff {
             .stderr(Stdio::null())
             .spawn()
             .context("etcd is installed (Debian's etcd-server)")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let health = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{ns}"))
-                .args(["etcdctl", "--endpoints", client, "endpoint", "health"])
-                .env("ETCDCTL_API", "3")
-                .output()?;
-            if health.status.success() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("etcd did not start: {}", String::from_utf8_lossy(&health.stderr));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_etcd(&ns, client, Duration::from_secs(30))?;
         skiff.extra_args.extend(["--datastore-endpoint".to_string(), client.to_string()]);
         skiff.spawn()?;
         Ok(skiff)
@@ -676,6 +662,26 @@ impl Skiff {
 }
 
 /// SIGKILLs every process in the network namespace `ns`.
+/// Waits until `etcdctl endpoint health` of `endpoints`, run in the
+/// namespace `ns`, says every member is healthy.
+pub(crate) fn wait_for_etcd(ns: &str, endpoints: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let health = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["etcdctl", "--endpoints", endpoints, "endpoint", "health"])
+            .env("ETCDCTL_API", "3")
+            .output()?;
+        if health.status.success() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("etcd did not become healthy: {}", String::from_utf8_lossy(&health.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub(crate) fn kill_namespace_processes(ns: &str) {
     if let Ok(output) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
