@@ -5,12 +5,13 @@
 //! [`pod`]), quantities, label/field selectors, patches (merge, JSON and
 //! strategic merge), strict field checking against the vendored upstream
 //! OpenAPI ([`schema`], [`strict`]), server-side Table printing ([`table`]) and
-//! core↔events.k8s.io Event conversion.
+//! core↔events.k8s.io Event conversion, and "did you mean" hints ([`hint`]).
 //!
 //! Must not know: storage, HTTP, sockets, clocks or randomness; callers pass
 //! `now` and random sources in. Kubernetes types come from `k8s-openapi`.
 
 pub mod events;
+pub mod hint;
 pub mod managed;
 pub mod names;
 pub mod node_ipam;

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::schema;
+use crate::{hint, schema};
 
 /// Parses JSON, recording `duplicate field "path"` for repeated keys.
 pub fn parse_json_checking_duplicates(
@@ -100,29 +100,60 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 }
 
-/// `unknown field "spec.initContainters"` for every field the schema lacks.
-pub fn unknown_fields(value: &Value, schema: &'static Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    walk(value, schema, "", &mut problems);
-    problems
+/// A field the schema lacks, and the schema's field at the same place it
+/// most likely meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    pub path: String,
+    pub did_you_mean: Option<String>,
 }
 
-fn walk(value: &Value, schema: &'static Value, path: &str, problems: &mut Vec<String>) {
+impl UnknownField {
+    /// Upstream's words: `unknown field "spec.initContainters"`.
+    pub fn problem(&self) -> String {
+        format!("unknown field {:?}", self.path)
+    }
+
+    /// `did you mean "spec.initContainers"?`, when there is a close field.
+    pub fn hint(&self) -> Option<String> {
+        self.did_you_mean
+            .as_ref()
+            .map(|meant| format!("did you mean {meant:?}?"))
+    }
+}
+
+/// Every field of `value` the schema lacks, by path.
+pub fn unknown_fields(value: &Value, schema: &'static Value) -> Vec<UnknownField> {
+    let mut found = Vec::new();
+    walk(value, schema, "", &mut found);
+    found
+}
+
+fn walk(value: &Value, schema: &'static Value, path: &str, found: &mut Vec<UnknownField>) {
     match value {
         Value::Object(map) => {
             if schema::is_open(schema) {
                 if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
                     let values = schema::resolve(values);
                     for (key, item) in map {
-                        walk(item, values, &join(path, key), problems);
+                        walk(item, values, &join(path, key), found);
                     }
                 }
                 return;
             }
             for (key, item) in map {
                 match schema::property(schema, key) {
-                    Some((child, _)) => walk(item, child, &join(path, key), problems),
-                    None => problems.push(format!("unknown field {:?}", join(path, key))),
+                    Some((child, _)) => walk(item, child, &join(path, key), found),
+                    None => {
+                        let known = schema["properties"]
+                            .as_object()
+                            .into_iter()
+                            .flat_map(|properties| properties.keys().map(String::as_str));
+                        found.push(UnknownField {
+                            path: join(path, key),
+                            did_you_mean: hint::closest(key, known).map(|meant| join(path, meant)),
+                        });
+                    }
                 }
             }
         }
@@ -130,7 +161,7 @@ fn walk(value: &Value, schema: &'static Value, path: &str, problems: &mut Vec<St
             if let Some(item_schema) = schema.get("items") {
                 let item_schema = schema::resolve(item_schema);
                 for (i, item) in items.iter().enumerate() {
-                    walk(item, item_schema, &format!("{path}[{i}]"), problems);
+                    walk(item, item_schema, &format!("{path}[{i}]"), found);
                 }
             }
         }
@@ -153,22 +184,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_fields_are_named_by_path() {
+    fn unknown_fields_are_named_by_path_with_the_field_meant() {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "labels": {"anything": "goes"}},
             "spec": {"initContainters": [], "containers": [{"name": "c", "image": "i", "imagePullPolicyy": "x",
+                     "env": [{"name": "A", "valueForm": {}}], "zzz": 1,
                      "resources": {"limits": {"cpu": "1"}}}]}
         });
         let mut found = schema::for_kind("", "v1", "Pod")
             .map(|s| unknown_fields(&pod, s))
             .unwrap_or_default();
-        found.sort();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        let described: Vec<(String, Option<String>)> =
+            found.iter().map(|f| (f.problem(), f.hint())).collect();
         assert_eq!(
-            found,
+            described,
             vec![
-                "unknown field \"spec.containers[0].imagePullPolicyy\"".to_string(),
-                "unknown field \"spec.initContainters\"".to_string()
+                (
+                    "unknown field \"spec.containers[0].env[0].valueForm\"".to_string(),
+                    Some("did you mean \"spec.containers[0].env[0].valueFrom\"?".to_string())
+                ),
+                (
+                    "unknown field \"spec.containers[0].imagePullPolicyy\"".to_string(),
+                    Some("did you mean \"spec.containers[0].imagePullPolicy\"?".to_string())
+                ),
+                ("unknown field \"spec.containers[0].zzz\"".to_string(), None),
+                (
+                    "unknown field \"spec.initContainters\"".to_string(),
+                    Some("did you mean \"spec.initContainers\"?".to_string())
+                ),
             ]
         );
     }

@@ -147,17 +147,33 @@ pub(crate) fn check_object(
         _ => {}
     }
     if validation != FieldValidation::Ignore {
+        let mut unknown = Vec::new();
         if let Some(schema) = schema::for_kind(resource.group, resource.version, resource.kind) {
-            problems.extend(strict::unknown_fields(&object, schema));
+            unknown = strict::unknown_fields(&object, schema);
+            problems.extend(unknown.iter().map(strict::UnknownField::problem));
         }
         if !problems.is_empty() {
             if validation == FieldValidation::Strict {
+                // Upstream's message, then what was probably meant.
+                let meant: Vec<String> = unknown
+                    .iter()
+                    .filter_map(|field| field.did_you_mean.as_ref())
+                    .map(|meant| format!("{meant:?}"))
+                    .collect();
+                let hint = if meant.is_empty() {
+                    String::new()
+                } else {
+                    format!("; did you mean {}?", meant.join(", "))
+                };
                 return Err(cannot_handle(
                     resource,
-                    &format!("strict decoding error: {}", problems.join(", ")),
+                    &format!("strict decoding error: {}{hint}", problems.join(", ")),
                 ));
             }
             warnings.append(&mut problems);
+            warnings.extend(unknown.iter().filter_map(|field| {
+                field.hint().map(|hint| format!("{}: {hint}", field.problem()))
+            }));
         }
     }
     if resource.group == "events.k8s.io" {

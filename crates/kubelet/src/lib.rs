@@ -15,6 +15,7 @@ pub mod clean;
 pub mod dns;
 pub mod env;
 pub mod eviction;
+pub mod hints;
 #[cfg(test)]
 mod fake;
 pub mod images;

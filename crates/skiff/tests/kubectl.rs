@@ -275,22 +275,29 @@ fn error_messages_read_like_upstream() -> Result<()> {
     let skiff = Skiff::start()?;
     let typo = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: typo\nspec:\n  initContainters: []\n  containers:\n  - name: c\n    image: busybox\n";
     let strict = skiff.kubectl_stdin(&["apply", "-f", "-"], typo)?.failed()?;
+    // Upstream's words verbatim, then the field that was meant.
     assert_eq!(
         strict.stderr.trim(),
-        "Error from server (BadRequest): error when creating \"STDIN\": Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.initContainters\""
+        "Error from server (BadRequest): error when creating \"STDIN\": Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.initContainters\"; did you mean \"spec.initContainers\"?"
     );
 
+    let env_typo = typo.replace(
+        "image: busybox\n",
+        "image: busybox\n    env:\n    - name: A\n      valueForm: {fieldRef: {fieldPath: metadata.name}}\n",
+    );
     let warned = skiff
-        .kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], typo)?
+        .kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], &env_typo)?
         .ok()?;
     assert_eq!(warned.stdout.trim(), "pod/typo created");
-    assert!(
-        warned
-            .stderr
-            .contains("Warning: unknown field \"spec.initContainters\""),
-        "{}",
-        warned.stderr
-    );
+    let warnings: Vec<&str> = warned.stderr.lines().collect();
+    for line in [
+        "Warning: unknown field \"spec.containers[0].env[0].valueForm\"",
+        "Warning: unknown field \"spec.initContainters\"",
+        "Warning: unknown field \"spec.containers[0].env[0].valueForm\": did you mean \"spec.containers[0].env[0].valueFrom\"?",
+        "Warning: unknown field \"spec.initContainters\": did you mean \"spec.initContainers\"?",
+    ] {
+        assert!(warnings.contains(&line), "{line} not in {}", warned.stderr);
+    }
 
     let no_image =
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n";

@@ -201,6 +201,34 @@ fn exit_codes_phases_and_the_grace_period() -> Result<()> {
     Ok(())
 }
 
+/// Waits for an event of `reason` on pod `name` whose message starts with
+/// `prefix`; its whole message.
+fn wait_event(skiff: &Skiff, name: &str, reason: &str, prefix: &str) -> Result<String> {
+    let selector = format!("involvedObject.name={name},reason={reason}");
+    let mut found = String::new();
+    skiff.wait_for(Duration::from_secs(30), &format!("{reason} event on {name}"), || {
+        let events: Value = serde_json::from_str(
+            &skiff
+                .kubectl(&["get", "events", "--field-selector", &selector, "-o", "json"])?
+                .ok()?
+                .stdout,
+        )?;
+        let messages = events["items"].as_array().cloned().unwrap_or_default();
+        match messages
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .find(|m| m.starts_with(prefix))
+        {
+            Some(message) => {
+                found = message.to_string();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    })?;
+    Ok(found)
+}
+
 fn apply(skiff: &Skiff, manifest: &str) -> Result<()> {
     skiff.kubectl_stdin(&["apply", "-f", "-"], manifest)?.ok()?;
     Ok(())
@@ -339,13 +367,13 @@ fn logs_tail_timestamps_follow_and_previous() -> Result<()> {
         "RESTARTS shows when: {}",
         row.stdout
     );
-    let describe = skiff.kubectl(&["describe", "pod", "crasher"])?.ok()?;
-    assert!(
-        describe
-            .stdout
-            .contains("Back-off restarting failed container c"),
-        "{}",
-        describe.stdout
+    // Upstream's event text, then how the container ended and its last words.
+    let uid = status["metadata"]["uid"].as_str().unwrap_or_default();
+    let upstream = format!("Back-off restarting failed container c in pod crasher_default({uid})");
+    let back_off = wait_event(&skiff, "crasher", "BackOff", &upstream)?;
+    assert_eq!(
+        back_off,
+        format!("{upstream}: the container exited with code 1 (Error); the end of its log: attempt")
     );
     Ok(())
 }
@@ -609,6 +637,15 @@ fn a_registry_mirror_serves_docker_hub_names_offline() -> Result<()> {
     assert!(
         describe.contains("Successfully pulled image \"busybox:mirrored\""),
         "{describe}"
+    );
+
+    // A misspelt tag: the mirror's "not found" (not docker.io's network
+    // error), then the tag that exists.
+    apply(&skiff, &manifest.replace("name: hub", "name: typo").replace("busybox:mirrored", "busybox:mirored"))?;
+    let failed = wait_event(&skiff, "typo", "Failed", "Failed to pull image \"busybox:mirored\": ")?;
+    assert!(
+        failed.ends_with("busybox:mirored: not found; the repository has no tag \"mirored\": did you mean \"busybox:mirrored\"?"),
+        "{failed}"
     );
     let images = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["image", "ls", "--data-dir"])

@@ -187,8 +187,8 @@ spec:
     }
     let describe = skiff.kubectl(&["describe", "pod", "flip"])?.ok()?.stdout;
     assert!(
-        describe.contains("Readiness probe failed: command \"sleep 5\" timed out"),
-        "{describe}"
+        describe.contains("Readiness probe failed: command \"sleep 5\" timed out; while readiness fails the pod is not Ready: Services send it no traffic (the container is not restarted)"),
+        "upstream's words, then what readiness means: {describe}"
     );
     Ok(())
 }

@@ -426,6 +426,12 @@ impl Worker {
         if !asked {
             return String::new();
         }
+        self.log_tail(name)
+    }
+
+    /// The end of the log of a container's current attempt (80 lines,
+    /// 2 KiB at most).
+    fn log_tail(&self, name: &str) -> String {
         let (_, _, uid) = pod_name(&self.pod);
         let Some(entry) = self
             .agent
@@ -472,6 +478,12 @@ impl Worker {
             }
             return;
         }
+        // Upstream's event, then how the container ended and its last words.
+        let detail = crate::hints::crash_loop(
+            termination.exit_code,
+            &termination.reason,
+            &self.log_tail(name),
+        );
         let delay = self.back_off(name, ran_for);
         let (namespace, pod, uid) = pod_name(&self.pod);
         let message = format!(
@@ -486,8 +498,9 @@ impl Worker {
                 message: Some(message),
             };
         }
-        let event =
-            format!("Back-off restarting failed container {name} in pod {pod}_{namespace}({uid})");
+        let event = format!(
+            "Back-off restarting failed container {name} in pod {pod}_{namespace}({uid}): {detail}"
+        );
         self.container_event(name, EventType::Warning, "BackOff", &event)
             .await;
     }

@@ -50,7 +50,10 @@ impl Worker {
         };
         match report.event {
             probe::ReportEvent::Failed(message) => {
-                let text = format!("{} probe failed: {message}", report.kind.title());
+                let mut text = format!("{} probe failed: {message}", report.kind.title());
+                if report.kind == probe::Kind::Readiness {
+                    text = format!("{}; {}", text.trim_end(), crate::hints::READINESS);
+                }
                 self.container_event(&name, EventType::Warning, "Unhealthy", &text)
                     .await;
             }

@@ -89,7 +89,14 @@ impl Worker {
                     ImageError::Pull { source, .. } => source.to_string(),
                     other => other.to_string(),
                 };
-                let message = format!("Failed to pull image {image:?}: {detail}");
+                let hint = match &error {
+                    ImageError::NotFound { tags, .. } => crate::hints::image_not_found(&image, tags),
+                    _ => None,
+                };
+                let message = match hint {
+                    Some(hint) => format!("Failed to pull image {image:?}: {detail}; {hint}"),
+                    None => format!("Failed to pull image {image:?}: {detail}"),
+                };
                 self.event(EventType::Warning, "Failed", &message, field.clone())
                     .await;
                 self.event(EventType::Warning, "Failed", "Error: ErrImagePull", field)

@@ -79,6 +79,15 @@ pub enum ImageError {
     InvalidName { name: String, reason: String },
     #[error("image {0:?} is not present")]
     NotPresent(String),
+    /// The registry has no such tag (or repository): containerd's words.
+    #[error("failed to resolve reference {reference:?}: {reference}: not found")]
+    NotFound {
+        image: String,
+        /// Where it was looked for (a mirror's name for it, maybe).
+        reference: String,
+        /// The tags the repository has, when it would list them.
+        tags: Vec<String>,
+    },
     #[error("failed to pull image {image:?}: {source}")]
     Pull {
         image: String,
@@ -105,6 +114,38 @@ pub enum ImageError {
 }
 
 type Result<T> = std::result::Result<T, ImageError>;
+
+/// A registry's "no such manifest/repository", as opposed to not reaching it.
+fn is_not_found(error: &ImageError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as Code};
+    match error {
+        ImageError::Pull { source, .. } => match source {
+            E::ImageManifestNotFoundError(_) => true,
+            E::ServerError { code, .. } => *code == 404,
+            E::RegistryError { envelope, .. } => envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, Code::ManifestUnknown | Code::NameUnknown | Code::NotFound)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A registry client for one pull source.
+fn client_for(source: &PullSource) -> Client {
+    super::ensure_crypto_provider();
+    Client::new(ClientConfig {
+        protocol: if source.plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        accept_invalid_certificates: source.accept_invalid_certs,
+        platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
+        ..Default::default()
+    })
+}
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
     move |source| ImageError::Io {
@@ -433,14 +474,37 @@ impl ImageStore {
     ) -> Result<Image> {
         let reference = parse_reference(name)?;
         let mut last_error = None;
+        // A registry that answered "no such tag" says more than a later
+        // fallback that could not be reached.
+        let mut not_found = None;
         for source in sources(&reference, config, credentials) {
             match self.pull_from(name, &reference, &source).await {
                 Ok(image) => return Ok(image),
                 Err(error) => {
                     tracing::debug!(image = name, from = %source.reference.whole(), %error, "pull attempt failed");
+                    if not_found.is_none() && is_not_found(&error) {
+                        not_found = Some(source);
+                    }
                     last_error = Some(error);
                 }
             }
+        }
+        if let Some(source) = not_found {
+            let tags = match client_for(&source)
+                .list_tags(&source.reference, &source.auth, None, None)
+                .await
+            {
+                Ok(listed) => listed.tags,
+                Err(error) => {
+                    tracing::debug!(image = name, %error, "cannot list the repository's tags");
+                    Vec::new()
+                }
+            };
+            return Err(ImageError::NotFound {
+                image: name.to_string(),
+                reference: source.reference.whole(),
+                tags,
+            });
         }
         Err(last_error.unwrap_or_else(|| ImageError::InvalidName {
             name: name.to_string(),
@@ -456,20 +520,9 @@ impl ImageStore {
         source: &PullSource,
     ) -> Result<Image> {
         let auth = &source.auth;
-        let config = ClientConfig {
-            protocol: if source.plain_http {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: source.accept_invalid_certs,
-            platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
-            ..Default::default()
-        };
         let original = reference;
         let reference = &source.reference;
-        super::ensure_crypto_provider();
-        let client = Client::new(config);
+        let client = client_for(source);
         let pull_err = |source| ImageError::Pull {
             image: name.to_string(),
             source,
