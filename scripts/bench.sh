@@ -4,6 +4,7 @@
 # runs the same pods under `podman kube play` and a bare `runc run` for
 # comparison, prints the table and writes target/bench/pods.json.
 # Arguments go to the benchmark: --smoke (5 pods, seconds), --no-podman,
+# --density N (only N pods up and down, for a quick look at one change),
 # --json PATH. See BENCHMARKS.md for what each figure means.
 set -euo pipefail
 cd "$(dirname "$0")/.."

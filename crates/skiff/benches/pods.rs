@@ -3,7 +3,7 @@
 //! namespace of its own, side by side with `podman kube play` and a bare
 //! `runc run` on the same image from the same local registry.
 //!
-//! `cargo bench -p skiff --bench pods -- [--smoke] [--no-podman] [--json PATH]`
+//! `cargo bench -p skiff --bench pods -- [--smoke] [--no-podman] [--density N] [--json PATH]`
 //! (or `bash scripts/bench.sh`). Prints a table; writes the same as JSON.
 //! Goals are printed as met / not met, never asserted.
 
@@ -367,6 +367,54 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds the whole machine spent busy so far (every process,
+/// detached ones too: monitors, runtimes, CNI plugins), from /proc/stat.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, t)| t)
+        .sum();
+    busy / 100.0
+}
+
+/// CPU used between two points, by the server process itself and by the
+/// whole machine, in milliseconds per pod.
+struct CpuSpent {
+    server: f64,
+    machine: f64,
+}
+
+impl CpuSpent {
+    fn measure(pid: u32) -> (f64, f64) {
+        (cpu_seconds(pid), machine_busy_seconds())
+    }
+
+    fn since(before: (f64, f64), pid: u32, pods: usize) -> Self {
+        let (server, machine) = Self::measure(pid);
+        let per_pod = |s: f64| s * 1000.0 / pods.max(1) as f64;
+        Self { server: per_pod(server - before.0), machine: per_pod(machine - before.1) }
+    }
+
+    fn row(&self, metric: String) -> Row {
+        Row::new(metric, "ms", Some(self.machine)).note(format!(
+            "CPU per pod, all processes; {:.0} ms in the skiff server",
+            self.server
+        ))
+    }
+}
+
 /// Processes whose command line contains every one of `needles`.
 fn processes_with(needles: &[&str]) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -672,9 +720,11 @@ impl Bench<'_> {
             let new: Vec<String> = (names.len()..target)
                 .map(|i| format!("dense-{i}"))
                 .collect();
-            let took = self.create_many(&new, Duration::from_secs(600)).await?;
-            names.extend(new);
             let pid = self.server_pid()?;
+            let cpu_before = CpuSpent::measure(pid);
+            let took = self.create_many(&new, Duration::from_secs(600)).await?;
+            let cpu = CpuSpent::since(cpu_before, pid, new.len());
+            names.extend(new);
             let (rss, _) = memory_kib(pid);
             let data = self.skiff.data_dir_path().display().to_string();
             let (h_rss, h_pss, processes) =
@@ -709,6 +759,7 @@ impl Bench<'_> {
                 )
                 .note(format!("{:.1} pods/s", new_rate(target, took))),
             );
+            self.rows.push(cpu.row(format!("CPU per pod start, to {target} pods")));
             self.rows.push(rss_row);
             self.rows.push(per_pod);
             self.rows.push(Row::new(
@@ -722,8 +773,13 @@ impl Bench<'_> {
                 Some(watch_ms),
             ));
         }
-        self.api_latency(names.len()).await?;
+        if self.plan.api_ops > 0 {
+            self.api_latency(names.len()).await?;
+        }
+        let pid = self.server_pid()?;
+        let cpu_before = CpuSpent::measure(pid);
         let took = self.delete_many(&names, Duration::from_secs(900)).await?;
+        let cpu = CpuSpent::since(cpu_before, pid, names.len());
         self.rows.push(
             Row::new(
                 format!("delete {} pods", names.len()),
@@ -732,6 +788,7 @@ impl Bench<'_> {
             )
             .note(format!("{:.1} pods/s", new_rate(names.len(), took))),
         );
+        self.rows.push(cpu.row(format!("CPU per pod delete, {} pods", names.len())));
         Ok(())
     }
 
@@ -1133,14 +1190,28 @@ fn main() -> Result<()> {
     // cargo runs benchmarks in the package directory; paths are the workspace's.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let json_path = workspace.join(json_path);
-    let plan = if smoke { Plan::smoke() } else { Plan::full() };
+    // `--density N`: only N pods up and down, for a quick look at one change.
+    let density_only: Option<usize> = args
+        .iter()
+        .position(|a| a == "--density")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok());
+    let mut plan = if smoke { Plan::smoke() } else { Plan::full() };
+    if let Some(n) = density_only {
+        plan.density = vec![n];
+        plan.api_ops = 0;
+    }
+    let phases = match density_only {
+        Some(_) => Phases::Density,
+        None => Phases::All { with_podman },
+    };
     let began = Instant::now();
     let max_pods =
         (plan.density.iter().max().copied().unwrap_or(0) + plan.api_ops + 100).to_string();
     let skiff =
         Skiff::start_node_with(&["--max-pods", &max_pods, "--node-pod-cidr", "10.42.0.0/21"])?;
     skiff.start_registry(IMAGE)?;
-    let (mut rows, failed) = match measure(&skiff, plan.clone(), Phases::All { with_podman }) {
+    let (mut rows, failed) = match measure(&skiff, plan.clone(), phases) {
         Ok(result) => result,
         Err(error) => {
             eprintln!("benchmark failed: {error:#}\n{}", tail(&skiff.log(), 30));
@@ -1149,7 +1220,7 @@ fn main() -> Result<()> {
     };
     drop(skiff);
     // The same sequential starts with etcd as the datastore, beside SQLite's.
-    if failed.is_none() {
+    if failed.is_none() && density_only.is_none() {
         match etcd_rows(&plan, &max_pods) {
             Ok(etcd) => rows.extend(etcd),
             Err(error) => eprintln!("etcd datastore phase failed: {error:#}"),
@@ -1197,6 +1268,8 @@ enum Phases {
     All { with_podman: bool },
     /// Only sequential create → Running (the etcd datastore's row).
     Latency,
+    /// Only the density phase (`--density N`).
+    Density,
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -1224,6 +1297,12 @@ fn measure(skiff: &Skiff, plan: Plan, phases: Phases) -> Result<(Vec<Row>, Optio
                     let failed = match phases {
                         Phases::All { with_podman } => run_all(&mut bench, with_podman).await.err(),
                         Phases::Latency => run_latency_only(&mut bench).await.err(),
+                        Phases::Density => async {
+                            warm_up(&mut bench).await?;
+                            bench.density().await
+                        }
+                        .await
+                        .err(),
                     };
                     anyhow::Ok((bench.rows, failed))
                 })
