@@ -13,6 +13,7 @@ use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
 use skiff_runtime::container::attach::AttachSession;
 use skiff_runtime::container::{ContainerError, ContainerStdio};
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
+use skiff_runtime::image::progress::Report;
 use skiff_runtime::image::{Health, Image, ImageError};
 use skiff_runtime::network::{Attachment, NetworkError, PodAddress};
 use skiff_runtime::sandbox::{Sandbox, SandboxError, SandboxOptions};
@@ -120,7 +121,7 @@ impl ImageService for Recorder {
         self.note(format!("images.get {name}"));
         Ok(None)
     }
-    async fn pull(&self, name: &str, _: &RegistriesConfig, _: &Credentials) -> Result<Image, ImageError> {
+    async fn pull(&self, name: &str, _: &RegistriesConfig, _: &Credentials, _: Report<'_>) -> Result<Image, ImageError> {
         self.note(format!("images.pull {name}"));
         Err(ImageError::Io {
             path: name.into(),

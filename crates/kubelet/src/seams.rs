@@ -18,6 +18,7 @@ use skiff_runtime::container::exec::{ExecOutput, ExecRequest, ExecSession};
 use skiff_runtime::container::attach::AttachSession;
 use skiff_runtime::container::{ContainerError, ContainerStdio, OciRuntime};
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
+use skiff_runtime::image::progress::Report;
 use skiff_runtime::image::{Health, Image, ImageError, ImageStore};
 use skiff_runtime::network::{Attachment, Cni, NetworkError, PodAddress};
 use skiff_runtime::sandbox::{Sandbox, SandboxError, SandboxOptions};
@@ -52,7 +53,8 @@ pub trait ContainerRuntime: Send + Sync {
 #[async_trait::async_trait]
 pub trait ImageService: Send + Sync {
     fn get(&self, name: &str) -> Result<Option<Image>, ImageError>;
-    async fn pull(&self, name: &str, registries: &RegistriesConfig, credentials: &Credentials) -> Result<Image, ImageError>;
+    /// Pulls `name`, telling `report` how far it got.
+    async fn pull(&self, name: &str, registries: &RegistriesConfig, credentials: &Credentials, report: Report<'_>) -> Result<Image, ImageError>;
     /// Checks an image's unpacked layers, mending what its blobs allow.
     fn verify(&self, image: &Image) -> Result<Health, ImageError>;
     fn config(&self, image: &Image) -> Result<Value, ImageError>;
@@ -159,8 +161,8 @@ impl ImageService for ImageStore {
     fn get(&self, name: &str) -> Result<Option<Image>, ImageError> {
         ImageStore::get(self, name)
     }
-    async fn pull(&self, name: &str, registries: &RegistriesConfig, credentials: &Credentials) -> Result<Image, ImageError> {
-        ImageStore::pull(self, name, registries, credentials).await
+    async fn pull(&self, name: &str, registries: &RegistriesConfig, credentials: &Credentials, report: Report<'_>) -> Result<Image, ImageError> {
+        ImageStore::pull_reporting(self, name, registries, credentials, report).await
     }
     fn verify(&self, image: &Image) -> Result<Health, ImageError> {
         ImageStore::verify(self, image)

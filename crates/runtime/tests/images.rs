@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use skiff_runtime::image::build::ImageSpec;
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
-use skiff_runtime::image::{ImageError, ImageStore, Health};
+use skiff_runtime::image::{Health, ImageError, ImageStore, Progress};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -73,10 +73,22 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
 
     let dir = tempfile::tempdir()?;
     let store = ImageStore::open(dir.path())?;
+    let steps = std::sync::Mutex::new(Vec::new());
+    let record = |step: Progress| {
+        if let Ok(mut steps) = steps.lock() {
+            steps.push(step);
+        }
+    };
     let image = store
-        .pull(&name, &RegistriesConfig::default(), &Credentials::default())
+        .pull_reporting(&name, &RegistriesConfig::default(), &Credentials::default(), &record)
         .await?;
     assert_eq!(image.name, name);
+    // Progress: what there is to fetch, the layer, then bytes up to its size.
+    let steps = steps.into_inner().unwrap_or_default();
+    let size = image.layers[0].size;
+    assert_eq!(steps.first(), Some(&Progress::Started { layers: 1, bytes: size }));
+    assert!(matches!(steps.get(1), Some(Progress::Layer { index: 1, stored: false, .. })), "{steps:?}");
+    assert_eq!(steps.last(), Some(&Progress::Bytes { done: size }));
     assert!(image.repo_digest.starts_with("sha256:"));
     assert!(image.size() > 100_000, "busybox is in the layer");
     let layers = store.layer_dirs(&image)?;
@@ -116,10 +128,22 @@ async fn pull_from_a_registry_once_and_share_layers() -> TestResult {
             &Credentials::default(),
         )
         .await;
-    let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    // containerd's words for a repository or tag the registry lacks.
+    let message = missing.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        message,
+        format!("failed to resolve reference \"{0}/test/nope:1\": {0}/test/nope:1: not found", registry.address)
+    );
+    assert!(matches!(missing, Err(ImageError::NotFound { tags, .. }) if tags.is_empty()));
+    // A tag the repository lacks: the tags it has come with the error.
+    let (repository, _) = name.rsplit_once(':').unwrap_or((&name, ""));
+    let wrong_tag = store
+        .pull(&format!("{repository}:no-such-tag"), &RegistriesConfig::default(), &Credentials::default())
+        .await;
+    let tag = name.rsplit(':').next().unwrap_or_default().to_string();
     assert!(
-        message.contains("failed to pull image") && message.to_lowercase().contains("unknown"),
-        "{message}"
+        matches!(&wrong_tag, Err(ImageError::NotFound { tags, .. }) if tags == &vec![tag.clone()]),
+        "{wrong_tag:?}"
     );
     assert!(matches!(
         store

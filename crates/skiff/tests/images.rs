@@ -28,6 +28,21 @@ fn import_then_list() -> Result<()> {
     );
     assert!(String::from_utf8_lossy(&import.stdout)
         .starts_with("imported skiff.local/busybox:1.35 (sha256:"));
+    // Not on a terminal: plain progress lines on stderr.
+    let said = String::from_utf8_lossy(&import.stderr).into_owned();
+    let what = format!("importing {}", archive.display());
+    assert!(said.contains(&format!("{what}: reading ")), "{said}");
+    assert!(said.lines().any(|l| l.starts_with(&format!("{what}: 100% ("))), "{said}");
+    assert!(!said.contains('\r'), "no bar off a terminal: {said:?}");
+
+    // On a terminal (script(1) gives it one): a bar redrawn in place.
+    let again = dir.path().join("again");
+    let command = format!("{skiff} image import {} --data-dir {}", archive.display(), again.display());
+    let on_terminal = Command::new("script").args(["-qec", &command, "/dev/null"]).output()?;
+    ensure!(on_terminal.status.success(), "import on a terminal failed");
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout).into_owned();
+    assert!(drawn.contains(&format!("\r\x1b[K{what} [")), "{drawn:?}");
+    assert!(drawn.contains("==============================]"), "the bar fills: {drawn:?}");
     let ls = Command::new(skiff)
         .args(["image", "ls", "--data-dir"])
         .arg(&data_dir)

@@ -70,10 +70,12 @@ impl Worker {
         )
         .await;
         let started = std::time::Instant::now();
+        let pod = self.key.to_string();
+        let log = PullLog::new(&pod, &image);
         match self
             .agent
             .images
-            .pull(&image, &self.agent.registries, &credentials)
+            .pull(&image, &self.agent.registries, &credentials, &|step| log.see(step))
             .await
         {
             Ok(pulled) => {
@@ -227,6 +229,45 @@ impl Worker {
             .collect();
         for digest in missing {
             self.on_layer_removed(&digest).await;
+        }
+    }
+}
+
+/// Pulls this big say how far they got in the agent's log.
+const BIG_PULL: u64 = 32 * 1024 * 1024;
+
+/// Log lines for a big pull: what it fetches, then each tenth.
+struct PullLog<'a> {
+    pod: &'a str,
+    image: &'a str,
+    state: std::sync::Mutex<(u64, skiff_runtime::image::progress::Marks)>,
+}
+
+impl<'a> PullLog<'a> {
+    fn new(pod: &'a str, image: &'a str) -> Self {
+        Self {
+            pod,
+            image,
+            state: std::sync::Mutex::new((0, skiff_runtime::image::progress::Marks::every(10))),
+        }
+    }
+
+    fn see(&self, step: skiff_runtime::image::Progress) {
+        use skiff_runtime::image::Progress;
+        const MIB: f64 = 1024.0 * 1024.0;
+        let Ok(mut state) = self.state.lock() else { return };
+        let (total, marks) = &mut *state;
+        match step {
+            Progress::Started { layers, bytes } if bytes >= BIG_PULL => {
+                *total = bytes;
+                tracing::info!(pod = %self.pod, image = %self.image, layers, mib = format!("{:.1}", bytes as f64 / MIB), "pulling a big image");
+            }
+            Progress::Bytes { done } if *total > 0 => {
+                if let Some(percent) = marks.passed(done, *total) {
+                    tracing::info!(pod = %self.pod, image = %self.image, percent, mib = format!("{:.1} of {:.1}", done as f64 / MIB, *total as f64 / MIB), "pulling");
+                }
+            }
+            _ => {}
         }
     }
 }

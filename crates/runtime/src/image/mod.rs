@@ -3,10 +3,12 @@
 //! host files.
 
 pub mod build;
+pub mod progress;
 pub mod registries;
 pub mod store;
 pub mod unpack;
 
+pub use progress::Progress;
 pub use store::{Health, Image, ImageError, ImageStore};
 
 /// Registry clients use rustls with the ring provider (the only one we

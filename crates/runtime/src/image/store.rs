@@ -24,6 +24,7 @@ use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::progress::{self, CountingReader, CountingWriter, Progress, Report};
 use super::registries::{sources, Credentials, PullSource, RegistriesConfig};
 use super::unpack::{unpack_layer, Compression, UnpackError};
 
@@ -472,13 +473,24 @@ impl ImageStore {
         config: &RegistriesConfig,
         credentials: &Credentials,
     ) -> Result<Image> {
+        self.pull_reporting(name, config, credentials, &progress::ignore).await
+    }
+
+    /// [`ImageStore::pull`], saying how far it got as it goes.
+    pub async fn pull_reporting(
+        &self,
+        name: &str,
+        config: &RegistriesConfig,
+        credentials: &Credentials,
+        report: Report<'_>,
+    ) -> Result<Image> {
         let reference = parse_reference(name)?;
         let mut last_error = None;
         // A registry that answered "no such tag" says more than a later
         // fallback that could not be reached.
         let mut not_found = None;
         for source in sources(&reference, config, credentials) {
-            match self.pull_from(name, &reference, &source).await {
+            match self.pull_from(name, &reference, &source, report).await {
                 Ok(image) => return Ok(image),
                 Err(error) => {
                     tracing::debug!(image = name, from = %source.reference.whole(), %error, "pull attempt failed");
@@ -518,6 +530,7 @@ impl ImageStore {
         name: &str,
         reference: &Reference,
         source: &PullSource,
+        report: Report<'_>,
     ) -> Result<Image> {
         let auth = &source.auth;
         let original = reference;
@@ -535,20 +548,39 @@ impl ImageStore {
         fs::write(&config_path, config_json.as_bytes()).map_err(io_err(&config_path))?;
         self.commit_blob(&config_path, &manifest.config.digest, "image config")?;
         let mut layers = Vec::new();
+        let mut to_fetch = 0;
         for descriptor in &manifest.layers {
+            if !self.blob_path(&descriptor.digest)?.exists() {
+                to_fetch += u64::try_from(descriptor.size).unwrap_or(0);
+            }
+        }
+        report(Progress::Started {
+            layers: manifest.layers.len(),
+            bytes: to_fetch,
+        });
+        let mut fetched_bytes = 0;
+        for (index, descriptor) in manifest.layers.iter().enumerate() {
             let layer = Layer {
                 digest: descriptor.digest.clone(),
                 media_type: descriptor.media_type.clone(),
                 size: u64::try_from(descriptor.size).unwrap_or(0),
             };
-            if !self.blob_path(&layer.digest)?.exists() {
+            let stored = self.blob_path(&layer.digest)?.exists();
+            report(Progress::Layer {
+                index: index + 1,
+                digest: layer.digest.clone(),
+                size: layer.size,
+                stored,
+            });
+            if !stored {
                 let partial = self.scratch("layer");
                 let file = tokio::fs::File::create(&partial)
                     .await
                     .map_err(io_err(&partial))?;
-                let mut writer = tokio::io::BufWriter::new(file);
+                let mut writer = CountingWriter::new(tokio::io::BufWriter::new(file), fetched_bytes, report);
                 let fetched = client.pull_blob(reference, descriptor, &mut writer).await;
                 let flushed = tokio::io::AsyncWriteExt::flush(&mut writer).await;
+                fetched_bytes = writer.done();
                 if let Err(error) = fetched {
                     let _ = fs::remove_file(&partial);
                     return Err(pull_err(error));
@@ -570,17 +602,24 @@ impl ImageStore {
 
     /// Imports every image in an OCI archive or a `docker save` tarball.
     pub fn import(&self, archive: &Path) -> Result<Vec<Image>> {
+        self.import_reporting(archive, &progress::ignore)
+    }
+
+    /// [`ImageStore::import`], saying how much of the archive it has read.
+    pub fn import_reporting(&self, archive: &Path, report: Report<'_>) -> Result<Vec<Image>> {
         let work = self.scratch("import");
         fs::create_dir_all(&work).map_err(io_err(&work))?;
-        let outcome = self.import_into(archive, &work);
+        let outcome = self.import_into(archive, &work, report);
         let _ = fs::remove_dir_all(&work);
         outcome
     }
 
-    fn import_into(&self, archive: &Path, work: &Path) -> Result<Vec<Image>> {
+    fn import_into(&self, archive: &Path, work: &Path, report: Report<'_>) -> Result<Vec<Image>> {
         let file = fs::File::open(archive).map_err(io_err(archive))?;
+        let size = file.metadata().map_err(io_err(archive))?.len();
+        report(Progress::Started { layers: 0, bytes: size });
         // tar's unpack_in refuses entries that would land outside `work`.
-        let mut tar = tar::Archive::new(io::BufReader::new(file));
+        let mut tar = tar::Archive::new(io::BufReader::new(CountingReader::new(file, report)));
         tar.unpack(work).map_err(io_err(archive))?;
         let images = if work.join("manifest.json").exists() {
             self.import_docker(work)?
