@@ -31,4 +31,5 @@ kubectl logs demo
 kubectl describe pod demo | sed -n '/^Events:/,$p'
 echo
 echo "skiff is running; try: KUBECONFIG=$KUBECONFIG kubectl get pods --watch   (Ctrl-C here stops the server)"
+[ -f "$data_dir/web-view.url" ] && echo "the web view, in a browser on this machine: $(cat "$data_dir/web-view.url")"
 wait "$server"

@@ -27,6 +27,9 @@ command -v umoci >/dev/null 2>&1 || need_apt+=(umoci)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The web view's test drives a real headless Chromium; script(1) gives a test a terminal.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -174,6 +174,13 @@ impl ApiServer {
             .with_state(self.state.clone())
     }
 
+    /// The HTTP application answering as `user`, for a front end in this
+    /// process that authenticates its own users (the web view): requests
+    /// are authorized as `user` and bring no credentials of their own.
+    pub fn router_as(&self, user: UserInfo) -> Router {
+        self.router().layer(axum::Extension(auth::Peer { certificate: Some(user) }))
+    }
+
     /// Serves HTTPS on `listener` until shutdown; in-flight requests finish.
     pub async fn serve(self, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
         let shutdown = self.state.shutdown.clone();

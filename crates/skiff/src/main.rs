@@ -4,6 +4,8 @@
 //! node agent) in one process and writes `<data-dir>/kubeconfig.yaml`.
 
 mod agent;
+mod progress;
+mod web;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -165,6 +167,14 @@ struct ServerArgs {
     /// Write the kubeconfig here as well as to <data-dir>/kubeconfig.yaml.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// Where the web view listens (plain HTTP: keep it on loopback); when
+    /// the port is taken, the next free one of the ten after it. The address
+    /// with its token is printed at start and kept in <data-dir>/web-view.url.
+    #[arg(long, default_value = "127.0.0.1:6480")]
+    web_address: SocketAddr,
+    /// Do not serve the web view.
+    #[arg(long)]
+    disable_web_view: bool,
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
@@ -271,10 +281,10 @@ async fn image(command: ImageCommand) -> Result<()> {
     match command {
         ImageCommand::Import { file, data_dir } => {
             let store = open(&data_dir)?;
-            for image in store
-                .import(&file)
-                .with_context(|| format!("failed to import {}", file.display()))?
-            {
+            let shown = progress::Shown::new(&format!("importing {}", file.display()));
+            let imported = store.import_reporting(&file, &|step| shown.see(step));
+            shown.finish();
+            for image in imported.with_context(|| format!("failed to import {}", file.display()))? {
                 println!("imported {} ({})", image.name, image.config);
             }
         }
@@ -302,9 +312,12 @@ async fn image(command: ImageCommand) -> Result<()> {
         ImageCommand::Pull { image, data_dir } => {
             let store = open(&data_dir)?;
             let started = std::time::Instant::now();
+            let shown = progress::Shown::new(&format!("pulling {image}"));
             let pulled = store
-                .pull(&image, &Default::default(), &Default::default())
-                .await?;
+                .pull_reporting(&image, &Default::default(), &Default::default(), &|step| shown.see(step))
+                .await;
+            shown.finish();
+            let pulled = pulled?;
             println!(
                 "pulled {} ({}) in {:.1}s, {} bytes",
                 pulled.name,
@@ -601,6 +614,14 @@ async fn server(args: ServerArgs) -> Result<()> {
     api.start_control_plane(pki.ca_cert.clone(), SocketAddr::new(advertised_ip, address.port()))
         .await
         .context("failed to start the control plane")?;
+    // Before the kubeconfig: whoever waits for it finds the view's address too.
+    if !args.disable_web_view {
+        // The page reads the API as an administrator; only its token's holder gets in.
+        let viewer = skiff_apiserver::UserInfo::authenticated("skiff:web-view", &["system:masters"]);
+        if let Err(error) = web::start(args.web_address, api.router_as(viewer), data_dir, shutdown.clone()).await {
+            tracing::warn!(error = format!("{error:#}"), "serving no web view");
+        }
+    }
     let kubeconfig = pki.kubeconfig(&url);
     let kubeconfig_path = data_dir.join("kubeconfig.yaml");
     write_kubeconfig(&kubeconfig_path, &kubeconfig)?;

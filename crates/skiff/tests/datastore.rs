@@ -71,7 +71,7 @@ fn the_server_reaches_etcd_over_tls_with_a_client_certificate() -> Result<()> {
 
     // Without the client certificate the server says why it cannot start.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--disable-agent", "--https-listen-port", "0", "--datastore-endpoint", &etcd.url, "--datastore-cafile", &ca])
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--web-address", "127.0.0.1:0", "--datastore-endpoint", &etcd.url, "--datastore-cafile", &ca])
         .arg("--data-dir")
         .arg(certs.path().join("refused"))
         .output()?;

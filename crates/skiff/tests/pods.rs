@@ -463,6 +463,22 @@ fn images_are_pulled_from_a_registry_and_failures_back_off() -> Result<()> {
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
         )
     };
+    // `skiff image pull` off a terminal: what it fetches, each layer, the marks.
+    let elsewhere = tempfile::tempdir()?;
+    let pull = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", skiff.netns.clone().unwrap_or_default()))
+        .arg(env!("CARGO_BIN_EXE_skiff"))
+        .args(["image", "pull", "127.0.0.1:5000/test/busybox:1", "--data-dir"])
+        .arg(elsewhere.path())
+        .output()?;
+    let said = String::from_utf8_lossy(&pull.stderr).into_owned();
+    assert!(pull.status.success(), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    let what = "pulling 127.0.0.1:5000/test/busybox:1";
+    assert!(lines.first().is_some_and(|l| l.starts_with(&format!("{what}: 1 layer, "))), "{said}");
+    assert!(lines.iter().any(|l| l.starts_with("layer 1/1 ")), "{said}");
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{what}: 100% ("))), "{said}");
+
     apply(&skiff, &pod("pulled", "127.0.0.1:5000/test/busybox:1"))?;
     apply(&skiff, &pod("missing", "127.0.0.1:5000/test/nope:1"))?;
     apply(&skiff, &pod("invalid", "Not/A/Valid:Name"))?;

@@ -154,7 +154,7 @@ impl Skiff {
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .args(["--https-listen-port", "0"])
+            .args(["--https-listen-port", "0", "--web-address", "127.0.0.1:0"])
             .args(if self.with_agent {
                 &[][..]
             } else {
