@@ -352,6 +352,7 @@ fn python_kubernetes_client_lists_creates_patches_and_watches() -> Result<()> {
     assert!(stdout.contains("watched ADDED py-pod"), "{stdout}");
     assert!(stdout.contains("watched MODIFIED py-pod"), "{stdout}");
     assert!(stdout.contains("watched DELETED py-pod"), "{stdout}");
+    assert!(stdout.contains("strict error with hint"), "{stdout}");
     Ok(())
 }
 

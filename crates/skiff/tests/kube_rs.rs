@@ -124,3 +124,33 @@ fn kube_rs_with_a_service_account_token_gets_what_rbac_grants() -> Result<()> {
     })?;
     Ok(())
 }
+
+#[test]
+fn kube_rs_gets_upstreams_strict_error_then_the_field_meant() -> Result<()> {
+    let skiff = Skiff::start()?;
+    let config = skiff.kubeconfig();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let outcome = runtime.block_on(async move {
+        let file = Kubeconfig::read_from(&config)?;
+        let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
+        let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config)?, "default");
+        let typo = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typo"},
+            "spec": {"containers": [{"name": "c", "image": TEST_IMAGE,
+                "env": [{"name": "ME", "valueForm": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}
+        });
+        let params = kube::api::PatchParams::apply("kube-rs-test").validation(kube::api::ValidationDirective::Strict);
+        anyhow::Ok(pods.patch("typo", &params, &kube::api::Patch::Apply(&typo)).await)
+    })?;
+    match outcome {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 400);
+            assert_eq!(
+                status.message,
+                r#"Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.containers[0].env[0].valueForm"; did you mean "spec.containers[0].env[0].valueFrom"?"#
+            );
+        }
+        other => anyhow::bail!("expected a 400, got {other:?}"),
+    }
+    Ok(())
+}

@@ -1,8 +1,9 @@
 """The official Kubernetes Python client against Skiff: list, create, patch, watch, delete."""
+import json
 import sys
 import threading
 
-from kubernetes import client, config, watch
+from kubernetes import client, config, dynamic, watch
 
 config.load_kube_config()
 v1 = client.CoreV1Api()
@@ -47,6 +48,27 @@ try:
     sys.exit("expected a 404")
 except client.exceptions.ApiException as error:
     assert error.status == 404, error.status
+
+# A misspelt field under Strict validation: upstream's message, then the field meant.
+typo = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typo"},
+        "spec": {"initContainters": [], "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+# The typed API refuses the typo itself (pydantic); the dynamic client sends it as written.
+try:
+    v1.create_namespaced_pod("default", typo, field_validation="Strict")
+    sys.exit("the typed client sent a field its model lacks")
+except ValueError:
+    pass
+raw = dynamic.DynamicClient(client.ApiClient())
+try:
+    raw.request("post", "/api/v1/namespaces/default/pods?fieldValidation=Strict", body=typo)
+    sys.exit("expected a 400")
+except client.exceptions.ApiException as error:
+    assert error.status == 400, error.status
+    message = json.loads(error.body)["message"]
+    expected = ('Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+                'unknown field "spec.initContainters"; did you mean "spec.initContainers"?')
+    assert message == expected, message
+    print("strict error with hint")
 
 v1.delete_namespaced_pod("py-pod", "default")
 done.wait(20)
