@@ -654,11 +654,32 @@ impl Bench<'_> {
             async move { create(&api, &pod_manifest(&name, SLEEPER, json!({}))?).await }
         })
         .await?;
-        let done = self
-            .tracker
-            .wait_all(names, timeout, |s| s.running.is_some())
-            .await?;
+        let done = match self.tracker.wait_all(names, timeout, |s| s.running.is_some()).await {
+            Ok(done) => done,
+            Err(error) => {
+                let missing: Vec<&String> = names.iter().filter(|n| self.tracker.get(n).running.is_none()).collect();
+                return Err(error.context(self.why_not_running(&missing)));
+            }
+        };
         Ok(done.duration_since(start))
+    }
+
+    /// What the pods that did not start are waiting for, by the API and by
+    /// the server's log, for a failed run to say.
+    fn why_not_running(&self, missing: &[&String]) -> String {
+        let mut said = Vec::new();
+        for name in missing.iter().take(5) {
+            let state = self
+                .skiff
+                .kubectl(&["get", "pod", name, "-o", "jsonpath={.status.phase} {.status.containerStatuses[*].state} {.status.conditions[*].message}"])
+                .map(|run| run.stdout)
+                .unwrap_or_else(|e| format!("cannot read it: {e}"));
+            said.push(format!("{name}: {state}"));
+        }
+        let log = self.skiff.log();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+        let tail = warnings[warnings.len().saturating_sub(20)..].join("\n");
+        format!("pods not Running:\n{}\nthe server's last warnings:\n{tail}", said.join("\n"))
     }
 
     async fn delete_many(&self, names: &[String], timeout: Duration) -> Result<Duration> {

@@ -42,6 +42,9 @@ async fn bind(address: SocketAddr) -> Result<TcpListener> {
 /// through `api`; prints its address with the token and keeps it in
 /// `<data-dir>/web-view.url` (readable by root only).
 pub async fn start(address: SocketAddr, api: Router, data_dir: &Path, shutdown: CancellationToken) -> Result<()> {
+    if !address.ip().is_loopback() {
+        tracing::warn!(%address, "the web view is plain HTTP: off loopback, its token and pages cross the network unencrypted");
+    }
     let listener = bind(address).await?;
     let bound = listener.local_addr().context("the web view's listener has no address")?;
     let token = secret();

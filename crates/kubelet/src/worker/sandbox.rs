@@ -223,7 +223,7 @@ impl Worker {
     /// Unmounts memory-backed volumes of the pod.
     pub(super) fn unmount_volumes(&self) {
         let volumes = self.pod_dir().join("volumes");
-        for (mount_point, error) in skiff_runtime::container::unmount_all_under(&volumes) {
+        for (mount_point, error) in skiff_runtime::container::unmount_children(&volumes) {
             tracing::warn!(pod = %self.key, mount = %mount_point, %error, "failed to unmount a volume");
         }
     }

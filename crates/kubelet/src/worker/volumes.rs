@@ -147,7 +147,7 @@ impl Worker {
             message,
         };
         std::fs::create_dir_all(&dir).map_err(|e| mount_error(format!("failed to create {}: {e}", dir.display())))?;
-        if volumes::in_memory(volume) && !is_mount_point(&dir) {
+        if volumes::in_memory(volume) && !skiff_runtime::container::is_mount_point(&dir) {
             // Sized by an emptyDir's sizeLimit when given.
             let size = volume
                 .empty_dir
@@ -284,13 +284,6 @@ fn sub_path(mount: &VolumeMount, env: &BTreeMap<String, String>) -> Result<Optio
         return Err(format!("subPathExpr {expression:?} expanded to {expanded:?}, which contains '..'"));
     }
     Ok(Some(expanded).filter(|s| !s.is_empty()))
-}
-
-fn is_mount_point(dir: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(dir.to_string_lossy().as_ref()))
 }
 
 #[cfg(test)]

@@ -246,6 +246,42 @@ pub fn unmount_all_under(dir: &Path) -> Vec<(String, nix::Error)> {
         .collect()
 }
 
+/// Unmounts the mount points directly under `dir` (a pod's memory-backed
+/// volumes: each a tmpfs, on a device of its own); returns the ones that
+/// failed. Stats each entry instead of reading the host's mount table,
+/// which grows with every pod on the node.
+pub fn unmount_children(dir: &Path) -> Vec<(String, nix::Error)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(parent) = std::fs::metadata(dir) else {
+        return Vec::new();
+    };
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(std::io::Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| std::fs::metadata(path).is_ok_and(|m| m.is_dir() && m.dev() != parent.dev()))
+        .filter_map(|path| {
+            umount2(&path, MntFlags::MNT_DETACH)
+                .err()
+                .map(|e| (path.display().to_string(), e))
+        })
+        .collect()
+}
+
+/// Whether `dir` is a mount point of a different filesystem than its
+/// parent's (a tmpfs volume), without reading the host's mount table.
+pub fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(parent) = dir.parent() else {
+        return true;
+    };
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(dir), Ok(parent)) => dir.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
 /// Reads `started.json` / `exit.json` of a bundle.
 pub fn read_state<T: serde::de::DeserializeOwned>(bundle: &Path, file: &str) -> Option<T> {
     std::fs::read(bundle.join(file))
@@ -264,4 +300,34 @@ fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mounts a tmpfs (as root, as the node agent runs); the mount is gone
+    /// when the test ends, passing or not.
+    #[test]
+    fn tmpfs_volumes_are_found_and_unmounted_without_the_mount_table() -> std::io::Result<()> {
+        let volumes = tempfile::tempdir()?;
+        let tmpfs = volumes.path().join("tokens");
+        let plain = volumes.path().join("scratch");
+        std::fs::create_dir_all(&tmpfs)?;
+        std::fs::create_dir_all(&plain)?;
+        mount(Some("tmpfs"), &tmpfs, Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(std::io::Error::from)?;
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+            }
+        }
+        let _guard = Unmount(tmpfs.clone());
+        assert!(is_mount_point(&tmpfs));
+        assert!(!is_mount_point(&plain));
+        assert!(unmount_children(volumes.path()).is_empty());
+        assert!(!is_mount_point(&tmpfs), "unmounted");
+        assert!(unmount_children(volumes.path()).is_empty(), "nothing left to unmount");
+        Ok(())
+    }
 }
