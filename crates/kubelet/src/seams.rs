@@ -40,6 +40,12 @@ pub trait ContainerRuntime: Send + Sync {
     /// when its monitor keeps neither.
     async fn attach(&self, bundle: &Path) -> Result<Option<AttachSession>, ContainerError>;
     async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError>;
+    /// Signals a running container's init, cheaply where the runtime
+    /// allows (see `OciRuntime::signal_init`).
+    async fn signal_init(&self, id: &str, bundle: &Path, monitor_pid: u32, signal: &str) -> Result<(), ContainerError> {
+        let _ = (bundle, monitor_pid);
+        self.kill(id, signal).await
+    }
     async fn delete(&self, id: &str) -> Result<(), ContainerError>;
     /// Unmounts and removes a bundle.
     fn remove_bundle(&self, bundle: &Path) -> Result<(), ContainerError>;
@@ -141,6 +147,9 @@ impl ContainerRuntime for OciRuntime {
     }
     async fn kill(&self, id: &str, signal: &str) -> Result<(), ContainerError> {
         OciRuntime::kill(self, id, signal).await
+    }
+    async fn signal_init(&self, id: &str, bundle: &Path, monitor_pid: u32, signal: &str) -> Result<(), ContainerError> {
+        OciRuntime::signal_init(self, id, bundle, monitor_pid, signal).await
     }
     async fn delete(&self, id: &str) -> Result<(), ContainerError> {
         OciRuntime::delete(self, id).await

@@ -53,6 +53,45 @@ pub fn wait_exited(pid: u32, timeout: std::time::Duration) -> bool {
     }
 }
 
+/// Sends signal number `signal` to `pid` if it is a child of `parent` (a
+/// container's init under its monitor, which is its subreaper), through a
+/// pidfd so that a recycled pid is never signalled; no process is spawned.
+/// `Ok(false)` when `pid` is not, or no longer, `parent`'s child, or the
+/// signal has no name.
+pub fn signal_child_of(pid: u32, parent: u32, signal: i32) -> std::io::Result<bool> {
+    let (Some(raw), Some(signal)) = (
+        i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw),
+        rustix::process::Signal::from_named_raw(signal),
+    ) else {
+        return Ok(false);
+    };
+    let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(false),
+        Err(error) => return Err(error.into()),
+    };
+    // The pidfd holds the process that had `pid` when it was opened. If
+    // `pid` belongs to `parent`'s child now, the pidfd's process is that
+    // child (or has died since, and the signal below finds nobody).
+    if parent_of(pid) != Some(parent) {
+        return Ok(false);
+    }
+    match rustix::process::pidfd_send_signal(&fd, signal) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The parent of `pid`, from `/proc/<pid>/status`.
+fn parent_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Registers a pidfd with tokio's reactor.
 #[allow(unsafe_code)]
 fn register(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {

@@ -67,7 +67,12 @@ impl Worker {
         };
         let signal = signal.unwrap_or(&live.stop_signal);
         tracing::info!(pod = %self.key, container = %name, %signal, "stopping container");
-        if let Err(error) = self.agent.runtime.kill(&live.id, signal).await {
+        if let Err(error) = self
+            .agent
+            .runtime
+            .signal_init(&live.id, &live.bundle, live.monitor_pid, signal)
+            .await
+        {
             tracing::debug!(pod = %self.key, container = %name, %error, "signal not delivered (the container may have exited)");
         }
     }

@@ -197,6 +197,22 @@ impl OciRuntime {
         self.run("kill", id, &[signal]).await
     }
 
+    /// Sends `signal` to a container's init without spawning the runtime:
+    /// straight to the pid its monitor recorded in `started.json`, while
+    /// that process is still the monitor's child; otherwise, or for a
+    /// signal without a name here, `<runtime> kill`.
+    pub async fn signal_init(&self, id: &str, bundle: &Path, monitor_pid: u32, signal: &str) -> Result<()> {
+        let started: Option<monitor::Started> = read_state(bundle, "started.json");
+        if let (Some(started), Some(number)) = (started, signal_number(signal)) {
+            match crate::process::signal_child_of(started.pid, monitor_pid, number) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(error) => tracing::debug!(container = id, %error, "cannot signal the container's init directly; asking the runtime"),
+            }
+        }
+        self.kill(id, signal).await
+    }
+
     /// Forgets a stopped container (idempotent).
     pub async fn delete(&self, id: &str) -> Result<()> {
         match self.run("delete", id, &["--force"]).await {
@@ -227,6 +243,16 @@ impl OciRuntime {
             Err(e) => Err(io_err(bundle)(e)),
         }
     }
+}
+
+/// A signal as runc takes it (`TERM`, `SIGTERM`, `15`) as its number.
+pub fn signal_number(signal: &str) -> Option<i32> {
+    if let Ok(number) = signal.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(number).ok().map(|s| s as i32);
+    }
+    let name = signal.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
 }
 
 /// Unmounts every mount point under `dir` (a pod's memory-backed
@@ -328,6 +354,28 @@ mod tests {
         assert!(unmount_children(volumes.path()).is_empty());
         assert!(!is_mount_point(&tmpfs), "unmounted");
         assert!(unmount_children(volumes.path()).is_empty(), "nothing left to unmount");
+        Ok(())
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        for (given, want) in [("TERM", Some(15)), ("SIGKILL", Some(9)), ("sigquit", Some(3)), ("2", Some(2)), ("SIGRTMIN+3", None), ("NOPE", None), ("0", None)] {
+            assert_eq!(signal_number(given), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn only_a_child_of_the_named_parent_is_signalled() -> std::io::Result<()> {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn()?;
+        let me = std::process::id();
+        // Not its parent: refused, and the child lives on.
+        assert!(!crate::process::signal_child_of(child.id(), me + 1, 15)?);
+        assert!(child.try_wait()?.is_none());
+        assert!(crate::process::signal_child_of(child.id(), me, 15)?);
+        let status = child.wait()?;
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15));
+        // Gone (reaped): nothing to signal.
+        assert!(!crate::process::signal_child_of(child.id(), me, 15)?);
         Ok(())
     }
 }
