@@ -1,9 +1,11 @@
-//! OCI images on the node: the content-addressed store with registry pulls
-//! and archive imports, safe layer unpacking, and building small images from
-//! host files.
+//! OCI images on the node: the content-addressed store, registry pulls
+//! (mirrors, then the registry; a registry's "not found" with the tags it
+//! has) and archive imports, both reporting their [`progress`], safe layer
+//! unpacking, and building small images from host files.
 
 pub mod build;
 pub mod progress;
+mod pull;
 pub mod registries;
 pub mod store;
 pub mod unpack;

@@ -18,14 +18,12 @@ use std::io::{self, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::progress::{self, CountingReader, CountingWriter, Progress, Report};
-use super::registries::{sources, Credentials, PullSource, RegistriesConfig};
+use super::progress::{self, CountingReader, Progress, Report};
 use super::unpack::{unpack_layer, Compression, UnpackError};
 
 /// One layer of an image.
@@ -114,41 +112,10 @@ pub enum ImageError {
     Io { path: String, source: io::Error },
 }
 
-type Result<T> = std::result::Result<T, ImageError>;
+pub(super) type Result<T> = std::result::Result<T, ImageError>;
 
-/// A registry's "no such manifest/repository", as opposed to not reaching it.
-fn is_not_found(error: &ImageError) -> bool {
-    use oci_client::errors::{OciDistributionError as E, OciErrorCode as Code};
-    match error {
-        ImageError::Pull { source, .. } => match source {
-            E::ImageManifestNotFoundError(_) => true,
-            E::ServerError { code, .. } => *code == 404,
-            E::RegistryError { envelope, .. } => envelope
-                .errors
-                .iter()
-                .any(|e| matches!(e.code, Code::ManifestUnknown | Code::NameUnknown | Code::NotFound)),
-            _ => false,
-        },
-        _ => false,
-    }
-}
 
-/// A registry client for one pull source.
-fn client_for(source: &PullSource) -> Client {
-    super::ensure_crypto_provider();
-    Client::new(ClientConfig {
-        protocol: if source.plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        accept_invalid_certificates: source.accept_invalid_certs,
-        platform_resolver: Some(Box::new(oci_client::client::current_platform_resolver)),
-        ..Default::default()
-    })
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
     move |source| ImageError::Io {
         path: path.display().to_string(),
         source,
@@ -348,7 +315,7 @@ impl ImageStore {
         })
     }
 
-    fn scratch(&self, name: &str) -> PathBuf {
+    pub(super) fn scratch(&self, name: &str) -> PathBuf {
         self.root.join("tmp").join(format!(
             "{name}-{}-{}",
             std::process::id(),
@@ -421,7 +388,7 @@ impl ImageStore {
     }
 
     /// Moves a verified file into the blob store under `digest`.
-    fn commit_blob(&self, file: &Path, digest: &str, what: &str) -> Result<()> {
+    pub(super) fn commit_blob(&self, file: &Path, digest: &str, what: &str) -> Result<()> {
         let actual = sha256_file(file)?;
         if actual != digest {
             let _ = fs::remove_file(file);
@@ -435,7 +402,7 @@ impl ImageStore {
         fs::rename(file, &dest).map_err(io_err(&dest))
     }
 
-    fn unpack(&self, image: &str, layer: &Layer) -> Result<()> {
+    pub(super) fn unpack(&self, image: &str, layer: &Layer) -> Result<()> {
         let dest = self.layer_path(&layer.digest)?;
         if dest.exists() {
             return Ok(());
@@ -461,143 +428,9 @@ impl ImageStore {
         self.write_fingerprint(&layer.digest, fingerprint)
     }
 
-    fn record(&self, image: Image) -> Result<Image> {
+    pub(super) fn record(&self, image: Image) -> Result<Image> {
         self.with_index(|index| index.insert(image.name.clone(), image.clone()))?;
         Ok(image)
-    }
-
-    /// Pulls `name` from its registry; layers already present are not fetched again.
-    pub async fn pull(
-        &self,
-        name: &str,
-        config: &RegistriesConfig,
-        credentials: &Credentials,
-    ) -> Result<Image> {
-        self.pull_reporting(name, config, credentials, &progress::ignore).await
-    }
-
-    /// [`ImageStore::pull`], saying how far it got as it goes.
-    pub async fn pull_reporting(
-        &self,
-        name: &str,
-        config: &RegistriesConfig,
-        credentials: &Credentials,
-        report: Report<'_>,
-    ) -> Result<Image> {
-        let reference = parse_reference(name)?;
-        let mut last_error = None;
-        // A registry that answered "no such tag" says more than a later
-        // fallback that could not be reached.
-        let mut not_found = None;
-        for source in sources(&reference, config, credentials) {
-            match self.pull_from(name, &reference, &source, report).await {
-                Ok(image) => return Ok(image),
-                Err(error) => {
-                    tracing::debug!(image = name, from = %source.reference.whole(), %error, "pull attempt failed");
-                    if not_found.is_none() && is_not_found(&error) {
-                        not_found = Some(source);
-                    }
-                    last_error = Some(error);
-                }
-            }
-        }
-        if let Some(source) = not_found {
-            let tags = match client_for(&source)
-                .list_tags(&source.reference, &source.auth, None, None)
-                .await
-            {
-                Ok(listed) => listed.tags,
-                Err(error) => {
-                    tracing::debug!(image = name, %error, "cannot list the repository's tags");
-                    Vec::new()
-                }
-            };
-            return Err(ImageError::NotFound {
-                image: name.to_string(),
-                reference: source.reference.whole(),
-                tags,
-            });
-        }
-        Err(last_error.unwrap_or_else(|| ImageError::InvalidName {
-            name: name.to_string(),
-            reason: "no registry to pull from".into(),
-        }))
-    }
-
-    /// Pulls from one source; the image is recorded under `reference`'s name.
-    async fn pull_from(
-        &self,
-        name: &str,
-        reference: &Reference,
-        source: &PullSource,
-        report: Report<'_>,
-    ) -> Result<Image> {
-        let auth = &source.auth;
-        let original = reference;
-        let reference = &source.reference;
-        let client = client_for(source);
-        let pull_err = |source| ImageError::Pull {
-            image: name.to_string(),
-            source,
-        };
-        let (manifest, digest, config_json, list_digest) = client
-            .pull_manifest_and_config_and_list_digest(reference, auth)
-            .await
-            .map_err(pull_err)?;
-        let config_path = self.scratch("config");
-        fs::write(&config_path, config_json.as_bytes()).map_err(io_err(&config_path))?;
-        self.commit_blob(&config_path, &manifest.config.digest, "image config")?;
-        let mut layers = Vec::new();
-        let mut to_fetch = 0;
-        for descriptor in &manifest.layers {
-            if !self.blob_path(&descriptor.digest)?.exists() {
-                to_fetch += u64::try_from(descriptor.size).unwrap_or(0);
-            }
-        }
-        report(Progress::Started {
-            layers: manifest.layers.len(),
-            bytes: to_fetch,
-        });
-        let mut fetched_bytes = 0;
-        for (index, descriptor) in manifest.layers.iter().enumerate() {
-            let layer = Layer {
-                digest: descriptor.digest.clone(),
-                media_type: descriptor.media_type.clone(),
-                size: u64::try_from(descriptor.size).unwrap_or(0),
-            };
-            let stored = self.blob_path(&layer.digest)?.exists();
-            report(Progress::Layer {
-                index: index + 1,
-                digest: layer.digest.clone(),
-                size: layer.size,
-                stored,
-            });
-            if !stored {
-                let partial = self.scratch("layer");
-                let file = tokio::fs::File::create(&partial)
-                    .await
-                    .map_err(io_err(&partial))?;
-                let mut writer = CountingWriter::new(tokio::io::BufWriter::new(file), fetched_bytes, report);
-                let fetched = client.pull_blob(reference, descriptor, &mut writer).await;
-                let flushed = tokio::io::AsyncWriteExt::flush(&mut writer).await;
-                fetched_bytes = writer.done();
-                if let Err(error) = fetched {
-                    let _ = fs::remove_file(&partial);
-                    return Err(pull_err(error));
-                }
-                flushed.map_err(io_err(&partial))?;
-                self.commit_blob(&partial, &layer.digest, "layer")?;
-            }
-            self.unpack(name, &layer)?;
-            layers.push(layer);
-        }
-        let repo_digest = list_digest.unwrap_or(digest);
-        self.record(Image {
-            name: original.whole(),
-            repo_digest,
-            config: manifest.config.digest.clone(),
-            layers,
-        })
     }
 
     /// Imports every image in an OCI archive or a `docker save` tarball.
