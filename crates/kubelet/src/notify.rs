@@ -87,22 +87,25 @@ impl Hub {
     }
 
     fn subscribe(self: &Arc<Self>, path: &Path, mask: WatchMask) -> std::io::Result<Changes> {
+        let poisoned = || std::io::Error::other("the watch list is poisoned");
+        // Held while the watch is added, so that the last subscriber of the
+        // same inode cannot remove it in between (locks: subscribers, then
+        // watches, as in Registration::drop).
+        let mut subscribers = self.subscribers.lock().map_err(|_| poisoned())?;
         // MASK_ADD: another subscriber's interest in the same inode stays.
         let wd = self
             .watches
             .lock()
-            .map_err(|_| std::io::Error::other("the watch list is poisoned"))?
+            .map_err(|_| poisoned())?
             .add(path, mask | WatchMask::MASK_ADD)?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let wanted = EventMask::from_bits_truncate(mask.bits());
-        if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.entry(wd.clone()).or_default().push(Subscriber {
-                id,
-                mask: wanted,
-                events: sender,
-            });
-        }
+        subscribers.entry(wd.clone()).or_default().push(Subscriber {
+            id,
+            mask: EventMask::from_bits_truncate(mask.bits()),
+            events: sender,
+        });
+        drop(subscribers);
         Ok(Changes {
             events: Some(receiver),
             registration: Some(Registration {

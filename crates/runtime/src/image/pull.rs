@@ -125,25 +125,27 @@ impl ImageStore {
         let config_path = self.scratch("config");
         fs::write(&config_path, config_json.as_bytes()).map_err(io_err(&config_path))?;
         self.commit_blob(&config_path, &manifest.config.digest, "image config")?;
-        let mut layers = Vec::new();
-        let mut to_fetch = 0;
+        // Each layer, and whether its blob will be here when it is reached
+        // (stored already, or an earlier layer of the same digest): the
+        // total to fetch is known before the first byte.
+        let mut planned: Vec<(_, Layer, bool)> = Vec::new();
         for descriptor in &manifest.layers {
-            if !self.blob_path(&descriptor.digest)?.exists() {
-                to_fetch += u64::try_from(descriptor.size).unwrap_or(0);
-            }
-        }
-        report(Progress::Started {
-            layers: manifest.layers.len(),
-            bytes: to_fetch,
-        });
-        let mut fetched_bytes = 0;
-        for (index, descriptor) in manifest.layers.iter().enumerate() {
             let layer = Layer {
                 digest: descriptor.digest.clone(),
                 media_type: descriptor.media_type.clone(),
                 size: u64::try_from(descriptor.size).unwrap_or(0),
             };
-            let stored = self.blob_path(&layer.digest)?.exists();
+            let stored = planned.iter().any(|(_, earlier, _)| earlier.digest == layer.digest)
+                || self.blob_path(&layer.digest)?.exists();
+            planned.push((descriptor, layer, stored));
+        }
+        report(Progress::Started {
+            layers: planned.len(),
+            bytes: planned.iter().filter(|(_, _, stored)| !stored).map(|(_, l, _)| l.size).sum(),
+        });
+        let mut layers = Vec::new();
+        let mut fetched_bytes = 0;
+        for (index, (descriptor, layer, stored)) in planned.into_iter().enumerate() {
             report(Progress::Layer {
                 index: index + 1,
                 digest: layer.digest.clone(),
