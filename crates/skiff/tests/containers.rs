@@ -252,8 +252,9 @@ async fn containers_of_a_pod_share_localhost_and_volumes() -> Result<()> {
         "{lines:?}"
     );
 
-    // The server traps SIGTERM and exits cleanly.
-    let started: Started = read_state(&server_bundle, "started.json").context("started")?;
+    // The server traps SIGTERM and exits cleanly. It may answer before its
+    // monitor has written started.json, so wait for the record.
+    let started = wait_started(&server_bundle).await?;
     assert!(Path::new(&format!("/proc/{}", started.pid)).exists());
     node.runtime.kill("web", "TERM").await?;
     let exited = wait_exit(&server_bundle).await?;
