@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
@@ -38,7 +39,7 @@ pub struct BackOff {
 /// A pod worker's state, as written beside the pod.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
-    pub pod: Pod,
+    pub pod: Arc<Pod>,
     pub sandbox_id: String,
     pub sandbox_pid: Option<u32>,
     pub record: PodRecord,

@@ -174,7 +174,7 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     for (_, checkpoint) in adopted {
         if static_pods::is_static(&checkpoint.pod) {
             pods.static_pods
-                .insert(checkpoint.uid(), checkpoint.pod.clone());
+                .insert(checkpoint.uid(), (*checkpoint.pod).clone());
         }
         let (sender, receiver) = watch::channel(Some(checkpoint.pod.clone()));
         pods.workers.insert(checkpoint.uid(), sender);
@@ -208,7 +208,10 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     }
     let api: Api<Pod> = Api::all(agent.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node.name));
-    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    // Each pod is held by its worker for as long as it runs; managedFields
+    // (most of a pod's size) are for writers, not for running it.
+    let events = watcher(api, config).modify(|pod| pod.metadata.managed_fields = None);
+    let mut events = std::pin::pin!(events.default_backoff());
     let mut seen_in_relist: Vec<String> = Vec::new();
     loop {
         let event = tokio::select! {
@@ -284,7 +287,7 @@ fn full_name(pod: &Pod) -> String {
 /// watch or from the static pod directory.
 struct Pods {
     agent: Arc<Agent>,
-    workers: HashMap<String, watch::Sender<Option<Pod>>>,
+    workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>>,
     /// Static pods by UID (the manifest hash).
     static_pods: HashMap<String, Pod>,
     /// The newest worker of each static pod name: a new version of a
@@ -304,10 +307,10 @@ impl Pods {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match self.workers.get(&uid) {
             Some(sender) if !sender.is_closed() => {
-                let _ = sender.send(Some(pod));
+                let _ = sender.send(Some(Arc::new(pod)));
             }
             _ => {
-                let (sender, receiver) = watch::channel(Some(pod));
+                let (sender, receiver) = watch::channel(Some(Arc::new(pod)));
                 tokio::spawn(worker::run(self.agent.clone(), receiver));
                 self.workers.insert(uid, sender);
             }
@@ -324,7 +327,7 @@ impl Pods {
     /// Makes the worker sync and report again (after its mirror was created).
     fn resync(&self, uid: &str) {
         if let (Some(sender), Some(pod)) = (self.workers.get(uid), self.static_pods.get(uid)) {
-            let _ = sender.send(Some(pod.clone()));
+            let _ = sender.send(Some(Arc::new(pod.clone())));
         }
     }
 
@@ -356,7 +359,7 @@ impl Pods {
         for (uid, pod) in new {
             if !self.static_pods.contains_key(&uid) {
                 tracing::info!(pod = %pod.metadata.name.clone().unwrap_or_default(), "static pod added");
-                let (sender, receiver) = watch::channel(Some(pod.clone()));
+                let (sender, receiver) = watch::channel(Some(Arc::new(pod.clone())));
                 let previous = self.static_tasks.remove(&full_name(&pod));
                 let agent = self.agent.clone();
                 let task = tokio::spawn(async move {

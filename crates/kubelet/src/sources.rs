@@ -158,6 +158,7 @@ impl Sources {
     pub fn new(client: kube::Client) -> Self {
         let (services, writer) = reflector::store();
         let stream = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+            .modify(|service| service.metadata.managed_fields = None)
             .default_backoff()
             .reflect(writer);
         tokio::spawn(stream.for_each(|event| {

@@ -23,6 +23,9 @@ use skiff_client::{pod_reference, EventRecorder, EventType};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// kubectl's copy of the applied manifest: a second copy of the pod.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// What stops the scheduler.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -42,8 +45,15 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    // The cache holds every pod and node; what placing pods never reads
+    // stays out of it (managedFields are most of a pod's size).
+    let events = watcher(api, watcher::Config::default()).modify(|object| {
+        object.meta_mut().managed_fields = None;
+        if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+    });
+    let stream = reflector::reflector(writer, events).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {

@@ -9,7 +9,7 @@ use super::*;
 pub async fn adopt(
     agent: Arc<Agent>,
     checkpoint: Checkpoint,
-    desired: watch::Receiver<Option<Pod>>,
+    desired: Desired,
 ) {
     let (mut worker, inbox) = Worker::new(agent, checkpoint.pod.clone(), checkpoint.record);
     worker.sandbox_id = checkpoint.sandbox_id;

@@ -83,7 +83,8 @@ impl Drop for Live {
 
 struct Worker {
     agent: Arc<Agent>,
-    pod: Pod,
+    /// The newest version of the pod, shared with the agent's channel.
+    pod: Arc<Pod>,
     key: String,
     sandbox: Option<Sandbox>,
     sandbox_id: String,
@@ -117,8 +118,12 @@ struct Worker {
     /// Fields not honoured were reported (once per worker).
     warned_fields: bool,
     /// While the pod terminates: its newer versions (a shorter grace).
-    deletion: Option<watch::Receiver<Option<Pod>>>,
+    deletion: Option<Desired>,
 }
+
+/// The newest version of a pod as the agent hands it to the pod's worker
+/// (`None`: stop it).
+pub type Desired = watch::Receiver<Option<Arc<Pod>>>;
 
 fn random_id() -> String {
     format!(
@@ -145,7 +150,7 @@ type Inbox = (
 );
 
 /// Runs one pod until it is deleted or forgotten.
-pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
+pub async fn run(agent: Arc<Agent>, mut desired: Desired) {
     let Some(pod) = desired.borrow_and_update().clone() else {
         return;
     };
@@ -155,7 +160,7 @@ pub async fn run(agent: Arc<Agent>, mut desired: watch::Receiver<Option<Pod>>) {
 }
 
 impl Worker {
-    fn new(agent: Arc<Agent>, pod: Pod, record: PodRecord) -> (Self, Inbox) {
+    fn new(agent: Arc<Agent>, pod: Arc<Pod>, record: PodRecord) -> (Self, Inbox) {
         let (namespace, name, uid) = pod_name(&pod);
         let (exits, exited) = mpsc::unbounded_channel();
         let (probe_reports, probed) = mpsc::unbounded_channel();
@@ -189,7 +194,7 @@ impl Worker {
         (worker, (exited, probed, sandbox_exited, removed_layers, sources_changed))
     }
 
-    async fn run(mut self, mut desired: watch::Receiver<Option<Pod>>, inbox: Inbox) {
+    async fn run(mut self, mut desired: Desired, inbox: Inbox) {
         let (mut exited, mut probed, mut sandbox_exited, mut removed_layers, mut sources_changed) = inbox;
         tracing::info!(pod = %self.key, "pod worker started");
         loop {
@@ -198,12 +203,12 @@ impl Worker {
                 // A static pod whose file went: stopped as gracefully as a
                 // deleted pod.
                 None if crate::static_pods::is_static(&self.pod) => {
-                    self.terminate().await;
+                    Box::pin(self.terminate()).await;
                     return;
                 }
                 None => {
-                    self.stop_all(Duration::from_secs(2)).await;
-                    self.teardown().await;
+                    Box::pin(self.stop_all(Duration::from_secs(2))).await;
+                    Box::pin(self.teardown()).await;
                     return;
                 }
                 Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
@@ -211,15 +216,18 @@ impl Worker {
                     // A later deletion with a shorter grace period cuts the
                     // wait short, as upstream.
                     self.deletion = Some(desired.clone());
-                    self.terminate().await;
+                    Box::pin(self.terminate()).await;
                     return;
                 }
                 Some(pod) => self.pod = pod,
             }
-            self.sync().await;
+            // Each step is boxed: the worker's own future, held for the
+            // pod's whole life, stays small (a few hundred bytes, not 15 KiB),
+            // and a step's state exists only while it runs.
+            Box::pin(self.sync()).await;
             self.publish();
             if self.is_terminal() {
-                self.release_sandbox().await;
+                Box::pin(self.release_sandbox()).await;
             }
             let wake = self.next_wake();
             tokio::select! {
@@ -232,15 +240,15 @@ impl Worker {
                         return;
                     }
                 }
-                Some(name) = exited.recv() => self.on_exit(&name).await,
-                Some(report) = probed.recv() => self.on_probe(report).await,
-                Some(pid) = sandbox_exited.recv() => self.on_sandbox_exit(pid).await,
+                Some(name) = exited.recv() => Box::pin(self.on_exit(&name)).await,
+                Some(report) = probed.recv() => Box::pin(self.on_probe(report)).await,
+                Some(pid) = sandbox_exited.recv() => Box::pin(self.on_sandbox_exit(pid)).await,
                 Some(()) = sources_changed.recv() => self.on_source_change(),
                 removed = removed_layers.recv() => match removed {
-                    Ok(digest) => self.on_layer_removed(&digest).await,
+                    Ok(digest) => Box::pin(self.on_layer_removed(&digest)).await,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(pod = %self.key, missed, "missed layer removals; checking every container's layers");
-                        self.check_live_layers().await;
+                        Box::pin(self.check_live_layers()).await;
                     }
                     // The agent is going away.
                     Err(broadcast::error::RecvError::Closed) => removed_layers = self.agent.removed_layers.subscribe(),

@@ -252,7 +252,7 @@ impl Worker {
 }
 
 /// The pod's next version while it terminates; pending without a watch.
-async fn next_version(deletion: &mut Option<watch::Receiver<Option<Pod>>>) -> Option<Option<Pod>> {
+async fn next_version(deletion: &mut Option<Desired>) -> Option<Option<Arc<Pod>>> {
     let Some(receiver) = deletion.as_mut() else {
         return std::future::pending().await;
     };
