@@ -99,45 +99,71 @@ pub(crate) fn strip_type_meta(mut object: Value) -> Value {
     object
 }
 
-pub(crate) fn list_body(
+/// A list's body. Items are decoded and written one at a time, so a list of
+/// a thousand pods is never held decoded at once (only as text).
+pub(crate) fn list_body<I>(
     resource: &ResourceInfo,
     output: Output,
-    items: Vec<Value>,
+    items: I,
     revision: u64,
     continue_token: Option<&str>,
     now: Timestamp,
-) -> Result<(String, String)> {
+) -> Result<(String, String)>
+where
+    I: IntoIterator<Item = Result<Value>>,
+{
     let rv = revision.to_string();
     let mut metadata = json!({"resourceVersion": rv});
     if let Some(token) = continue_token {
         metadata["continue"] = json!(token);
     }
+    let items = items.into_iter();
     Ok(match output {
-        Output::Table(include) => (
-            JSON_TABLE.to_string(),
-            table::table(resource, &items, &rv, continue_token, now, include).to_string(),
-        ),
+        Output::Table(include) => {
+            let head = table::table_head(resource, &rv, continue_token);
+            let rows = items.map(|o| o.map(|o| table::row(resource.kind, &o, now, include)));
+            (JSON_TABLE.to_string(), splice(head, rows)?)
+        }
         Output::Metadata => {
-            let items: Vec<Value> = items.iter().map(table::partial_object_metadata).collect();
-            let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
-            (JSON.to_string(), list.to_string())
+            let head = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": []});
+            let items = items.map(|o| o.map(|o| table::partial_object_metadata(&o)));
+            (JSON.to_string(), splice(head, items)?)
         }
         Output::Json | Output::Yaml => {
-            let items: Vec<Value> = items
-                .into_iter()
-                .map(|o| strip_type_meta(present(resource, o)))
-                .collect();
-            let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items});
+            let head = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": []});
+            let items = items.map(|o| o.map(|o| strip_type_meta(present(resource, o))));
             if output == Output::Yaml {
+                let mut list = head;
+                list["items"] = Value::Array(items.collect::<Result<_>>()?);
                 (
                     "application/yaml".to_string(),
                     serde_yaml::to_string(&list).map_err(|e| Status::internal(e.to_string()))?,
                 )
             } else {
-                (JSON.to_string(), list.to_string())
+                (JSON.to_string(), splice(head, items)?)
             }
         }
     })
+}
+
+/// `head` as JSON with `items` in its last field, an empty array, written
+/// as they come.
+fn splice(head: Value, items: impl Iterator<Item = Result<Value>>) -> Result<String> {
+    use std::fmt::Write;
+    let mut text = head.to_string();
+    if !text.ends_with("[]}") {
+        return Err(Status::internal("a list's last field is not an empty array").into());
+    }
+    text.truncate(text.len() - 2);
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{}", item?);
+    }
+    text.push_str("]}");
+    Ok(text)
 }
 
 pub(crate) fn encode_watch_event(

@@ -443,12 +443,12 @@ async fn serve_resource(
         )?,
         Verb::List => {
             let list = registry
-                .list(storage, ns, &list_params(query, resource)?)
+                .list_stored(storage, ns, &list_params(query, resource)?)
                 .await?;
             let (content_type, text) = list_body(
                 resource,
                 output,
-                list.items,
+                list.items.iter().map(crate::registry::decode),
                 list.revision,
                 list.continue_token.as_deref(),
                 now,
@@ -542,7 +542,7 @@ async fn serve_resource(
                 }
             }
             let revision = registry.store().current_revision().await?;
-            let (content_type, text) = list_body(resource, output, deleted, revision, None, now)?;
+            let (content_type, text) = list_body(resource, output, deleted.into_iter().map(Ok), revision, None, now)?;
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
         }
         Verb::Connect => {

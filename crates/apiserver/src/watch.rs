@@ -89,7 +89,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<ReceiverStream<WatchEvent>> {
     let namespace = request.namespace.as_deref();
-    let mut initial = Vec::new();
+    let mut initial = Initial::default();
     let start_revision = match request
         .resource_version
         .filter(|rv| *rv != 0 && !request.send_initial_events)
@@ -99,10 +99,10 @@ pub async fn start(
             let mut params = request.params.clone();
             params.limit = None;
             params.continue_token = None;
-            let list = registry.list(request.resource, namespace, &params).await?;
-            initial = list.items.into_iter().map(WatchEvent::Added).collect();
+            let list = registry.list_stored(request.resource, namespace, &params).await?;
+            initial.objects = list.items;
             if request.send_initial_events && request.bookmarks {
-                initial.push(WatchEvent::Bookmark(list.revision, true));
+                initial.end = Some(list.revision);
             }
             list.revision
         }
@@ -129,16 +129,33 @@ pub async fn start(
     Ok(ReceiverStream::new(rx))
 }
 
+/// The state a watch starts with: stored objects, decoded one at a time
+/// as they are sent, then the bookmark that ends them (if asked for).
+#[derive(Default)]
+struct Initial {
+    objects: Vec<skiff_store::KeyValue>,
+    end: Option<u64>,
+}
+
 async fn run(
     request: WatchRequest,
-    initial: Vec<WatchEvent>,
+    initial: Initial,
     mut changes: skiff_store::WatchStream,
     mut revision: u64,
     tx: mpsc::Sender<WatchEvent>,
     shutdown: CancellationToken,
 ) {
-    for event in initial {
-        if tx.send(event).await.is_err() {
+    let objects = initial.objects.iter().map(|kv| match decode(kv) {
+        Ok(object) => WatchEvent::Added(object),
+        Err(error) => {
+            tracing::warn!(key = %kv.key, %error, "a stored object cannot be decoded; the watch ends");
+            WatchEvent::Error(error.status())
+        }
+    });
+    let end = initial.end.map(|revision| WatchEvent::Bookmark(revision, true));
+    for event in objects.chain(end) {
+        let failed = matches!(event, WatchEvent::Error(_));
+        if tx.send(event).await.is_err() || failed {
             return;
         }
     }

@@ -500,7 +500,8 @@ pub fn partial_object_metadata(object: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
 }
 
-fn row(kind: &str, object: &Value, now: Timestamp, include: IncludeObject) -> Value {
+/// One row of a Table of `kind`.
+pub fn row(kind: &str, object: &Value, now: Timestamp, include: IncludeObject) -> Value {
     let mut row = json!({"cells": cells(kind, object, now)});
     match include {
         IncludeObject::None => {}
@@ -528,6 +529,21 @@ pub fn table(
     now: Timestamp,
     include: IncludeObject,
 ) -> Value {
+    let mut table = table_head(resource, resource_version, continue_token);
+    table["rows"] = objects
+        .iter()
+        .map(|o| row(resource.kind, o, now, include))
+        .collect();
+    table
+}
+
+/// A Table of `resource` without its rows (`"rows": []`, the last field),
+/// for lists that write their rows one at a time.
+pub fn table_head(
+    resource: &ResourceInfo,
+    resource_version: &str,
+    continue_token: Option<&str>,
+) -> Value {
     let columns: Vec<Value> = columns_for(resource.kind)
         .iter()
         .map(|c| {
@@ -544,7 +560,7 @@ pub fn table(
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
         "columnDefinitions": columns,
-        "rows": objects.iter().map(|o| row(resource.kind, o, now, include)).collect::<Vec<_>>(),
+        "rows": [],
     })
 }
 

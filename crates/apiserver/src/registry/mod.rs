@@ -53,6 +53,13 @@ pub struct ObjectList {
     pub continue_token: Option<String>,
 }
 
+/// A list as stored: each item is decoded when it is used ([`decode`]).
+pub struct StoredList {
+    pub items: Vec<KeyValue>,
+    pub revision: u64,
+    pub continue_token: Option<String>,
+}
+
 /// `DeleteOptions`, from the body and the query.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
@@ -186,6 +193,21 @@ impl Registry {
         namespace: Option<&str>,
         params: &ListParams,
     ) -> Result<ObjectList> {
+        let list = self.list_stored(resource, namespace, params).await?;
+        Ok(ObjectList {
+            items: list.items.iter().map(decode).collect::<Result<_>>()?,
+            revision: list.revision,
+            continue_token: list.continue_token,
+        })
+    }
+
+    /// [`Registry::list`] without decoding the items.
+    pub async fn list_stored(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<StoredList> {
         let prefix = resource.storage_prefix(namespace);
         // A list pinned to one name (kubectl's delete/wait reflector) is one read.
         if let (Some(name), Some(_)) = (
@@ -194,13 +216,10 @@ impl Registry {
         ) {
             let revision = self.store.current_revision().await?;
             let items = match self.store.get(&format!("{prefix}{name}")).await? {
-                Some(kv) => vec![decode(&kv)?]
-                    .into_iter()
-                    .filter(|o| params.matches(o))
-                    .collect(),
-                None => Vec::new(),
+                Some(kv) if params.matches(&decode(&kv)?) => vec![kv],
+                _ => Vec::new(),
             };
-            return Ok(ObjectList {
+            return Ok(StoredList {
                 items,
                 revision,
                 continue_token: None,
@@ -242,13 +261,8 @@ impl Registry {
             }
             _ => None,
         };
-        let items = result
-            .items
-            .iter()
-            .map(decode)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ObjectList {
-            items,
+        Ok(StoredList {
+            items: result.items,
             revision: result.revision,
             continue_token,
         })

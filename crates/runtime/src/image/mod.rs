@@ -6,6 +6,7 @@
 pub mod build;
 pub mod progress;
 mod pull;
+mod reference;
 pub mod registries;
 pub mod store;
 pub mod unpack;

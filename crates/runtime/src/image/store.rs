@@ -147,11 +147,10 @@ fn sha256_file(path: &Path) -> Result<String> {
 
 /// Parses and normalizes an image name the way Docker and kubelet do.
 pub fn parse_reference(name: &str) -> Result<Reference> {
-    name.parse::<Reference>()
-        .map_err(|e| ImageError::InvalidName {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })
+    super::reference::parse(name).map_err(|e| ImageError::InvalidName {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Registries reached over plain HTTP without configuration, as Docker does.
