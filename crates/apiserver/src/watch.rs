@@ -60,23 +60,21 @@ pub struct WatchRequest {
     pub bookmarks: bool,
 }
 
-/// Decides which event, if any, a store change is for a filtered watcher.
+/// Decides which event, if any, a store change is for a filtered watcher
+/// (`old_matches`: the object before an update was in its set).
 pub fn classify(
     kind: EventKind,
-    old: Option<&Value>,
-    new: &Value,
+    old_matches: bool,
+    new: Value,
     params: &ListParams,
 ) -> Option<WatchEvent> {
-    let old_matches = old.is_some_and(|o| params.matches(o));
     match kind {
-        EventKind::Create => params.matches(new).then(|| WatchEvent::Added(new.clone())),
-        EventKind::Delete => params
-            .matches(new)
-            .then(|| WatchEvent::Deleted(new.clone())),
-        EventKind::Update => match (old_matches, params.matches(new)) {
-            (true, true) => Some(WatchEvent::Modified(new.clone())),
-            (false, true) => Some(WatchEvent::Added(new.clone())),
-            (true, false) => Some(WatchEvent::Deleted(new.clone())),
+        EventKind::Create => params.matches(&new).then_some(WatchEvent::Added(new)),
+        EventKind::Delete => params.matches(&new).then_some(WatchEvent::Deleted(new)),
+        EventKind::Update => match (old_matches, params.matches(&new)) {
+            (true, true) => Some(WatchEvent::Modified(new)),
+            (false, true) => Some(WatchEvent::Added(new)),
+            (true, false) => Some(WatchEvent::Deleted(new)),
             (false, false) => None,
         },
     }
@@ -177,9 +175,16 @@ async fn run(
                 Some(Ok(change)) => {
                     revision = change.kv.mod_revision;
                     let new = decode(&change.kv);
-                    let old = change.prev_value.as_ref().map(|v| decode_at(v, revision));
-                    match (new, old.transpose()) {
-                        (Ok(new), Ok(old)) => classify(change.kind, old.as_ref(), &new, &request.params),
+                    // The old object only tells whether an update moved the
+                    // object into or out of a selector's set: without a
+                    // selector it is not decoded at all.
+                    let old_matches = match &change.prev_value {
+                        None => Ok(false),
+                        Some(_) if request.params.selects_all() => Ok(true),
+                        Some(old) => decode_at(old, revision).map(|old| request.params.matches(&old)),
+                    };
+                    match (new, old_matches) {
+                        (Ok(new), Ok(old_matches)) => classify(change.kind, old_matches, new, &request.params),
                         (Err(e), _) | (_, Err(e)) => Some(WatchEvent::Error(e.status())),
                     }
                 }
@@ -218,23 +223,23 @@ mod tests {
         let web = json!({"metadata": {"labels": {"app": "web"}}});
         let other = json!({"metadata": {"labels": {"app": "db"}}});
         assert_eq!(
-            classify(EventKind::Update, Some(&web), &other, &params),
+            classify(EventKind::Update, params.matches(&web), other.clone(), &params),
             Some(WatchEvent::Deleted(other.clone()))
         );
         assert_eq!(
-            classify(EventKind::Update, Some(&other), &web, &params),
+            classify(EventKind::Update, params.matches(&other), web.clone(), &params),
             Some(WatchEvent::Added(web.clone()))
         );
         assert_eq!(
-            classify(EventKind::Update, Some(&other), &other, &params),
+            classify(EventKind::Update, params.matches(&other), other.clone(), &params),
             None
         );
         assert_eq!(
-            classify(EventKind::Update, Some(&web), &web, &params),
+            classify(EventKind::Update, params.matches(&web), web.clone(), &params),
             Some(WatchEvent::Modified(web.clone()))
         );
         assert_eq!(
-            classify(EventKind::Delete, None, &web, &params),
+            classify(EventKind::Delete, false, web.clone(), &params),
             Some(WatchEvent::Deleted(web))
         );
         Ok(())

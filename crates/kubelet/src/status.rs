@@ -502,12 +502,21 @@ async fn write(client: &kube::Client, update: &Update) -> Outcome {
     }
 }
 
+/// Identifies a status for "already written" (64-bit SipHash of its JSON).
+fn status_hash(status: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    status.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Starts the status manager; it alone patches pod status.
 pub fn start_manager(client: kube::Client, shutdown: CancellationToken) -> StatusSender {
     let (tx, mut rx) = mpsc::unbounded_channel::<Update>();
     tokio::spawn(async move {
-        // The last status written, by the UID of the object written to.
-        let mut written: HashMap<String, Value> = HashMap::new();
+        // A hash of the last status written, by the UID of the object
+        // written to (a status kept whole would cost kilobytes per pod).
+        let mut written: HashMap<String, u64> = HashMap::new();
         // Updates to try again, with how many times they were tried.
         let mut pending: HashMap<String, (Update, u32)> = HashMap::new();
         loop {
@@ -525,12 +534,13 @@ pub fn start_manager(client: kube::Client, shutdown: CancellationToken) -> Statu
                 latest.insert(update.uid.clone(), (update, 0));
             }
             for (uid, (update, tries)) in latest {
-                if !update.mirror && written.get(&uid) == Some(&update.status) {
+                let hash = status_hash(&update.status);
+                if !update.mirror && written.get(&uid) == Some(&hash) {
                     continue;
                 }
                 match write(&client, &update).await {
                     Outcome::Written(target) => {
-                        written.insert(target, update.status);
+                        written.insert(target, hash);
                     }
                     Outcome::Gone if update.mirror && tries < MIRROR_TRIES => {
                         pending.insert(uid, (update, tries + 1));

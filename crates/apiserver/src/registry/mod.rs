@@ -30,12 +30,17 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// No label or field selector: every object is in the set.
+    pub fn selects_all(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches_object(object) && self.fields.matches_object(object)
     }
 
     fn predicate(&self) -> Option<Predicate> {
-        if self.labels.is_empty() && self.fields.is_empty() {
+        if self.selects_all() {
             return None;
         }
         let params = self.clone();
