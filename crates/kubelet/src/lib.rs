@@ -208,9 +208,7 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     }
     let api: Api<Pod> = Api::all(agent.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node.name));
-    // Each pod is held by its worker for as long as it runs; managedFields
-    // (most of a pod's size) are for writers, not for running it.
-    let events = watcher(api, config).modify(|pod| pod.metadata.managed_fields = None);
+    let events = watcher(api, config).modify(slim_pod);
     let mut events = std::pin::pin!(events.default_backoff());
     let mut seen_in_relist: Vec<String> = Vec::new();
     loop {
@@ -268,6 +266,18 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
             }
         }
         pods.workers.retain(|_, sender| !sender.is_closed());
+    }
+}
+
+/// Each pod is held by its worker for as long as it runs: what the agent
+/// never reads stays out. managedFields are for writers, and container
+/// statuses are the agent's own record, written back.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
     }
 }
 

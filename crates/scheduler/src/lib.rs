@@ -23,8 +23,49 @@ use skiff_client::{pod_reference, EventRecorder, EventType};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// kubectl's copy of the applied manifest: a second copy of the pod.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// A pod as the scheduler's cache keeps it: what [`algorithm`] reads
+/// (requests, host ports, init containers' restart policy, claims,
+/// tolerations, selectors, gates, phase) and the identity events need.
+/// The rest (managedFields, annotations, env, probes, mounts, container
+/// statuses) would be most of a cached pod's size.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        let slim = |c: &mut k8s_openapi::api::core::v1::Container| {
+            *c = k8s_openapi::api::core::v1::Container {
+                name: std::mem::take(&mut c.name),
+                resources: c.resources.take(),
+                ports: c.ports.take().map(|ports| {
+                    ports.into_iter().filter(|p| p.host_port.is_some()).collect()
+                }),
+                restart_policy: c.restart_policy.take(),
+                ..Default::default()
+            };
+        };
+        spec.containers.iter_mut().for_each(slim);
+        spec.init_containers.iter_mut().flatten().for_each(slim);
+        spec.ephemeral_containers = None;
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| v.persistent_volume_claim.is_some());
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// A node as the scheduler's cache keeps it: without managedFields and
+/// the list of images it holds.
+fn slim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
+}
 
 /// What stops the scheduler.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +75,13 @@ pub enum SchedulerError {
 }
 
 /// Keeps `store` in sync with the API and pokes `changed` on every change.
-fn reflect<K>(api: Api<K>, changed: Arc<Notify>, shutdown: CancellationToken) -> Store<K>
+/// `slim` drops what placing pods never reads: the cache holds every pod.
+fn reflect<K>(
+    api: Api<K>,
+    slim: fn(&mut K),
+    changed: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -45,14 +92,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    // The cache holds every pod and node; what placing pods never reads
-    // stays out of it (managedFields are most of a pod's size).
-    let events = watcher(api, watcher::Config::default()).modify(|object| {
-        object.meta_mut().managed_fields = None;
-        if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-            annotations.remove(LAST_APPLIED);
-        }
-    });
+    let events = watcher(api, watcher::Config::default()).modify(slim);
     let stream = reflector::reflector(writer, events).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -75,11 +115,13 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<()
     let changed = Arc::new(Notify::new());
     let pods = reflect(
         Api::<Pod>::all(client.clone()),
+        slim_pod,
         changed.clone(),
         shutdown.clone(),
     );
     let nodes = reflect(
         Api::<Node>::all(client.clone()),
+        slim_node,
         changed.clone(),
         shutdown.clone(),
     );
@@ -116,7 +158,8 @@ impl Scheduler {
     /// counting this pass's own bindings.
     async fn pass(&mut self, pods: &[Arc<Pod>], nodes: &[Arc<Node>]) {
         let nodes: Vec<Node> = nodes.iter().map(|n| (**n).clone()).collect();
-        let mut assigned: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+        // Shared with the cache: a pass copies no pod.
+        let mut assigned: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
         let mut pending = Vec::new();
         for pod in pods {
             let node = pod
@@ -126,7 +169,7 @@ impl Scheduler {
                 .unwrap_or_default();
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if !node.is_empty() && !matches!(phase, Some("Succeeded" | "Failed")) {
-                assigned.entry(node).or_default().push((**pod).clone());
+                assigned.entry(node).or_default().push(pod.clone());
             } else if algorithm::wants_scheduling(pod) {
                 pending.push(pod.clone());
             }
@@ -142,7 +185,7 @@ impl Scheduler {
         for pod in pending {
             let view: BTreeMap<String, Vec<&Pod>> = assigned
                 .iter()
-                .map(|(k, v)| (k.clone(), v.iter().collect()))
+                .map(|(k, v)| (k.clone(), v.iter().map(|p| &**p).collect()))
                 .collect();
             match algorithm::schedule(&pod, &nodes, &view) {
                 Ok(node) => {
@@ -152,7 +195,7 @@ impl Scheduler {
                         if let Some(spec) = bound.spec.as_mut() {
                             spec.node_name = Some(node_name.clone());
                         }
-                        assigned.entry(node_name).or_default().push(bound);
+                        assigned.entry(node_name).or_default().push(Arc::new(bound));
                     }
                 }
                 Err(fit) => self.unschedulable(&pod, &fit.to_string()).await,
