@@ -53,9 +53,7 @@ pub async fn start(address: SocketAddr, api: Router, data_dir: &Path, shutdown: 
         .context("failed to write the web view's address")?;
     let view = skiff_webview::WebView::new(token, secret(), api);
     tokio::spawn(async move {
-        if let Err(error) = view.serve(listener, shutdown).await {
-            tracing::error!(%error, "the web view stopped");
-        }
+        view.serve(listener, shutdown).await;
     });
     tracing::info!(%url, "web view ready: open it in a browser on this machine");
     eprintln!("Skiff web view: {url}");

@@ -344,3 +344,44 @@ fn the_web_view_shows_pods_live_and_only_to_the_token_holder() -> Result<()> {
     drop(browser);
     Ok(())
 }
+
+/// Sends a keep-alive GET on `stream` and reads the status line.
+fn keep_alive_status(stream: &mut std::net::TcpStream, address: &str) -> Result<String> {
+    write!(stream, "GET / HTTP/1.1\r\nHost: {address}\r\n\r\n")?;
+    let mut line = String::new();
+    BufReader::new(stream.try_clone()?).read_line(&mut line)?;
+    Ok(line)
+}
+
+#[test]
+fn the_web_view_holds_a_bounded_number_of_connections() -> Result<()> {
+    let skiff = Skiff::start()?;
+    let url = std::fs::read_to_string(skiff.data_dir.path().join("web-view.url"))?;
+    let address = url.trim().trim_start_matches("http://").split('/').next().context("address")?.to_string();
+    let cap = skiff_webview::MAX_CONNECTIONS;
+    // `cap` open keep-alive connections, each answered once.
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        let mut stream = std::net::TcpStream::connect(&address)?;
+        let status = keep_alive_status(&mut stream, &address)?;
+        assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+        held.push(stream);
+    }
+    // One more waits in the backlog: no answer while the others stay open.
+    // (A nothing-happens check needs some wait; an uncapped server answers
+    // in about a millisecond.)
+    let mut waiting = std::net::TcpStream::connect(&address)?;
+    waiting.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let early = keep_alive_status(&mut waiting, &address);
+    assert!(early.is_err(), "connection {} was served while {cap} were open: {early:?}", cap + 1);
+    // The API's own listener is not affected.
+    let run = skiff.kubectl(&["get", "namespaces", "-o", "name"])?;
+    assert!(run.stdout.contains("namespace/default"), "{}", run.stderr);
+    // Once one closes, the waiting connection is served.
+    drop(held.pop());
+    waiting.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = String::new();
+    BufReader::new(waiting.try_clone()?).read_line(&mut line)?;
+    assert!(line.starts_with("HTTP/1.1 401"), "{line}");
+    Ok(())
+}

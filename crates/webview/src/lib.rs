@@ -14,13 +14,19 @@
 mod assets;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -29,12 +35,16 @@ const COOKIE: &str = "skiff_web_session";
 /// Subresources the view never reaches: they act on pods or nodes.
 const REFUSED_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
 
-/// What can go wrong serving the view.
-#[derive(Debug, thiserror::Error)]
-pub enum WebViewError {
-    #[error("cannot serve the web view: {source}")]
-    Serve { source: std::io::Error },
-}
+/// At most this many connections at once. A browser needs a handful (an
+/// open page holds a few watch and log streams); more wait in the kernel's
+/// backlog instead of taking the server's file descriptors, which the API
+/// server and the pods need.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Half-sent request headers do not hold a connection (kube-apiserver's
+/// `ReadHeaderTimeout`, as on the API's listener).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
+/// How long open pages (their watch and log streams) get at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The web view: its credentials and the API it shows.
 pub struct WebView {
@@ -62,12 +72,53 @@ impl WebView {
             .with_state(Arc::new(self))
     }
 
-    /// Serves on `listener` until `shutdown`.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), WebViewError> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(|source| WebViewError::Serve { source })
+    /// Serves on `listener` until `shutdown`, with at most
+    /// [`MAX_CONNECTIONS`] connections open.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        let app = self.router();
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let graceful = GracefulShutdown::new();
+        loop {
+            // A free slot before the accept: excess connections wait in the
+            // backlog rather than failing with EMFILE elsewhere.
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let (tcp, remote) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(%error, "web view: accept failed");
+                        // Transient (EMFILE, ECONNABORTED): give it a moment.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let service = TowerToHyperService::new(app.clone());
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let mut builder = Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                if let Err(error) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(%remote, %error, "web view: connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::debug!("web view: open pages were cut off at shutdown");
+        }
     }
 
     fn has_session(&self, headers: &HeaderMap) -> bool {
