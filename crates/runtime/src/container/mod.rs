@@ -8,6 +8,8 @@ pub mod seccomp;
 pub mod monitor;
 pub mod spec;
 
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -107,17 +109,23 @@ impl OciRuntime {
             bundle.join("upper").display(),
             bundle.join("work").display()
         );
-        mount(
-            Some("overlay"),
-            &rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .map_err(|source| ContainerError::Mount {
-            bundle: bundle.display().to_string(),
-            source,
-        })?;
+        if needs_host_propagation(config) {
+            mount(
+                Some("overlay"),
+                &rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options.as_str()),
+            )
+            .map_err(|source| ContainerError::Mount {
+                bundle: bundle.display().to_string(),
+                source,
+            })?;
+        } else {
+            // Mounted at start in the monitor's own mount namespace.
+            let path = bundle.join(PRIVATE_ROOTFS);
+            std::fs::write(&path, &options).map_err(io_err(&path))?;
+        }
         // The config holds the container's environment (Secrets among it).
         let path = bundle.join("config.json");
         write_owner_only(&path, config.to_string().as_bytes()).map_err(io_err(&path))
@@ -161,6 +169,24 @@ impl OciRuntime {
             .stderr(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
+        let private = bundle.join(PRIVATE_ROOTFS);
+        match std::fs::read_to_string(&private) {
+            Ok(options) => {
+                let cstring = |bytes: Vec<u8>| {
+                    CString::new(bytes).map_err(|e| io_err(&private)(std::io::Error::other(e)))
+                };
+                let rootfs = cstring(bundle.join("rootfs").into_os_string().into_vec())?;
+                let options = cstring(options.into_bytes())?;
+                // SAFETY: between fork and exec the closure makes only
+                // syscalls, on strings built before the fork.
+                #[allow(unsafe_code)]
+                unsafe {
+                    command.pre_exec(move || mount_rootfs_privately(&rootfs, &options));
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_err(&private)(error)),
+        }
         command.spawn().map_err(io_err(&self.skiff))
     }
 
@@ -243,6 +269,42 @@ impl OciRuntime {
             Err(e) => Err(io_err(bundle)(e)),
         }
     }
+}
+
+/// In a bundle: the rootfs overlay's options, when the overlay is mounted
+/// in the monitor's own mount namespace rather than the host's.
+const PRIVATE_ROOTFS: &str = "rootfs.overlay";
+
+/// Whether a container needs host mounts to propagate into it
+/// (`HostToContainer`, `Bidirectional`): then its rootfs is mounted where
+/// the host's mounts reach it, in the host's namespace.
+///
+/// Otherwise the overlay lives in a private mount namespace of the
+/// container's monitor and goes with it. Every runtime invocation reads the
+/// whole mount table of its namespace (runc's cgroup and rootfs lookups),
+/// so a host table holding every pod's overlay makes each pod start cost
+/// more as pods are added (measured: ~16 ms more CPU per `runc run` per
+/// 1,000 mounts).
+fn needs_host_propagation(config: &Value) -> bool {
+    let propagating = |option: &Value| {
+        matches!(option.as_str(), Some("rslave" | "slave" | "rshared" | "shared"))
+    };
+    config["linux"]["rootfsPropagation"].is_string()
+        || config["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["options"].as_array().into_iter().flatten().any(propagating))
+}
+
+/// In the monitor's child before exec: a mount namespace of its own, private
+/// (nothing mounted on the host later reaches it, nothing here leaks out),
+/// with the container's rootfs overlay mounted in it.
+fn mount_rootfs_privately(rootfs: &CStr, options: &CStr) -> std::io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(None::<&CStr>, c"/", None::<&CStr>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&CStr>)?;
+    mount(Some(c"overlay"), rootfs, Some(c"overlay"), MsFlags::empty(), Some(options))?;
+    Ok(())
 }
 
 /// A signal as runc takes it (`TERM`, `SIGTERM`, `15`) as its number.
