@@ -256,6 +256,12 @@ async fn containers_of_a_pod_share_localhost_and_volumes() -> Result<()> {
     // monitor has written started.json, so wait for the record.
     let started = wait_started(&server_bundle).await?;
     assert!(Path::new(&format!("/proc/{}", started.pid)).exists());
+    // Its rootfs overlay lives in its monitor's mount namespace only.
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let rootfs = server_bundle.join("rootfs").display().to_string();
+    assert!(!host_mounts.contains(&rootfs), "the overlay is not in the host's mount table");
+    let container_mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", started.pid))?;
+    assert!(container_mounts.lines().any(|l| l.contains(" / / ") && l.contains("overlay")), "{container_mounts}");
     node.runtime.kill("web", "TERM").await?;
     let exited = wait_exit(&server_bundle).await?;
     assert_eq!((exited.exit_code, exited.signal), (0, None));

@@ -394,6 +394,25 @@ fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_propagating_volumes_keep_the_rootfs_in_the_host_namespace() {
+        let bind = |options: serde_json::Value| {
+            serde_json::json!({"mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/data", "type": "bind", "source": "/srv", "options": options},
+            ]})
+        };
+        for (config, host) in [
+            (serde_json::json!({}), false),
+            (bind(serde_json::json!(["rbind", "rprivate", "ro"])), false),
+            (bind(serde_json::json!(["rbind", "rslave"])), true),
+            (bind(serde_json::json!(["rbind", "rshared"])), true),
+            (serde_json::json!({"linux": {"rootfsPropagation": "rslave"}}), true),
+        ] {
+            assert_eq!(needs_host_propagation(&config), host, "{config}");
+        }
+    }
+
     /// Mounts a tmpfs (as root, as the node agent runs); the mount is gone
     /// when the test ends, passing or not.
     #[test]
