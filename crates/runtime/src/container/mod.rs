@@ -8,8 +8,6 @@ pub mod seccomp;
 pub mod monitor;
 pub mod spec;
 
-use std::ffi::{CStr, CString};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -169,24 +167,6 @@ impl OciRuntime {
             .stderr(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
-        let private = bundle.join(PRIVATE_ROOTFS);
-        match std::fs::read_to_string(&private) {
-            Ok(options) => {
-                let cstring = |bytes: Vec<u8>| {
-                    CString::new(bytes).map_err(|e| io_err(&private)(std::io::Error::other(e)))
-                };
-                let rootfs = cstring(bundle.join("rootfs").into_os_string().into_vec())?;
-                let options = cstring(options.into_bytes())?;
-                // SAFETY: between fork and exec the closure makes only
-                // syscalls, on strings built before the fork.
-                #[allow(unsafe_code)]
-                unsafe {
-                    command.pre_exec(move || mount_rootfs_privately(&rootfs, &options));
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io_err(&private)(error)),
-        }
         command.spawn().map_err(io_err(&self.skiff))
     }
 
@@ -273,7 +253,7 @@ impl OciRuntime {
 
 /// In a bundle: the rootfs overlay's options, when the overlay is mounted
 /// in the monitor's own mount namespace rather than the host's.
-const PRIVATE_ROOTFS: &str = "rootfs.overlay";
+pub(crate) const PRIVATE_ROOTFS: &str = "rootfs.overlay";
 
 /// Whether a container needs host mounts to propagate into it
 /// (`HostToContainer`, `Bidirectional`): then its rootfs is mounted where
@@ -297,14 +277,32 @@ fn needs_host_propagation(config: &Value) -> bool {
             .any(|m| m["options"].as_array().into_iter().flatten().any(propagating))
 }
 
-/// In the monitor's child before exec: a mount namespace of its own, private
-/// (nothing mounted on the host later reaches it, nothing here leaks out),
-/// with the container's rootfs overlay mounted in it.
-fn mount_rootfs_privately(rootfs: &CStr, options: &CStr) -> std::io::Result<()> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    mount(None::<&CStr>, c"/", None::<&CStr>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&CStr>)?;
-    mount(Some(c"overlay"), rootfs, Some(c"overlay"), MsFlags::empty(), Some(options))?;
-    Ok(())
+/// For the monitor, while it is single-threaded: if the bundle's overlay
+/// is to be private, a mount namespace of its own (private: nothing mounted
+/// on the host later reaches it, nothing here leaks out) with the overlay
+/// mounted in it. Runs once per monitor, before the runtime.
+pub(crate) fn mount_rootfs_privately(bundle: &Path) -> Result<()> {
+    let private = bundle.join(PRIVATE_ROOTFS);
+    let options = match std::fs::read_to_string(&private) {
+        Ok(options) => options,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(io_err(&private)(error)),
+    };
+    let failed = |source| ContainerError::Mount {
+        bundle: bundle.display().to_string(),
+        source,
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(failed)?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(failed)?;
+    mount(
+        Some("overlay"),
+        &bundle.join("rootfs"),
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(failed)
 }
 
 /// A signal as runc takes it (`TERM`, `SIGTERM`, `15`) as its number.

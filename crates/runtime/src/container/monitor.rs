@@ -196,6 +196,13 @@ pub fn monitor(args: &MonitorArgs) -> std::io::Result<()> {
     // Sockets live in the bundle, named relative to it: a socket path must
     // fit in 108 bytes and a data dir may be deep.
     std::env::set_current_dir(&args.bundle)?;
+    // Before any thread: unshare(CLONE_NEWNS) refuses a threaded process.
+    if let Err(error) = super::mount_rootfs_privately(&args.bundle) {
+        return write_json_atomically(
+            &exit_path,
+            &exit_record(128, None, Some(format!("cannot mount the container's root filesystem: {error}"))),
+        );
+    }
     let console = if args.stdio.tty {
         let _ = fs::remove_file(CONSOLE_SOCKET);
         Some(UnixListener::bind(CONSOLE_SOCKET)?)
