@@ -114,7 +114,6 @@ pub enum ImageError {
 
 pub(super) type Result<T> = std::result::Result<T, ImageError>;
 
-
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
     move |source| ImageError::Io {
         path: path.display().to_string(),
