@@ -1,6 +1,6 @@
 //! Pod networking through real CNI plugins (the containernetworking-plugins
 //! binaries): one IP per pod on a flat bridge network, `hostPort` through
-//! portmap, and `lo` through the loopback plugin. Results of ADD are cached
+//! portmap (`lo` is the sandbox's own: see `sandbox`). Results of ADD are cached
 //! per sandbox so DEL hands the plugins the `prevResult` they need, and so a
 //! restarted node agent can tear down what an earlier one set up.
 
@@ -376,11 +376,9 @@ impl Cni {
         input
     }
 
-    /// Sets up `lo` and the pod interface; returns the pod's address.
+    /// Sets up the pod interface (the sandbox set `lo` up); returns the
+    /// pod's address.
     pub async fn add(&self, attachment: &Attachment) -> Result<PodAddress> {
-        let loopback =
-            json!({"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"});
-        self.invoke(&loopback, "ADD", attachment, "lo").await?;
         let list = self.load_config()?;
         let mut result = Value::Null;
         for plugin in list["plugins"]

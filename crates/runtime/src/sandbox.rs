@@ -1,7 +1,7 @@
 //! The pod sandbox: one small process per pod (`skiff pause`, no image
 //! needed) that creates the pod's network, UTS and IPC namespaces (those the
 //! pod does not take from the host), and with `shareProcessNamespace` a PID
-//! namespace whose init it is; it sets the hostname and holds the
+//! namespace whose init it is; it sets the hostname and `lo` up and holds the
 //! namespaces until it is stopped. Containers join them through
 //! `/proc/<pid>/ns/*`, after checking that `<pid>` is still this sandbox.
 
@@ -27,6 +27,8 @@ pub enum SandboxError {
     NotReady(String),
     #[error("failed to create the sandbox namespaces")]
     Namespaces(#[source] nix::Error),
+    #[error("failed to set the loopback interface up")]
+    Loopback(#[source] std::io::Error),
 }
 
 /// A running sandbox.
@@ -249,6 +251,7 @@ pub fn pause(hostname: &str, options: &SandboxOptions) -> Result<(), SandboxErro
     unshare(flags).map_err(SandboxError::Namespaces)?;
     if !options.host_network {
         sethostname(hostname).map_err(SandboxError::Namespaces)?;
+        bring_up_loopback().map_err(SandboxError::Loopback)?;
     }
     let mut signals = SigSet::empty();
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
@@ -282,6 +285,35 @@ pub fn pause(hostname: &str, options: &SandboxOptions) -> Result<(), SandboxErro
     }
 }
 
+/// Sets `lo` up in the calling thread's network namespace, as CRI-O and
+/// containerd 2 do themselves: the CNI loopback plugin did only this, and
+/// its maintainers deprecate it (one exec of a Go program less per pod).
+fn bring_up_loopback() -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    // SAFETY: an all-zero ifreq is a valid value (a C struct of integers
+    // and arrays); the name fits with its NUL.
+    #[allow(unsafe_code)]
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write only `request`,
+    // which outlives the calls; the union's flags member is the one these
+    // requests use.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn announce(pid: u32) {
     let mut stdout = std::io::stdout();
     if let Err(error) = writeln!(stdout, "{pid}").and_then(|()| stdout.flush()) {
@@ -304,6 +336,24 @@ mod tests {
         assert!(hosts.contains("10.42.0.7\tweb\n"));
         assert!(hosts.ends_with("# Entries added by HostAliases.\n123.45.67.89\tfoo\tbar\n"));
         assert!(!hosts_file(None, "web", &[]).contains("web"));
+    }
+
+    /// In a new network namespace (a thread of its own joins it) `lo` is
+    /// down until the sandbox sets it up; then 127.0.0.1 answers.
+    #[test]
+    fn the_sandbox_sets_loopback_up_in_a_new_network_namespace() -> std::io::Result<()> {
+        std::thread::spawn(|| -> std::io::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            assert!(socket.send_to(b"ping", socket.local_addr()?).is_err(), "lo starts down");
+            bring_up_loopback()?;
+            socket.send_to(b"ping", socket.local_addr()?)?;
+            let mut buffer = [0u8; 4];
+            assert_eq!(socket.recv(&mut buffer)?, 4);
+            Ok(())
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
     }
 
     #[test]
