@@ -80,6 +80,19 @@ pub async fn clean_node(
             tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover pod directory");
         }
     }
+    // API-fed volumes of pods not kept (named as their pod directories),
+    // and with nothing kept the node's tmpfs that holds them.
+    let node_tmpfs = data_dir.join(crate::volumes::NODE_TMPFS_DIR);
+    for entry in entries(&node_tmpfs).filter(|e| !keep.pod_dirs.contains(&data_dir.join("pods").join(e.file_name()))) {
+        if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), %error, "failed to remove a leftover pod's volumes");
+        }
+    }
+    if keep.pod_dirs.is_empty() && skiff_runtime::container::is_mount_point(&node_tmpfs) {
+        if let Err(error) = nix::mount::umount2(&node_tmpfs, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(mount = %node_tmpfs.display(), %error, "failed to unmount the node's tmpfs for API-fed volumes");
+        }
+    }
     // Pod cgroups left empty by the containers above.
     for path in cgroups.pod_cgroups() {
         let uid = path.rsplit('/').next().unwrap_or_default().trim_start_matches("pod");
@@ -97,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn leftovers_go_and_what_is_kept_stays() -> std::io::Result<()> {
         let data = tempfile::tempdir()?;
-        for dir in ["containers/old", "containers/kept", "pods/uid-old", "pods/uid-kept", "sandboxes"] {
+        for dir in ["containers/old", "containers/kept", "pods/uid-old", "pods/uid-kept", "sandboxes", "api-volumes/uid-old/token", "api-volumes/uid-kept/token"] {
             std::fs::create_dir_all(data.path().join(dir))?;
         }
         // A sandbox record whose pid is not a sandbox: only the record goes.
@@ -133,6 +146,8 @@ mod tests {
         assert!(data.path().join("containers/kept").exists());
         assert!(!data.path().join("pods/uid-old").exists());
         assert!(data.path().join("pods/uid-kept").exists());
+        assert!(!data.path().join("api-volumes/uid-old").exists());
+        assert!(data.path().join("api-volumes/uid-kept/token").exists());
         assert!(!data.path().join("sandboxes/s-old").exists());
         assert!(data.path().join("sandboxes/s-kept").exists());
         Ok(())

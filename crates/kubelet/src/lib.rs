@@ -117,6 +117,11 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
         &checkpoint::Keep::of(&adopted),
     )
     .await;
+    let node_tmpfs = agent.data_dir.join(volumes::NODE_TMPFS_DIR);
+    volumes::mount_node_tmpfs(&node_tmpfs).map_err(|source| AgentError::Io {
+        path: node_tmpfs.display().to_string(),
+        source,
+    })?;
     node::register(&agent.client, &agent.node)
         .await
         .map_err(|source| AgentError::Register {

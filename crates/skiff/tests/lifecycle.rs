@@ -492,6 +492,9 @@ spec:
     assert_eq!(std::fs::read_dir(data.join("containers"))?.count(), 0);
     let links = skiff.on_node(&["ip", "-o", "link"])?.ok()?.stdout;
     assert!(!links.contains("veth"), "{links}");
+    // The node's tmpfs for API-fed volumes goes too.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    assert!(!mounts.contains(&data.display().to_string()), "mounts under the data dir are left: {mounts}");
     Ok(())
 }
 

@@ -446,11 +446,28 @@ spec:
         tmpfs(&std::fs::read_to_string("/proc/self/mountinfo")?),
         "the volume is a tmpfs"
     );
+    // The service-account token is memory-backed and read-only in the
+    // container, but on the node's one tmpfs for API-fed volumes, not a
+    // mount per pod.
+    let mounts = skiff.kubectl(&["exec", "duo", "-c", "web", "--", "cat", "/proc/mounts"])?.ok()?.stdout;
+    assert!(
+        mounts.lines().any(|l| l.contains(" /var/run/secrets/kubernetes.io/serviceaccount tmpfs ro,")),
+        "the token volume is a read-only tmpfs in the container: {mounts}"
+    );
+    let node_tmpfs = skiff.data_dir.path().join("api-volumes");
+    let under_node_tmpfs = || -> Result<usize> {
+        let prefix = format!(" {}", node_tmpfs.display());
+        Ok(std::fs::read_to_string("/proc/self/mountinfo")?.lines().filter(|l| l.contains(&prefix)).count())
+    };
+    assert_eq!(under_node_tmpfs()?, 1, "one tmpfs for every pod's API-fed volumes");
+    let pod_volumes = |dir: &std::path::Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pod_volumes(&node_tmpfs), 1, "the pod's directory on it");
     skiff.kubectl(&["delete", "pod", "duo"])?.ok()?;
     assert!(
         !tmpfs(&std::fs::read_to_string("/proc/self/mountinfo")?),
         "the tmpfs is unmounted"
     );
+    assert_eq!(pod_volumes(&node_tmpfs), 0, "the pod's API-fed volumes are gone with it");
     Ok(())
 }
 
@@ -594,11 +611,16 @@ fn create_delete_cycles_leave_nothing_behind() -> Result<()> {
         .filter(|l| !l.contains("skiff kubernetes service"))
         .collect();
     assert!(per_pod.is_empty(), "hostPort rules left: {per_pod:?}");
+    // Only the node's own tmpfs for API-fed volumes stays mounted, empty.
+    let node_tmpfs = data.join("api-volumes").display().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
-    assert!(
-        !mounts.contains(&data.display().to_string()),
-        "mounts under the data dir"
-    );
+    let under_data: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| m.starts_with(&data.display().to_string()) && *m != node_tmpfs)
+        .collect();
+    assert!(under_data.is_empty(), "mounts under the data dir: {under_data:?}");
+    assert_eq!(entries("api-volumes"), Vec::<String>::new(), "pods' API-fed volumes");
     // Pod cgroups of these pods under kubepods (v1 memory hierarchy here,
     // the unified tree on cgroup v2); other tests' pods may run meanwhile.
     let pod_cgroups = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]

@@ -99,17 +99,45 @@ pub fn is_api_fed(kind: Kind) -> bool {
     matches!(kind, Kind::ConfigMap | Kind::Secret | Kind::DownwardApi | Kind::Projected)
 }
 
-/// Whether the volume lives in memory (tmpfs): secrets and projections,
-/// which may hold secrets, as upstream.
-pub fn in_memory(volume: &Volume) -> bool {
+/// Where a memory-backed volume lives, as upstream keeps secrets and
+/// projections (which may hold secrets) and `medium: Memory` emptyDirs off
+/// the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// On disk (or the host's path).
+    No,
+    /// A directory of the node's one tmpfs for API-fed volumes: secrets and
+    /// projections, written by the agent only and read-only to containers,
+    /// so no per-volume size limit applies. One mount for all pods keeps
+    /// the host's mount table (which every runtime start reads and every
+    /// new mount namespace copies) from growing with each pod.
+    NodeTmpfs,
+    /// A tmpfs of its own, sized by the emptyDir's sizeLimit.
+    OwnTmpfs,
+}
+
+/// Whether and where the volume lives in memory.
+pub fn memory(volume: &Volume) -> Memory {
     match kind(volume) {
-        Kind::Secret | Kind::Projected => true,
-        Kind::EmptyDir => volume
-            .empty_dir
-            .as_ref()
-            .is_some_and(|e| e.medium.as_deref() == Some("Memory")),
-        _ => false,
+        Kind::Secret | Kind::Projected => Memory::NodeTmpfs,
+        Kind::EmptyDir if volume.empty_dir.as_ref().is_some_and(|e| e.medium.as_deref() == Some("Memory")) => Memory::OwnTmpfs,
+        _ => Memory::No,
     }
+}
+
+/// The directory of the node's tmpfs for API-fed volumes, in the data dir.
+pub const NODE_TMPFS_DIR: &str = "api-volumes";
+
+/// Mounts the node's tmpfs for API-fed volumes at `dir` unless it is
+/// mounted already (by an earlier agent whose pods were adopted); only root
+/// may enter it.
+pub fn mount_node_tmpfs(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if skiff_runtime::container::is_mount_point(dir) {
+        return Ok(());
+    }
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some("mode=0700"))
+        .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -117,6 +145,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn secrets_and_projections_live_on_the_node_tmpfs_memory_empty_dirs_on_their_own() -> Result<(), serde_json::Error> {
+        let cases = [
+            (json!({"name": "v", "secret": {"secretName": "s"}}), Memory::NodeTmpfs),
+            (json!({"name": "v", "projected": {"sources": []}}), Memory::NodeTmpfs),
+            (json!({"name": "v", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}), Memory::OwnTmpfs),
+            (json!({"name": "v", "emptyDir": {}}), Memory::No),
+            (json!({"name": "v", "configMap": {"name": "c"}}), Memory::No),
+            (json!({"name": "v", "hostPath": {"path": "/tmp"}}), Memory::No),
+        ];
+        for (volume, expected) in cases {
+            assert_eq!(memory(&serde_json::from_value(volume.clone())?), expected, "{volume}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn volumes_are_classified_by_their_source() -> Result<(), serde_json::Error> {

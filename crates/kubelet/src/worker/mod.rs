@@ -272,6 +272,11 @@ impl Worker {
         self.agent.data_dir.join("pods").join(&self.key)
     }
 
+    /// The pod's directory on the node's tmpfs for API-fed volumes.
+    fn node_tmpfs_dir(&self) -> PathBuf {
+        self.agent.data_dir.join(crate::volumes::NODE_TMPFS_DIR).join(&self.key)
+    }
+
     /// The pod's cgroup under `kubepods`, by QoS class (set by the API
     /// server at creation), parent of its containers' cgroups.
     fn cgroup_parent(&self) -> String {

@@ -211,16 +211,17 @@ impl Worker {
         self.agent.containers.remove_pod(&uid);
         self.stop_sandbox().await;
         self.unmount_volumes();
-        let dir = self.pod_dir();
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(pod = %self.key, path = %dir.display(), %error, "failed to remove the pod directory");
+        for dir in [self.pod_dir(), self.node_tmpfs_dir()] {
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(pod = %self.key, path = %dir.display(), %error, "failed to remove the pod directory");
+                }
             }
         }
         tracing::info!(pod = %self.key, "pod torn down");
     }
 
-    /// Unmounts memory-backed volumes of the pod.
+    /// Unmounts the pod's volumes that have a tmpfs of their own.
     pub(super) fn unmount_volumes(&self) {
         let volumes = self.pod_dir().join("volumes");
         for (mount_point, error) in skiff_runtime::container::unmount_children(&volumes) {

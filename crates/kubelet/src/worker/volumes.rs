@@ -137,17 +137,26 @@ impl Worker {
         Ok(true)
     }
 
+    /// Where a volume of the pod lives on the host: a directory of the
+    /// node's tmpfs for secrets and projections, else under the pod's dir.
+    fn volume_path(&self, volume: &Volume) -> PathBuf {
+        match volumes::memory(volume) {
+            volumes::Memory::NodeTmpfs => self.node_tmpfs_dir().join(&volume.name),
+            volumes::Memory::No | volumes::Memory::OwnTmpfs => self.pod_dir().join("volumes").join(&volume.name),
+        }
+    }
+
     /// The host directory behind a volume of the pod (made on first use;
-    /// a tmpfs for memory-backed ones).
+    /// a tmpfs of its own for a `medium: Memory` emptyDir).
     fn volume_dir(&self, volume: &Volume) -> Result<PathBuf, StepError> {
         let name = &volume.name;
-        let dir = self.pod_dir().join("volumes").join(name);
+        let dir = self.volume_path(volume);
         let mount_error = |message: String| StepError::Mount {
             volume: name.clone(),
             message,
         };
         std::fs::create_dir_all(&dir).map_err(|e| mount_error(format!("failed to create {}: {e}", dir.display())))?;
-        if volumes::in_memory(volume) && !skiff_runtime::container::is_mount_point(&dir) {
+        if volumes::memory(volume) == volumes::Memory::OwnTmpfs && !skiff_runtime::container::is_mount_point(&dir) {
             // Sized by an emptyDir's sizeLimit when given.
             let size = volume
                 .empty_dir
@@ -193,7 +202,7 @@ impl Worker {
             let kind = volumes::kind(volume);
             let root = match kind {
                 Kind::HostPath => PathBuf::from(volume.host_path.as_ref().map(|h| h.path.clone()).unwrap_or_default()),
-                _ => self.pod_dir().join("volumes").join(&volume.name),
+                _ => self.volume_path(volume),
             };
             let source = match sub_path(mount, env).map_err(&config_error)? {
                 None => root,
