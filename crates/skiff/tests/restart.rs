@@ -102,8 +102,20 @@ spec:
         Ok(ender_exit.exists())
     })?;
     assert!(alive(pid), "the ticker's process runs on without skiff");
+    // An agent before the node-wide tmpfs gave the token volume a tmpfs of
+    // its own under the pod's directory; its containers have that one
+    // mounted, so an adopting agent must keep writing there.
+    let token_volume = before["spec"]["volumes"][0]["name"].as_str().context("token volume")?.to_string();
+    let pod_dir = data.join("pods").join(format!("default_ticker_{}", before["metadata"]["uid"].as_str().context("uid")?));
+    let own_tmpfs = pod_dir.join("volumes").join(&token_volume);
+    std::fs::create_dir_all(&own_tmpfs)?;
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&own_tmpfs).status()?;
+    anyhow::ensure!(mounted.success(), "mount a tmpfs at {}", own_tmpfs.display());
 
     skiff.restart()?;
+    skiff.wait_for(Duration::from_secs(15), "the adopted pod's token written to its own tmpfs", || {
+        Ok(own_tmpfs.join("token").exists())
+    })?;
     skiff.wait_for(
         Duration::from_secs(30),
         "ender's exit to be reported",

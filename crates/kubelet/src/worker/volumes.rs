@@ -140,9 +140,15 @@ impl Worker {
     /// Where a volume of the pod lives on the host: a directory of the
     /// node's tmpfs for secrets and projections, else under the pod's dir.
     fn volume_path(&self, volume: &Volume) -> PathBuf {
+        let own = self.pod_dir().join("volumes").join(&volume.name);
         match volumes::memory(volume) {
-            volumes::Memory::NodeTmpfs => self.node_tmpfs_dir().join(&volume.name),
-            volumes::Memory::No | volumes::Memory::OwnTmpfs => self.pod_dir().join("volumes").join(&volume.name),
+            // A pod adopted from an agent that gave each such volume a tmpfs
+            // of its own keeps it: its containers have that one mounted, so
+            // refreshed tokens must land there.
+            volumes::Memory::NodeTmpfs if !skiff_runtime::container::is_mount_point(&own) => {
+                self.node_tmpfs_dir().join(&volume.name)
+            }
+            volumes::Memory::NodeTmpfs | volumes::Memory::No | volumes::Memory::OwnTmpfs => own,
         }
     }
 
