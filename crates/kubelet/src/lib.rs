@@ -97,6 +97,18 @@ pub struct Agent {
     pub sources: sources::Sources,
 }
 
+/// Mounts the node's tmpfs for API-fed volumes at `dir` unless it is
+/// mounted already (by an earlier agent whose pods were adopted); only root
+/// may enter it.
+fn mount_node_tmpfs(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if skiff_runtime::container::is_mount_point(dir) {
+        return Ok(());
+    }
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some("mode=0700"))
+        .map_err(std::io::Error::from)
+}
+
 /// Registers the node and runs its pods until `shutdown`.
 pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentError> {
     for dir in ["containers", "sandboxes", "pods"] {
@@ -118,7 +130,7 @@ pub async fn run(agent: Agent, shutdown: CancellationToken) -> Result<(), AgentE
     )
     .await;
     let node_tmpfs = agent.data_dir.join(volumes::NODE_TMPFS_DIR);
-    volumes::mount_node_tmpfs(&node_tmpfs).map_err(|source| AgentError::Io {
+    mount_node_tmpfs(&node_tmpfs).map_err(|source| AgentError::Io {
         path: node_tmpfs.display().to_string(),
         source,
     })?;

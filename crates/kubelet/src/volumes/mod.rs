@@ -128,18 +128,6 @@ pub fn memory(volume: &Volume) -> Memory {
 /// The directory of the node's tmpfs for API-fed volumes, in the data dir.
 pub const NODE_TMPFS_DIR: &str = "api-volumes";
 
-/// Mounts the node's tmpfs for API-fed volumes at `dir` unless it is
-/// mounted already (by an earlier agent whose pods were adopted); only root
-/// may enter it.
-pub fn mount_node_tmpfs(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    if skiff_runtime::container::is_mount_point(dir) {
-        return Ok(());
-    }
-    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some("mode=0700"))
-        .map_err(std::io::Error::from)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
