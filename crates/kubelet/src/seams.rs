@@ -20,7 +20,8 @@ use skiff_runtime::container::{ContainerError, ContainerStdio, OciRuntime};
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
 use skiff_runtime::image::progress::Report;
 use skiff_runtime::image::{Health, Image, ImageError, ImageStore};
-use skiff_runtime::network::{Attachment, Cni, NetworkError, PodAddress};
+use skiff_runtime::network::addresses::{read_host_local, Addresses};
+use skiff_runtime::network::{Attachment, Cni, NetworkError, PodAddress, OWN_NETWORK_NAME};
 use skiff_runtime::sandbox::{Sandbox, SandboxError, SandboxOptions};
 
 /// Sandboxes and containers (kubelet's RuntimeService).
@@ -87,8 +88,51 @@ pub trait PodNetwork: Send + Sync {
 /// The node's CNI, with Skiff's own network (`own`) or the config the
 /// user put in the CNI config directory (`None`, left as it is).
 pub struct NodeNetwork {
-    pub cni: Cni,
-    pub own: Option<skiff_runtime::network::OwnNetwork>,
+    cni: Cni,
+    own: Option<skiff_runtime::network::OwnNetwork>,
+    /// The own network's addresses, once the node has its pod CIDR.
+    addresses: std::sync::Mutex<Option<Addresses>>,
+}
+
+impl NodeNetwork {
+    pub fn new(cni: Cni, own: Option<skiff_runtime::network::OwnNetwork>) -> Self {
+        Self { cni, own, addresses: std::sync::Mutex::new(None) }
+    }
+
+    /// Runs `change` on the own network's addresses, if it has them.
+    fn with_addresses<T>(&self, change: impl FnOnce(&mut Addresses) -> T) -> Option<T> {
+        let mut addresses = self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        addresses.as_mut().map(change)
+    }
+
+    /// Attaches a pod to the own network at an address picked here (see
+    /// [`skiff_runtime::network::addresses`]); an address host-local refuses
+    /// (reserved behind the agent's back) is skipped, and after a few
+    /// refusals host-local picks.
+    async fn add_to_own(&self, attachment: &Attachment) -> Result<PodAddress, NetworkError> {
+        const REFUSALS: usize = 3;
+        for _ in 0..REFUSALS {
+            let Some(Some(ip)) = self.with_addresses(|a| a.pick(&attachment.id)) else {
+                break;
+            };
+            match self.cni.add_requesting(attachment, Some(ip)).await {
+                Ok(address) => return Ok(address),
+                Err(NetworkError::Plugin { message, .. }) if message.contains("is not available") => {
+                    tracing::warn!(sandbox = %attachment.id, %ip, %message, "host-local refused the address picked for the pod; picking another");
+                    self.with_addresses(|a| a.taken_by_another(&attachment.id));
+                }
+                Err(error) => {
+                    self.with_addresses(|a| a.release(&attachment.id));
+                    return Err(error);
+                }
+            }
+        }
+        let address = self.cni.add(attachment).await?;
+        if let Ok(ip) = address.ip.parse() {
+            self.with_addresses(|a| a.reserve(ip, &attachment.id));
+        }
+        Ok(address)
+    }
 }
 
 /// Pod cgroups under one root (`/sys/fs/cgroup` on a node).
@@ -210,17 +254,40 @@ impl PodNetwork for Cni {
 #[async_trait::async_trait]
 impl PodNetwork for NodeNetwork {
     async fn add(&self, attachment: &Attachment) -> Result<PodAddress, NetworkError> {
-        self.cni.add(attachment).await
+        match &self.own {
+            Some(_) => self.add_to_own(attachment).await,
+            None => self.cni.add(attachment).await,
+        }
     }
     async fn remove(&self, sandbox_id: &str) -> Result<(), NetworkError> {
-        self.cni.remove(sandbox_id).await
+        self.cni.remove(sandbox_id).await?;
+        self.with_addresses(|a| a.release(sandbox_id));
+        Ok(())
     }
     fn attached(&self) -> Vec<String> {
         self.cni.attached()
     }
     async fn configure(&self, pod_cidr: &str) -> Result<(), NetworkError> {
         match &self.own {
-            Some(own) => self.cni.configure_own(own, pod_cidr).await,
+            Some(own) => {
+                self.cni.configure_own(own, pod_cidr).await?;
+                // What host-local reserved before (pods adopted after a
+                // restart) stays reserved; the search resumes where it was.
+                let mut addresses = Addresses::new(pod_cidr);
+                if let Some(addresses) = &mut addresses {
+                    let (reserved, last) = read_host_local(&own.ipam_dir.join(OWN_NETWORK_NAME));
+                    for (ip, sandbox) in reserved {
+                        addresses.reserve(ip, &sandbox);
+                    }
+                    if let Some(last) = last {
+                        addresses.resume_after(last);
+                    }
+                } else {
+                    tracing::info!(%pod_cidr, "not an IPv4 pod CIDR; host-local picks pod addresses");
+                }
+                *self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = addresses;
+                Ok(())
+            }
             None => Ok(()),
         }
     }

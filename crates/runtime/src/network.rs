@@ -4,6 +4,9 @@
 //! per sandbox so DEL hands the plugins the `prevResult` they need, and so a
 //! restarted node agent can tear down what an earlier one set up.
 
+pub mod addresses;
+
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -13,6 +16,8 @@ use tokio::io::AsyncWriteExt;
 
 /// The CNI spec version of the configs Skiff writes.
 const CNI_VERSION: &str = "1.0.0";
+/// The name of Skiff's own network (host-local keeps its state under it).
+pub const OWN_NETWORK_NAME: &str = "skiff";
 /// The pod interface name, as kubelet uses.
 pub const POD_INTERFACE: &str = "eth0";
 
@@ -126,7 +131,7 @@ impl Cni {
 pub fn default_conflist(network: &DefaultNetwork, ipam_dir: &Path) -> Value {
     json!({
         "cniVersion": CNI_VERSION,
-        "name": "skiff",
+        "name": OWN_NETWORK_NAME,
         "plugins": [
             {
                 "type": "bridge",
@@ -291,6 +296,7 @@ impl Cni {
         command: &'static str,
         attachment: &Attachment,
         interface: &str,
+        requested: Option<Ipv4Addr>,
     ) -> Result<Value> {
         let plugin = plugin_config["type"].as_str().unwrap_or("").to_string();
         if plugin.is_empty() || plugin.contains('/') {
@@ -300,10 +306,15 @@ impl Cni {
             });
         }
         let binary = self.bin_dir.join(&plugin);
-        let args = format!(
+        let mut args = format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={}",
             attachment.namespace, attachment.name, attachment.id
         );
+        // An address picked for the pod, which IPAM plugins take as
+        // `IP=` (host-local, static); the others ignore it.
+        if let Some(ip) = requested {
+            args.push_str(&format!(";IP={ip}"));
+        }
         let mut child = tokio::process::Command::new(&binary)
             .env_clear()
             .env("CNI_COMMAND", command)
@@ -379,6 +390,12 @@ impl Cni {
     /// Sets up the pod interface (the sandbox set `lo` up); returns the
     /// pod's address.
     pub async fn add(&self, attachment: &Attachment) -> Result<PodAddress> {
+        self.add_requesting(attachment, None).await
+    }
+
+    /// [`Cni::add`], asking the IPAM plugin for `requested` (see
+    /// [`addresses`]).
+    pub async fn add_requesting(&self, attachment: &Attachment, requested: Option<Ipv4Addr>) -> Result<PodAddress> {
         let list = self.load_config()?;
         let mut result = Value::Null;
         for plugin in list["plugins"]
@@ -388,7 +405,7 @@ impl Cni {
             .filter(|p| needed(p, attachment))
         {
             let input = Self::plugin_input(&list, plugin, attachment, &result);
-            match self.invoke(&input, "ADD", attachment, POD_INTERFACE).await {
+            match self.invoke(&input, "ADD", attachment, POD_INTERFACE, requested).await {
                 Ok(output) => result = output,
                 Err(error) => {
                     // Undo what succeeded so nothing leaks.
@@ -420,7 +437,7 @@ impl Cni {
             .filter(|p| needed(p, attachment))
         {
             let input = Self::plugin_input(list, plugin, attachment, result);
-            if let Err(error) = self.invoke(&input, "DEL", attachment, POD_INTERFACE).await {
+            if let Err(error) = self.invoke(&input, "DEL", attachment, POD_INTERFACE, None).await {
                 first_error.get_or_insert(error);
             }
         }

@@ -176,7 +176,7 @@ pub async fn build(
                 .context("failed to open the image store")?,
         ),
         runtime: Arc::new(runtime),
-        network: Arc::new(skiff_kubelet::seams::NodeNetwork { cni, own }),
+        network: Arc::new(skiff_kubelet::seams::NodeNetwork::new(cni, own)),
         cgroups: Arc::new(skiff_runtime::cgroups::Cgroups::system()),
         clock: Arc::new(skiff_kubelet::seams::SystemClock),
         registries,

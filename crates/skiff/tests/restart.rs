@@ -111,6 +111,11 @@ spec:
     std::fs::create_dir_all(&own_tmpfs)?;
     let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&own_tmpfs).status()?;
     anyhow::ensure!(mounted.success(), "mount a tmpfs at {}", own_tmpfs.display());
+    // host-local's cursor just before the ticker's address: the restarted
+    // agent, picking addresses itself, must know that one is taken.
+    let ticker_ip: std::net::Ipv4Addr = before["status"]["podIP"].as_str().context("podIP")?.parse()?;
+    let host_local = data.join("cni/ipam/skiff");
+    std::fs::write(host_local.join("last_reserved_ip.0"), std::net::Ipv4Addr::from(u32::from(ticker_ip) - 1).to_string())?;
 
     skiff.restart()?;
     skiff.wait_for(Duration::from_secs(15), "the adopted pod's token written to its own tmpfs", || {
@@ -159,12 +164,23 @@ spec:
         .kubectl(&["exec", "ticker", "--", "echo", "inside"])?
         .ok()?;
     assert_eq!(exec.stdout.trim(), "inside");
+    // A new pod gets another address than the ticker's, at the first try.
+    skiff.kubectl(&["run", "newcomer", "--image", TEST_IMAGE, "--restart=Never", "--", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"])?.ok()?;
+    skiff.wait_for(Duration::from_secs(30), "the new pod to run", || {
+        Ok(pod(&skiff, "newcomer")?["status"]["phase"] == "Running")
+    })?;
+    let newcomer = pod(&skiff, "newcomer")?;
+    assert_ne!(newcomer["status"]["podIP"], ticker_ip.to_string(), "{newcomer}");
+    assert!(!skiff.log().contains("host-local refused"), "the agent asked for a taken address:\n{}", skiff.log());
+    std::fs::read_to_string(host_local.join(newcomer["status"]["podIP"].as_str().context("podIP")?))
+        .context("host-local recorded the new pod's address")?;
     skiff
         .kubectl(&[
             "delete",
             "pod",
             "ticker",
             "ender",
+            "newcomer",
             "--wait=true",
             "--timeout=30s",
         ])?
