@@ -52,6 +52,18 @@ fn write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
     })
 }
 
+/// Writes a CPU bandwidth setting (`cpu.max`, `cpu.cfs_period_us`,
+/// `cpu.cfs_quota_us`) unless it already holds `value`: the kernel checks
+/// every write against the whole tree of task groups (`walk_tg_tree`), so
+/// writing the defaults into each new pod cgroup cost time in proportion
+/// to the cgroups already on the node.
+fn write_bandwidth(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
+    match std::fs::read_to_string(dir.join(file)) {
+        Ok(current) if current.trim() == value => Ok(()),
+        _ => write(dir, file, value),
+    }
+}
+
 /// The QoS subtrees pod cgroups live in.
 const POD_TREES: [&str; 3] = ["kubepods", "kubepods/burstable", "kubepods/besteffort"];
 
@@ -131,7 +143,7 @@ impl Cgroups {
                 .cpu_quota
                 .map(|q| q.to_string())
                 .unwrap_or_else(|| "max".into());
-            write(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD}"))?;
+            write_bandwidth(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD}"))?;
             let memory = resources
                 .memory_limit
                 .map(|m| m.to_string())
@@ -142,8 +154,8 @@ impl Cgroups {
             let dir = cpu.join(relative);
             std::fs::create_dir_all(&dir)?;
             write(&dir, "cpu.shares", &resources.cpu_shares.to_string())?;
-            write(&dir, "cpu.cfs_period_us", &CPU_PERIOD.to_string())?;
-            write(
+            write_bandwidth(&dir, "cpu.cfs_period_us", &CPU_PERIOD.to_string())?;
+            write_bandwidth(
                 &dir,
                 "cpu.cfs_quota_us",
                 &resources.cpu_quota.unwrap_or(-1).to_string(),
@@ -328,6 +340,25 @@ mod tests {
         assert_eq!(cgroups.pod_cgroups(), vec!["/kubepods/burstable/podu".to_string()]);
         std::fs::write(dir.join("memory.events"), "low 0\noom 1\noom_kill 1\n")?;
         assert!(cgroups.oom_killed("/kubepods/burstable/podu"));
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_bandwidth_already_set_is_not_written_again() -> std::io::Result<()> {
+        let root = tempfile::tempdir()?;
+        let cpu = root.path().join("cpu,cpuacct/kubepods/podq");
+        std::fs::create_dir_all(&cpu)?;
+        // What the kernel shows in a new cgroup.
+        std::fs::write(cpu.join("cpu.cfs_period_us"), "100000\n")?;
+        std::fs::write(cpu.join("cpu.cfs_quota_us"), "-1\n")?;
+        let modified = |file: &str| std::fs::metadata(cpu.join(file)).and_then(|m| m.modified());
+        let (period, quota) = (modified("cpu.cfs_period_us")?, modified("cpu.cfs_quota_us")?);
+        let cgroups = Cgroups::new(root.path());
+        cgroups.ensure_pod_cgroup(&PodResources { cpu_quota: None, ..resources("/kubepods/podq") })?;
+        assert_eq!(modified("cpu.cfs_period_us")?, period);
+        assert_eq!(modified("cpu.cfs_quota_us")?, quota);
+        cgroups.ensure_pod_cgroup(&resources("/kubepods/podq"))?;
+        assert_eq!(std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))?, "50000");
         Ok(())
     }
 
