@@ -20,7 +20,7 @@ use skiff_runtime::container::{ContainerError, ContainerStdio, OciRuntime};
 use skiff_runtime::image::registries::{Credentials, RegistriesConfig};
 use skiff_runtime::image::progress::Report;
 use skiff_runtime::image::{Health, Image, ImageError, ImageStore};
-use skiff_runtime::network::addresses::{read_host_local, Addresses};
+use skiff_runtime::network::addresses::Addresses;
 use skiff_runtime::network::{Attachment, Cni, NetworkError, PodAddress, OWN_NETWORK_NAME};
 use skiff_runtime::sandbox::{Sandbox, SandboxError, SandboxOptions};
 
@@ -271,18 +271,8 @@ impl PodNetwork for NodeNetwork {
         match &self.own {
             Some(own) => {
                 self.cni.configure_own(own, pod_cidr).await?;
-                // What host-local reserved before (pods adopted after a
-                // restart) stays reserved; the search resumes where it was.
-                let mut addresses = Addresses::new(pod_cidr);
-                if let Some(addresses) = &mut addresses {
-                    let (reserved, last) = read_host_local(&own.ipam_dir.join(OWN_NETWORK_NAME));
-                    for (ip, sandbox) in reserved {
-                        addresses.reserve(ip, &sandbox);
-                    }
-                    if let Some(last) = last {
-                        addresses.resume_after(last);
-                    }
-                } else {
+                let addresses = Addresses::resumed(pod_cidr, &own.ipam_dir.join(OWN_NETWORK_NAME));
+                if addresses.is_none() {
                     tracing::info!(%pod_cidr, "not an IPv4 pod CIDR; host-local picks pod addresses");
                 }
                 *self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = addresses;

@@ -12,7 +12,7 @@
 //! Addresses go round-robin from the last one reserved, as host-local's own
 //! allocator does, so a freed address is not handed out again at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -24,16 +24,14 @@ pub struct Addresses {
     /// before the broadcast one).
     first: u32,
     last: u32,
-    /// Reserved address → the sandbox holding it.
-    reserved: HashMap<u32, String>,
-    /// Sandbox → its address.
+    /// Every reserved address, whoever holds it.
+    reserved: HashSet<u32>,
+    /// Sandbox → its address, for the reservations this agent knows the
+    /// holder of.
     by_sandbox: HashMap<String, u32>,
     /// The address last handed out: the search starts after it.
     cursor: u32,
 }
-
-/// Who holds an address host-local refused although it was free here.
-const UNKNOWN_HOLDER: &str = "";
 
 impl Addresses {
     /// The addresses of `cidr` (`10.42.0.0/24`); `None` for anything but
@@ -46,7 +44,22 @@ impl Addresses {
         let network = u32::from(network) & mask;
         let broadcast = network | !mask;
         let (first, last) = (network + 2, broadcast - 1);
-        Some(Self { first, last, reserved: HashMap::new(), by_sandbox: HashMap::new(), cursor: last })
+        Some(Self { first, last, reserved: HashSet::new(), by_sandbox: HashMap::new(), cursor: last })
+    }
+
+    /// The addresses of `cidr` with what host-local's data directory of the
+    /// network (`dir`) already holds reserved (pods adopted after a
+    /// restart keep theirs), the search resuming where host-local's was.
+    pub fn resumed(cidr: &str, dir: &Path) -> Option<Self> {
+        let mut addresses = Self::new(cidr)?;
+        let (reserved, last) = read_host_local(dir);
+        for (ip, sandbox) in reserved {
+            addresses.reserve(ip, &sandbox);
+        }
+        if let Some(last) = last {
+            addresses.resume_after(last);
+        }
+        Some(addresses)
     }
 
     fn contains(&self, ip: u32) -> bool {
@@ -54,14 +67,15 @@ impl Addresses {
     }
 
     /// Notes a reservation made earlier (read back from host-local's data
-    /// directory, or the address a pod got without asking).
+    /// directory, or the address a pod got without asking); `sandbox` is
+    /// empty when the holder is not known.
     pub fn reserve(&mut self, ip: Ipv4Addr, sandbox: &str) {
         let ip = u32::from(ip);
         if !self.contains(ip) {
             return;
         }
-        self.reserved.insert(ip, sandbox.to_string());
-        if sandbox != UNKNOWN_HOLDER {
+        self.reserved.insert(ip);
+        if !sandbox.is_empty() {
             self.by_sandbox.insert(sandbox.to_string(), ip);
         }
     }
@@ -81,17 +95,16 @@ impl Addresses {
         let start = if self.cursor >= self.last { self.first } else { self.cursor + 1 };
         let ip = (0..size)
             .map(|step| self.first + (start - self.first + step) % size)
-            .find(|ip| !self.reserved.contains_key(ip))?;
+            .find(|ip| !self.reserved.contains(ip))?;
         self.cursor = ip;
         self.reserve(Ipv4Addr::from(ip), sandbox);
         Some(Ipv4Addr::from(ip))
     }
 
-    /// host-local refused `sandbox`'s address: someone else holds it.
+    /// host-local refused `sandbox`'s address: someone else holds it, so
+    /// it stays reserved, no longer as the sandbox's.
     pub fn taken_by_another(&mut self, sandbox: &str) {
-        if let Some(ip) = self.by_sandbox.remove(sandbox) {
-            self.reserved.insert(ip, UNKNOWN_HOLDER.to_string());
-        }
+        self.by_sandbox.remove(sandbox);
     }
 
     /// Frees the address of `sandbox` (its network is gone).
@@ -102,7 +115,8 @@ impl Addresses {
     }
 
     /// The address reserved for `sandbox`.
-    pub fn of(&self, sandbox: &str) -> Option<Ipv4Addr> {
+    #[cfg(test)]
+    fn of(&self, sandbox: &str) -> Option<Ipv4Addr> {
         self.by_sandbox.get(sandbox).map(|ip| Ipv4Addr::from(*ip))
     }
 }
@@ -110,7 +124,7 @@ impl Addresses {
 /// What host-local's data directory of one network (`<dataDir>/<name>`)
 /// holds: a file per reserved address, named by it, whose first line is
 /// the container (sandbox) ID; and `last_reserved_ip.<range set>`.
-pub fn read_host_local(dir: &Path) -> (Vec<(Ipv4Addr, String)>, Option<Ipv4Addr>) {
+fn read_host_local(dir: &Path) -> (Vec<(Ipv4Addr, String)>, Option<Ipv4Addr>) {
     let mut reserved = Vec::new();
     let mut last = None;
     for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
@@ -184,6 +198,10 @@ mod tests {
         assert_eq!(reserved, [(ip("10.42.0.7"), "sandbox-a".to_string()), (ip("10.42.0.8"), "sandbox-b".to_string())]);
         assert_eq!(last, Some(ip("10.42.0.8")));
         assert_eq!(read_host_local(&dir.path().join("missing")), (vec![], None));
+        // Both reserved, the search resuming after host-local's last one.
+        let Some(mut addresses) = Addresses::resumed("10.42.0.0/24", dir.path()) else { panic!("valid cidr") };
+        assert_eq!(addresses.of("sandbox-a"), Some(ip("10.42.0.7")));
+        assert_eq!(addresses.pick("new"), Some(ip("10.42.0.9")));
         Ok(())
     }
 }
